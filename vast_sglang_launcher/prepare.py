@@ -20,5 +20,11 @@ def prepare_plan(settings: Settings) -> LaunchPlan:
         argv += ["--model-path", settings.model]
     argv += shlex.split(settings.sglang_args)
     argv += ["--host", settings.sglang_host, "--port", str(settings.sglang_port)]
-    return LaunchPlan(argv=argv, env=env, cwd=settings.workspace, host=settings.sglang_host,
-                      port=settings.sglang_port, model=settings.model)
+    return LaunchPlan(
+        argv=argv,
+        env=env,
+        cwd=settings.workspace,
+        host=settings.sglang_host,
+        port=settings.sglang_port,
+        model=settings.model,
+    )

@@ -48,7 +48,9 @@ class Settings(BaseSettings):
     """File of extra SGLang options appended after `SGLANG_ARGS`; `#` comments, several lines
     and quoted values allowed. A missing file is fine."""
 
-    auto_parallel: bool = Field(True, validation_alias=AliasChoices("AUTO_PARALLEL", "USE_ALL_GPUS"))
+    auto_parallel: bool = Field(
+        True, validation_alias=AliasChoices("AUTO_PARALLEL", "USE_ALL_GPUS")
+    )
     """Spread the model over every visible GPU (tensor parallel, plus data parallel when the
     heads do not divide) unless you chose a parallel layout yourself. `USE_ALL_GPUS` is the
     older name."""
@@ -147,7 +149,9 @@ class Settings(BaseSettings):
     log_dir: Path = Field(Path("/var/log/portal"), validation_alias="LAUNCHER_LOG_DIR")
     """Directory of the log files (sglang.log, provisioning and hotfix logs)."""
 
-    log_format: Literal["console", "json"] = Field("console", validation_alias="LAUNCHER_LOG_FORMAT")
+    log_format: Literal["console", "json"] = Field(
+        "console", validation_alias="LAUNCHER_LOG_FORMAT"
+    )
     """Format of the launcher's own log lines: `console` or `json`."""
 
     log_level: Literal["debug", "info", "warning", "error"] = Field(
@@ -272,9 +276,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for f in Settings.model_fields.values():
         if isinstance(f.validation_alias, AliasChoices):
             names.update(c for c in f.validation_alias.choices if isinstance(c, str))
-    data = {
-        k: v for k, v in env.items() if k in names and (v.strip() or k in _EMPTY_IS_A_VALUE)
-    }
+    data = {k: v for k, v in env.items() if k in names and (v.strip() or k in _EMPTY_IS_A_VALUE)}
     try:
         return Settings(**data)
     except ValidationError as exc:
