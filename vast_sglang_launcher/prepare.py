@@ -1,30 +1,47 @@
-"""Gather the plan's inputs (args file, NVML, config.json) and build the plan."""
+"""Gather the plan's inputs (args file, NVML, config.json, option table), then build the plan.
+
+This is the only impure step before planning: it reads what the environment points at and
+hands plain values to the pure ``build_plan``.
+"""
 
 from __future__ import annotations
 
 import os
-import shlex
+from collections.abc import Mapping
 
-from .plan import LaunchPlan
+from .gpus import discover
+from .model_info import HubAccess, read_model_info
+from .options import load_table, scan
+from .plan import LaunchPlan, build_plan
 from .settings import Settings
+from .user_args import read_user_args
 
 
-def prepare_plan(settings: Settings) -> LaunchPlan:
-    """TEMPORARY STUB until the real planner lands (same signature)."""
-    env = dict(os.environ)
-    if settings.model:
-        env["SGLANG_MODEL"] = env["MODEL_NAME"] = settings.model
-    env["HOME"] = str(settings.workspace)
-    argv = shlex.split(settings.sglang_command)
-    if settings.model:
-        argv += ["--model-path", settings.model]
-    argv += shlex.split(settings.sglang_args)
-    argv += ["--host", settings.sglang_host, "--port", str(settings.sglang_port)]
-    return LaunchPlan(
-        argv=argv,
-        env=env,
-        cwd=settings.workspace,
-        host=settings.sglang_host,
-        port=settings.sglang_port,
-        model=settings.model,
+def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -> LaunchPlan:
+    """Read the args file, count GPUs, read the model's heads, and plan. May raise ConfigError."""
+    base_env = dict(os.environ if environ is None else environ)
+    table = load_table(settings.option_table)
+    user = read_user_args(settings.sglang_args, settings.sglang_args_file)
+    gpus = discover(
+        settings.cuda_visible_devices, settings.nvidia_visible_devices, settings.gpu_count
     )
+    # The user's own --model-path / --revision count, exactly as SGLang would read them.
+    user_scan = scan(table, user.tokens, user.sources)
+    in_args = user_scan.last("model_path")
+    model = in_args.value if in_args is not None and in_args.value else settings.model
+    notes: list[str] = []
+    info = None
+    if model:
+        revision = user_scan.last("revision")
+        hub = HubAccess(
+            settings.hf_endpoint,
+            settings.hf_token.get_secret_value() if settings.hf_token else None,
+            settings.model_info_timeout,
+            settings.hf_hub_offline,
+        )
+        info, warning = read_model_info(
+            model, revision.value if revision else None, settings.hub_cache, hub
+        )
+        if warning:
+            notes.append(warning)
+    return build_plan(settings, user, gpus, info, table, base_env, tuple(notes))

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     hf_hub_cache: Path | None = Field(None, validation_alias="HF_HUB_CACHE")
     """Hugging Face model cache; default `$HF_HOME/hub`."""
 
+    hf_hub_offline: bool = Field(False, validation_alias="HF_HUB_OFFLINE")
+    """Never contact the hub: read config.json only from a local dir or the HF cache."""
+
     option_table: Path = Field(
         Path("/etc/vast-sglang-launcher/sglang-options.json"),
         validation_alias="LAUNCHER_OPTION_TABLE",
@@ -278,7 +281,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             names.update(c for c in f.validation_alias.choices if isinstance(c, str))
     data = {k: v for k, v in env.items() if k in names and (v.strip() or k in _EMPTY_IS_A_VALUE)}
     try:
-        return Settings(**data)
+        return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, env)) from None
 

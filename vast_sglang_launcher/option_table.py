@@ -1,0 +1,82 @@
+"""`option-table`: write the option table of the sglang installed in this Python.
+
+Importing sglang takes seconds, so this runs once when the image is built; the launcher then
+reads the written file at run time (LAUNCHER_OPTION_TABLE) instead of its snapshot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import LauncherError
+from .settings import Settings
+
+
+def _kind(action: argparse.Action) -> str:
+    if action.nargs == 0:
+        return "flag"
+    if action.nargs in ("*", "+") or (isinstance(action.nargs, int) and action.nargs > 1):
+        return "list"
+    if action.nargs == "?":
+        return "optional"
+    return "value"
+
+
+def _plain(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def table_from_parser(
+    add_cli_args: Callable[[argparse.ArgumentParser], None], version: str
+) -> dict[str, Any]:
+    """Build a parser the way SGLang does and describe every option it accepts."""
+    parser = argparse.ArgumentParser(allow_abbrev=True)
+    add_cli_args(parser)
+    options = [
+        {
+            "options": list(a.option_strings),
+            "dest": a.dest,
+            "kind": _kind(a),
+            "default": _plain(a.default),
+            "choices": _plain(list(a.choices)) if a.choices is not None else None,
+        }
+        for a in parser._actions
+        if a.option_strings
+    ]
+    return {"sglang_version": version, "allow_abbrev": parser.allow_abbrev, "options": options}
+
+
+def write_table(table: dict[str, Any], output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=".options-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(table, f, indent=1)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, output)
+
+
+def command_option_table(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        import sglang
+        from sglang.srt.server_args import ServerArgs
+    except ImportError as exc:
+        raise LauncherError(
+            f"sglang is not importable by {sys.executable} ({exc}); run this command with "
+            "the Python that has sglang installed"
+        ) from None
+    version = str(getattr(sglang, "__version__", "unknown"))
+    table = table_from_parser(ServerArgs.add_cli_args, version)
+    write_table(table, Path(args.output))
+    print(f"wrote {len(table['options'])} options of sglang {version} to {args.output}")
+    return 0

@@ -1,0 +1,56 @@
+"""`settings`: every knob with its variable, default and meaning (the README table)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pydantic import AliasChoices
+from pydantic_core import PydanticUndefined
+
+from .settings import Settings, env_name
+
+BEGIN = (
+    "<!-- settings-table:begin (generated: python -m vast_sglang_launcher settings --markdown) -->"
+)
+END = "<!-- settings-table:end -->"
+
+
+def _names(field: str) -> str:
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        names = [c for c in alias.choices if isinstance(c, str)]
+        return " / ".join(f"`{n}`" for n in names)
+    return f"`{env_name(field)}`"
+
+
+def _default(field: str) -> str:
+    value = Settings.model_fields[field].default
+    if value is None or value is PydanticUndefined:
+        return "unset"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, Path):
+        return f"`{value}`"
+    if value == "":
+        return "empty"
+    return f"`{value}`"
+
+
+def markdown_table() -> str:
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for name, info in Settings.model_fields.items():
+        doc = " ".join((info.description or "").split()).replace("|", "\\|")
+        rows.append(f"| {_names(name)} | {_default(name)} | {doc} |")
+    return "\n".join(rows)
+
+
+def command_settings(settings: Settings, args: argparse.Namespace) -> int:
+    table = markdown_table()
+    if args.markdown:
+        print(f"{BEGIN}\n{table}\n{END}")
+        return 0
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        print(f"{env_name(name)}={'' if value is None else value}")
+    return 0
