@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("settings", help="list every setting with its variable and default")
     s.add_argument("--markdown", action="store_true", help="print the README table")
+    s.add_argument("--update-readme", metavar="FILE", help="rewrite the table in README.md")
     return p
 
 

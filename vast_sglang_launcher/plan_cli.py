@@ -47,6 +47,8 @@ def command_plan(settings: Settings, args: argparse.Namespace) -> int:
         data["env"] = {
             k: plan.env[k] for k in ("SGLANG_MODEL", "MODEL_NAME", "HOME") if k in plan.env
         }
+        if plan.model is None:
+            data["warnings"] = [NO_MODEL, *data["warnings"]]
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from .gpus import discover
+from .gpus import GpuInventory, discover
 from .model_info import HubAccess, read_model_info
 from .options import load_table, scan
 from .plan import LaunchPlan, build_plan
@@ -22,16 +22,17 @@ def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -
     base_env = dict(os.environ if environ is None else environ)
     table = load_table(settings.option_table)
     user = read_user_args(settings.sglang_args, settings.sglang_args_file)
-    gpus = discover(
-        settings.cuda_visible_devices, settings.nvidia_visible_devices, settings.gpu_count
-    )
     # The user's own --model-path / --revision count, exactly as SGLang would read them.
     user_scan = scan(table, user.tokens, user.sources)
     in_args = user_scan.last("model_path")
     model = in_args.value if in_args is not None and in_args.value else settings.model
     notes: list[str] = []
     info = None
+    gpus = GpuInventory((), "not checked: no model to serve")
     if model:
+        gpus = discover(
+            settings.cuda_visible_devices, settings.nvidia_visible_devices, settings.gpu_count
+        )
         revision = user_scan.last("revision")
         hub = HubAccess(
             settings.hf_endpoint,

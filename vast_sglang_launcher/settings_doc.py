@@ -45,8 +45,22 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
+def update_readme(path: Path) -> bool:
+    """Replace the table between the markers; True when the file changed."""
+    text = path.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    new = f"{text[:start]}\n{markdown_table()}\n{text[end:]}"
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
 def command_settings(settings: Settings, args: argparse.Namespace) -> int:
     table = markdown_table()
+    if args.update_readme:
+        changed = update_readme(Path(args.update_readme))
+        print(f"{args.update_readme}: {'updated' if changed else 'already current'}")
+        return 0
     if args.markdown:
         print(f"{BEGIN}\n{table}\n{END}")
         return 0

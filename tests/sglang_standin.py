@@ -1,0 +1,462 @@
+"""Stand-in for the SGLang server process (``sglang serve ...``), for tests without a GPU.
+
+Stdlib only. Run as ``python3 tests/sglang_standin.py [SGLang server options...]``.
+
+Options are parsed by a real ``argparse`` parser built from an option table (the JSON
+files in ``vast_sglang_launcher/data``), so unknown and ambiguous options fail exactly as
+they do with the real server (exit status 2, argparse's message on stderr).
+
+Behaviour is driven by environment variables (times in seconds, floats allowed, unset =
+off), all measured from process start unless noted:
+
+``STANDIN_OPTION_TABLE``    path of the option table (default: server-args-0.5.6.post2.json)
+``STANDIN_BIND_DELAY``      wait this long before binding host:port (weight loading)
+``STANDIN_WARMUP``          after binding, /health answers 503 this long (then 200 + ready line)
+``STANDIN_CHILDREN``        spawn N child processes (same process group, die with the parent)
+``STANDIN_CRASH_AFTER``     print STANDIN_CRASH_MESSAGE to stderr, SIGKILL children and itself
+``STANDIN_EXIT_AFTER``      print STANDIN_CRASH_MESSAGE (if set), exit with STANDIN_EXIT_CODE
+``STANDIN_EXIT_CODE``       exit status for STANDIN_EXIT_AFTER (default 0)
+``STANDIN_CRASH_MESSAGE``   text printed to stderr before a crash / exit
+``STANDIN_HANG_AFTER``      stop answering HTTP (connections accepted, requests never answered)
+``STANDIN_IGNORE_SIGTERM``  ``1``: ignore SIGTERM
+``STANDIN_DRAIN``           on SIGTERM/SIGINT: /health answers 503 this long, then exit 0
+``STANDIN_STATE_DIR``       write ``start-<n>.json`` there at start (pid, pgid, sid, args, env)
+``STANDIN_STREAM_INTERVAL`` seconds between streamed chat chunks (default 0.2)
+``STANDIN_ACCESS_LOG``      ``1``: log each HTTP request to stderr
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+START = time.monotonic()
+
+DEFAULT_TABLE = (
+    Path(__file__).resolve().parent.parent
+    / "vast_sglang_launcher"
+    / "data"
+    / "server-args-0.5.6.post2.json"
+)
+
+READY_LINE = "The server is fired up and ready to roll!"
+
+# Child process: die with the parent (PR_SET_PDEATHSIG=SIGKILL), otherwise sleep forever.
+CHILD_CODE = """\
+import ctypes, os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
+except Exception:
+    pass
+ppid = int(sys.argv[1])
+while os.getppid() == ppid:
+    time.sleep(1.0)
+os._exit(0)
+"""
+
+# ServerArgs field names that differ from the argparse dest (ServerArgs.from_cli_args).
+SERVER_ARGS_ALIASES = {
+    "tensor_parallel_size": "tp_size",
+    "pipeline_parallel_size": "pp_size",
+    "data_parallel_size": "dp_size",
+    "expert_parallel_size": "ep_size",
+}
+
+STREAM_PIECES = ["This", " is", " a", " stand-in", " reply."]
+
+
+def env_float(name: str) -> float | None:
+    raw = os.environ.get(name, "").strip()
+    return float(raw) if raw else None
+
+
+def log(msg: str) -> None:
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    print(f"[{stamp}] {msg}", flush=True)
+
+
+def build_parser(table_path: Path) -> argparse.ArgumentParser:
+    table = json.loads(table_path.read_text())
+    parser = argparse.ArgumentParser(
+        prog="sglang serve", allow_abbrev=bool(table.get("allow_abbrev", True))
+    )
+    for opt in table["options"]:
+        dest = opt["dest"]
+        if dest == "help":
+            continue
+        kind = opt["kind"]
+        kwargs: dict[str, Any] = {"dest": dest, "default": opt.get("default")}
+        if kind == "flag":
+            kwargs["action"] = "store_true"
+        else:
+            choices = opt.get("choices")
+            value_type: type = str
+            if choices:
+                kinds = {type(c) for c in choices}
+                if len(kinds) == 1 and kinds != {str}:
+                    value_type = kinds.pop()
+                kwargs["choices"] = choices
+            kwargs["type"] = value_type
+            if kind == "list":
+                kwargs["nargs"] = "*"
+            elif kind == "optional":
+                kwargs["nargs"] = "?"
+        parser.add_argument(*opt["options"], **kwargs)
+    return parser
+
+
+def show(value: Any) -> str:
+    if isinstance(value, str) and value.isdigit():
+        return value
+    return repr(value)
+
+
+class State:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.model = args.model_path
+        served = getattr(args, "served_model_name", None)
+        self.model_id = served or args.model_path
+        self.ready = False
+        self.shutting_down = False
+        self.hung = False
+        self.stream_interval = env_float("STANDIN_STREAM_INTERVAL")
+        if self.stream_interval is None:
+            self.stream_interval = 0.2
+        self.access_log = os.environ.get("STANDIN_ACCESS_LOG") == "1"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "uvicorn"
+    sys_version = ""
+
+    @property
+    def state(self) -> State:
+        return self.server.standin_state  # type: ignore[attr-defined,no-any-return]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.state.access_log:
+            super().log_message(format, *args)
+
+    def _hang_if_needed(self) -> None:
+        if self.state.hung:
+            while True:
+                time.sleep(3600)
+
+    def _send(self, status: int, body: bytes = b"", ctype: str = "application/json") -> None:
+        self.send_response(status)
+        if body:
+            self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+    def _send_json(self, status: int, obj: Any) -> None:
+        self._send(status, json.dumps(obj).encode())
+
+    def do_GET(self) -> None:
+        self._hang_if_needed()
+        st = self.state
+        path = self.path.split("?", 1)[0]
+        if path in ("/health", "/health_generate"):
+            self._send(200 if st.ready and not st.shutting_down else 503)
+        elif path == "/v1/models":
+            self._send_json(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": st.model_id,
+                            "object": "model",
+                            "created": int(time.time()),
+                            "owned_by": "sglang",
+                            "root": st.model_id,
+                        }
+                    ],
+                },
+            )
+        elif path in ("/model_info", "/get_model_info"):
+            self._send_json(200, {"model_path": st.model, "is_generation": True})
+        else:
+            self._send_json(404, {"detail": "Not Found"})
+
+    def do_POST(self) -> None:
+        self._hang_if_needed()
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        path = self.path.split("?", 1)[0]
+        if path != "/v1/chat/completions":
+            self._send_json(404, {"detail": "Not Found"})
+            return
+        error = None
+        try:
+            req = json.loads(raw or b"{}")
+        except ValueError as exc:
+            req, error = None, f"invalid JSON body: {exc}"
+        if not isinstance(req, dict):
+            message = error or "body is not a JSON object"
+            self._send_json(400, {"object": "error", "message": message, "code": 400})
+            return
+        if req.get("stream"):
+            self._stream(req)
+        else:
+            self._complete(req)
+
+    def _complete(self, req: dict[str, Any]) -> None:
+        text = "".join(STREAM_PIECES)
+        self._send_json(
+            200,
+            {
+                "id": uuid.uuid4().hex,
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": req.get("model") or self.state.model_id,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": 10,
+                    "completion_tokens": len(STREAM_PIECES),
+                    "total_tokens": 10 + len(STREAM_PIECES),
+                },
+            },
+        )
+
+    def _stream(self, req: dict[str, Any]) -> None:
+        chunked = self.request_version != "HTTP/1.0"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+
+        def emit(data: bytes) -> None:
+            if chunked:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            else:
+                self.wfile.write(data)
+            self.wfile.flush()
+
+        cid = uuid.uuid4().hex
+        model = req.get("model") or self.state.model_id
+        try:
+            for i, piece in enumerate(STREAM_PIECES):
+                if i:
+                    time.sleep(self.state.stream_interval or 0.0)
+                delta: dict[str, Any] = {"content": piece}
+                if i == 0:
+                    delta["role"] = "assistant"
+                last = i == len(STREAM_PIECES) - 1
+                chunk = {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [
+                        {"index": 0, "delta": delta, "finish_reason": "stop" if last else None}
+                    ],
+                }
+                emit(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            emit(b"data: [DONE]\n\n")
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+
+def spawn_children(n: int) -> list[subprocess.Popen[bytes]]:
+    children = []
+    for i in range(n):
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-c", CHILD_CODE, str(os.getpid()), f"standin-child-{i}"],
+                stdin=subprocess.DEVNULL,
+            )
+        )
+    return children
+
+
+def stop_children(children: list[subprocess.Popen[bytes]], sig: int, grace: float) -> None:
+    for child in children:
+        if child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(sig)
+    deadline = time.monotonic() + grace
+    for child in children:
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def write_state(state_dir: str, args: argparse.Namespace, children: list[Any]) -> None:
+    directory = Path(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "pid": os.getpid(),
+        "pgid": os.getpgid(0),
+        "sid": os.getsid(0),
+        "argv": sys.argv[1:],
+        "args": vars(args),
+        "children": [c.pid for c in children],
+        "env": {
+            "SGLANG_MODEL": os.environ.get("SGLANG_MODEL"),
+            "MODEL_NAME": os.environ.get("MODEL_NAME"),
+            "HOME": os.environ.get("HOME"),
+            "cwd": os.getcwd(),
+        },
+    }
+    data = json.dumps(payload, indent=1, default=str).encode()
+    n = 1
+    while True:
+        path = directory / f"start-{n}.json"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            n += 1
+            continue
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return
+
+
+def main() -> None:
+    table = Path(os.environ.get("STANDIN_OPTION_TABLE") or DEFAULT_TABLE)
+    args = build_parser(table).parse_args()
+
+    host = str(args.host or "127.0.0.1")
+    port = int(args.port if args.port is not None else 30000)
+
+    fields = ", ".join(f"{SERVER_ARGS_ALIASES.get(k, k)}={show(v)}" for k, v in vars(args).items())
+    log(f"server_args=ServerArgs({fields})")
+
+    children = spawn_children(int(os.environ.get("STANDIN_CHILDREN") or 0))
+
+    def finish(code: int) -> None:
+        stop_children(children, signal.SIGTERM, 2.0)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    term_requested: list[str] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        term_requested.append(signal.Signals(signum).name)
+
+    if os.environ.get("STANDIN_IGNORE_SIGTERM") == "1":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    state_dir = os.environ.get("STANDIN_STATE_DIR")
+    if state_dir:
+        write_state(state_dir, args, children)
+
+    bind_delay = env_float("STANDIN_BIND_DELAY") or 0.0
+    warmup = env_float("STANDIN_WARMUP") or 0.0
+    drain = env_float("STANDIN_DRAIN") or 0.0
+    crash_after = env_float("STANDIN_CRASH_AFTER")
+    exit_after = env_float("STANDIN_EXIT_AFTER")
+    exit_code = int(os.environ.get("STANDIN_EXIT_CODE") or 0)
+    hang_after = env_float("STANDIN_HANG_AFTER")
+    message = os.environ.get("STANDIN_CRASH_MESSAGE")
+
+    state = State(args)
+    for i in range(len(children)):
+        log(f"Scheduler process {i} started (pid={children[i].pid})")
+    log("Load weight begin. avail mem=78.50 GB")
+
+    bind_at = START + bind_delay
+    ready_at: float | None = None
+    drain_until: float | None = None
+    server: Server | None = None
+
+    while True:
+        now = time.monotonic()
+        if crash_after is not None and now >= START + crash_after:
+            if message:
+                print(message, file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGKILL)
+        if exit_after is not None and now >= START + exit_after:
+            if message:
+                print(message, file=sys.stderr, flush=True)
+            finish(exit_code)
+        if hang_after is not None and not state.hung and now >= START + hang_after:
+            state.hung = True
+        if term_requested and drain_until is None:
+            state.shutting_down = True
+            drain_until = now + drain
+            log(f"Received {term_requested[0]}, shutting down (drain {drain:g}s).")
+        if drain_until is not None and now >= drain_until:
+            log("Shutdown complete.")
+            if server is not None:
+                server.socket.close()
+            finish(0)
+        if server is None and drain_until is None and now >= bind_at:
+            log("Load weight end. type=StandIn, dtype=torch.bfloat16, mem usage=0.00 GB.")
+            try:
+                server = Server((host, port), Handler)
+            except OSError as exc:
+                print(
+                    f"ERROR: [Errno {exc.errno}] error while attempting to bind on address "
+                    f"({host!r}, {port}): {exc.strerror}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                finish(1)
+                return
+            server.standin_state = state  # type: ignore[attr-defined]
+            threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            ).start()
+            log(f"INFO:     Started server process [{os.getpid()}]")
+            log("INFO:     Waiting for application startup.")
+            log("INFO:     Application startup complete.")
+            log(f"INFO:     Uvicorn running on http://{host}:{port} (Press CTRL+C to quit)")
+            ready_at = now + warmup
+        ready_due = ready_at is not None and now >= ready_at
+        if ready_due and not state.ready and not state.shutting_down:
+            state.ready = True
+            log(READY_LINE)
+        time.sleep(0.01)
+
+
+if __name__ == "__main__":
+    main()

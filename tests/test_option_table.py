@@ -1,0 +1,79 @@
+"""`option-table`: the build-time snapshot of SGLang's parser, read back by the launcher."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from vast_sglang_launcher.option_table import table_from_parser
+from vast_sglang_launcher.options import OptionTable, load_table, scan
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    """The shapes of option SGLang's ServerArgs.add_cli_args declares."""
+    parser.add_argument("--model-path", "--model", type=str, required=False)
+    parser.add_argument("--tensor-parallel-size", "--tp-size", type=int, default=1)
+    parser.add_argument("--enable-metrics", action="store_true")
+    parser.add_argument("--cuda-graph-bs", type=int, nargs="+")
+    parser.add_argument("--hybrid-kvcache-ratio", nargs="?", const=0.5, type=float)
+    parser.add_argument("--load-format", choices=["auto", "pt"], default="auto")
+    parser.add_argument("--weird-default", default=object())
+
+
+def test_table_from_parser_describes_every_option() -> None:
+    table = table_from_parser(add_cli_args, "9.9.9")
+    by_dest = {o["dest"]: o for o in table["options"]}
+    assert table["sglang_version"] == "9.9.9" and table["allow_abbrev"] is True
+    assert by_dest["tensor_parallel_size"]["options"] == ["--tensor-parallel-size", "--tp-size"]
+    assert [by_dest[d]["kind"] for d in ("model_path", "enable_metrics", "cuda_graph_bs",
+                                         "hybrid_kvcache_ratio")] == [
+        "value", "flag", "list", "optional"]
+    assert by_dest["load_format"]["choices"] == ["auto", "pt"]
+    assert isinstance(by_dest["weird_default"]["default"], str)
+    json.dumps(table)  # everything in it is plain JSON
+
+
+def test_written_table_resolves_like_sglang(tmp_path: Path) -> None:
+    table = OptionTable.from_json(table_from_parser(add_cli_args, "9.9.9"), "built")
+    occ = scan(table, ["--tp", "4", "--cuda-graph-bs", "1", "2"]).last("tensor_parallel_size")
+    assert occ is not None and occ.value == "4"
+
+
+def test_command_writes_the_file_the_launcher_prefers(tmp_path: Path) -> None:
+    pkg = tmp_path / "site" / "sglang"
+    (pkg / "srt").mkdir(parents=True)
+    (pkg / "__init__.py").write_text('__version__ = "0.5.9"\n')
+    (pkg / "srt" / "__init__.py").write_text("")
+    (pkg / "srt" / "server_args.py").write_text(textwrap.dedent("""
+        class ServerArgs:
+            @staticmethod
+            def add_cli_args(parser):
+                parser.add_argument("--model-path", "--model")
+                parser.add_argument("--tensor-parallel-size", "--tp-size", type=int)
+                parser.add_argument("--brand-new-flag", action="store_true")
+    """))
+    out = tmp_path / "etc" / "sglang-options.json"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
+    proc = subprocess.run([sys.executable, "-m", "vast_sglang_launcher", "option-table",
+                           "--output", str(out)], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "sglang 0.5.9" in proc.stdout
+    table = load_table(out)
+    assert table.version == "0.5.9"
+    assert scan(table, ["--brand-new-flag"]).problems == []
+    assert scan(load_table(None), ["--brand-new-flag"]).problems  # the snapshot lacks it
+
+
+def test_command_without_sglang_says_which_python(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "vast_sglang_launcher", "option-table",
+                           "--output", str(tmp_path / "x.json")], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 1
+    assert "sglang is not importable" in proc.stderr and sys.executable in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,68 @@
+"""The settings class: names, defaults, aliases, and the README table kept equal to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vast_sglang_launcher.errors import ConfigError
+from vast_sglang_launcher.settings import Settings, load_settings
+from vast_sglang_launcher.settings_doc import BEGIN, END, markdown_table
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_table_equals_the_settings_class() -> None:
+    text = README.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    assert text[start:end].strip() == markdown_table(), (
+        "README settings table is stale: run `python -m vast_sglang_launcher settings "
+        "--update-readme README.md`")
+
+
+def test_every_field_is_documented() -> None:
+    for name, info in Settings.model_fields.items():
+        assert info.description, f"{name} has no docstring"
+
+
+def test_defaults() -> None:
+    s = load_settings({})
+    assert (s.model, s.sglang_command, s.sglang_host, s.sglang_port) == (
+        None, "sglang serve", "127.0.0.1", 18000)
+    assert s.auto_parallel is True
+    assert s.workspace == Path("/workspace")
+    assert s.sglang_args_file == Path("/etc/sglang-args.conf")
+    assert s.marker(".provisioning") == Path("/.provisioning")
+    assert s.hub_cache == Path("/workspace/.cache/huggingface/hub")
+
+
+@pytest.mark.parametrize("value", ["true", "TRUE", "1", "yes", "Yes"])
+def test_truthy(value: str) -> None:
+    assert load_settings({"AUTO_PARALLEL": value}).auto_parallel is True
+
+
+@pytest.mark.parametrize("value", ["false", "False", "0", "no", "NO"])
+def test_falsy(value: str) -> None:
+    assert load_settings({"AUTO_PARALLEL": value}).auto_parallel is False
+
+
+def test_use_all_gpus_is_the_old_name() -> None:
+    assert load_settings({"USE_ALL_GPUS": "false"}).auto_parallel is False
+    assert load_settings({"USE_ALL_GPUS": "false", "AUTO_PARALLEL": "true"}).auto_parallel
+
+
+def test_empty_means_unset_except_for_visibility() -> None:
+    s = load_settings({"GPU_COUNT": "", "SGLANG_PORT": " ", "CUDA_VISIBLE_DEVICES": ""})
+    assert s.gpu_count is None and s.sglang_port == 18000
+    assert s.cuda_visible_devices == ""
+
+
+def test_errors_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"^LAUNCHER_LIVENESS_FAILURES='0' is not valid"):
+        load_settings({"LAUNCHER_LIVENESS_FAILURES": "0"})
+
+
+def test_secrets_do_not_print() -> None:
+    s = load_settings({"HF_TOKEN": "hf_abc", "OPEN_BUTTON_TOKEN": "tok"})
+    assert "hf_abc" not in repr(s) and "tok'" not in repr(s)

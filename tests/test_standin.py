@@ -1,0 +1,315 @@
+"""Tests for tests/sglang_standin.py, the stand-in for the SGLang server process."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+STANDIN = Path(__file__).resolve().parent / "sglang_standin.py"
+READY_LINE = "The server is fired up and ready to roll!"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(pred: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+def all_dead(procs: list[psutil.Process]) -> bool:
+    """True when every process is gone or a zombie (PID 1 here may reap orphans slowly)."""
+    for p in procs:
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            pass
+    return True
+
+
+class Standin:
+    """A running stand-in; stdout/stderr are collected by background threads."""
+
+    def __init__(self, args: list[str], env: dict[str, str], port: int) -> None:
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        full_env = {**os.environ, **env}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(STANDIN), *args],
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _pump(stream: Any, sink: list[str]) -> None:
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+
+    def out(self) -> str:
+        return "\n".join(self.stdout)
+
+    def err(self) -> str:
+        return "\n".join(self.stderr)
+
+    def wait(self, timeout: float = 5.0) -> int:
+        rc = self.proc.wait(timeout=timeout)
+        for t in self._threads:
+            t.join(timeout=2)
+        return rc
+
+    def get(self, path: str, timeout: float = 2.0) -> httpx.Response:
+        return httpx.get(self.base + path, timeout=timeout)
+
+    def status(self, path: str = "/health") -> int | None:
+        try:
+            return self.get(path, timeout=1.0).status_code
+        except httpx.TransportError:
+            return None
+
+    def wait_healthy(self, timeout: float = 5.0) -> None:
+        wait_until(lambda: self.status() == 200, timeout)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[..., Standin]]:
+    started: list[Standin] = []
+
+    def _launch(*args: str, port: int | None = None, **env: Any) -> Standin:
+        port = port or free_port()
+        argv = ["--model-path", "test/model", "--host", "127.0.0.1", "--port", str(port), *args]
+        run = Standin(argv, {k: str(v) for k, v in env.items()}, port)
+        started.append(run)
+        return run
+
+    yield _launch
+    for run in started:
+        kill_group(run.proc)
+
+
+def test_unknown_flag_exits_2() -> None:
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(STANDIN), "--model-path", "m", "--bogus"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert proc.returncode == 2
+    assert "sglang serve: error: unrecognized arguments: --bogus" in proc.stderr
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_ambiguous_abbreviation_exits_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(STANDIN), "--model-path", "m", "--pp", "2"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert proc.returncode == 2
+    assert "ambiguous option: --pp could match" in proc.stderr
+
+
+def test_abbreviation_and_state_files(launch: Callable[..., Standin], tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = {"STANDIN_STATE_DIR": state, "STANDIN_EXIT_AFTER": "0", "MODEL_NAME": "mname"}
+    first = launch("--tp", "2", **env)
+    assert first.wait() == 0
+    second = launch("--tp-size", "4", **env)
+    assert second.wait() == 0
+
+    data = json.loads((state / "start-1.json").read_text())
+    assert data["pid"] == first.proc.pid
+    assert data["pgid"] == first.proc.pid  # started with start_new_session
+    assert data["sid"] == first.proc.pid
+    assert data["argv"][-2:] == ["--tp", "2"]
+    assert data["args"]["tensor_parallel_size"] == "2"
+    assert data["args"]["model_path"] == "test/model"
+    assert data["env"]["MODEL_NAME"] == "mname"
+    assert data["env"]["cwd"] == os.getcwd()
+    assert "server_args=ServerArgs(model_path='test/model'" in first.out()
+    assert "tp_size=2" in first.out()
+
+    data2 = json.loads((state / "start-2.json").read_text())
+    assert data2["args"]["tensor_parallel_size"] == "4"
+    assert sorted(p.name for p in state.iterdir()) == ["start-1.json", "start-2.json"]
+
+
+def test_bind_delay_warmup_and_ready_line(launch: Callable[..., Standin]) -> None:
+    run = launch(STANDIN_BIND_DELAY="0.6", STANDIN_WARMUP="0.6")
+    t0 = time.monotonic()
+    time.sleep(0.2)
+    with pytest.raises(httpx.ConnectError):
+        run.get("/health", timeout=0.5)
+    assert "Load weight begin." in run.out()
+
+    wait_until(lambda: run.status("/v1/models") == 200)
+    bound = time.monotonic() - t0
+    assert bound >= 0.3
+    assert run.status("/health") == 503
+    assert run.status("/health_generate") == 503
+    models = run.get("/v1/models").json()
+    assert models["object"] == "list"
+    assert models["data"][0]["id"] == "test/model"
+    assert READY_LINE not in run.stdout
+
+    run.wait_healthy()
+    assert time.monotonic() - t0 >= 0.9
+    assert run.status("/health_generate") == 200
+    wait_until(lambda: READY_LINE in [line.split("] ", 1)[-1] for line in run.stdout])
+    info = run.get("/model_info").json()
+    assert info == {"model_path": "test/model", "is_generation": True}
+    assert run.status("/nope") == 404
+
+
+def test_children_share_pgid_and_die_with_parent(launch: Callable[..., Standin]) -> None:
+    run = launch(STANDIN_CHILDREN="2")
+    parent = psutil.Process(run.proc.pid)
+    children = wait_until(lambda: len(parent.children()) == 2 and parent.children())
+    pgid = os.getpgid(run.proc.pid)
+    for child in children:
+        assert os.getpgid(child.pid) == pgid
+    run.wait_healthy()
+    # Give the children time to arm PR_SET_PDEATHSIG, then kill only the parent.
+    time.sleep(0.3)
+    os.kill(run.proc.pid, signal.SIGKILL)
+    assert run.wait() == -signal.SIGKILL
+    wait_until(lambda: all_dead(children), timeout=3)
+
+
+def test_crash_after_dies_by_sigkill(launch: Callable[..., Standin]) -> None:
+    run = launch(
+        STANDIN_CHILDREN="1",
+        STANDIN_CRASH_AFTER="0.5",
+        STANDIN_CRASH_MESSAGE="RuntimeError: CUDA error: out of memory",
+    )
+    parent = psutil.Process(run.proc.pid)
+    children = wait_until(parent.children)
+    assert run.wait() == -signal.SIGKILL
+    assert "CUDA error: out of memory" in run.err()
+    wait_until(lambda: all_dead(children), timeout=3)
+
+
+def test_exit_after_with_code(launch: Callable[..., Standin]) -> None:
+    run = launch(STANDIN_EXIT_AFTER="0.2", STANDIN_EXIT_CODE="3", STANDIN_CRASH_MESSAGE="bye")
+    assert run.wait() == 3
+    assert "bye" in run.err()
+
+
+def test_sigterm_drains_then_exits_0(launch: Callable[..., Standin]) -> None:
+    run = launch(STANDIN_CHILDREN="1", STANDIN_DRAIN="0.5")
+    run.wait_healthy()
+    children = psutil.Process(run.proc.pid).children()
+    run.proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: run.status() == 503, timeout=0.4)
+    assert run.wait() == 0
+    wait_until(lambda: all_dead(children), timeout=3)
+
+
+def test_ignore_sigterm(launch: Callable[..., Standin]) -> None:
+    run = launch(STANDIN_IGNORE_SIGTERM="1")
+    run.wait_healthy()
+    run.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.4)
+    assert run.proc.poll() is None
+    assert run.status() == 200
+    run.proc.kill()
+    assert run.wait() == -signal.SIGKILL
+
+
+def test_hang_makes_health_time_out(launch: Callable[..., Standin]) -> None:
+    run = launch(STANDIN_HANG_AFTER="0.6")
+    run.wait_healthy()
+    wait_until(lambda: run.proc.poll() is None and _times_out(run), timeout=3)
+    assert run.proc.poll() is None
+    # The port still accepts connections.
+    with socket.create_connection(("127.0.0.1", run.port), timeout=1):
+        pass
+
+
+def _times_out(run: Standin) -> bool:
+    try:
+        run.get("/health", timeout=0.3)
+    except httpx.ReadTimeout:
+        return True
+    return False
+
+
+def test_chat_completion_non_streaming(launch: Callable[..., Standin]) -> None:
+    run = launch()
+    run.wait_healthy()
+    resp = httpx.post(
+        run.base + "/v1/chat/completions",
+        json={"model": "test/model", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=2,
+    )
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"]["role"] == "assistant"
+    assert body["choices"][0]["message"]["content"]
+
+
+def test_streaming_chunks_arrive_over_time(launch: Callable[..., Standin]) -> None:
+    run = launch(STANDIN_STREAM_INTERVAL="0.15")
+    run.wait_healthy()
+    arrivals: list[tuple[float, str]] = []
+    payload = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.stream("POST", run.base + "/v1/chat/completions", json=payload, timeout=5) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                arrivals.append((time.monotonic(), line[len("data: ") :]))
+    assert len(arrivals) == 6
+    assert arrivals[-1][1] == "[DONE]"
+    chunks = [json.loads(data) for _, data in arrivals[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert arrivals[4][0] - arrivals[0][0] >= 0.45
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(arrivals[:5])]
+    assert min(gaps) >= 0.08
