@@ -23,8 +23,11 @@ class _Memory:
     total: int
 
 
-def make_nvml(devices: list[FakeDevice], migs: dict[str, FakeDevice] | None = None,
-              init_error: str | None = None) -> types.ModuleType:
+def make_nvml(
+    devices: list[FakeDevice],
+    migs: dict[str, FakeDevice] | None = None,
+    init_error: str | None = None,
+) -> types.ModuleType:
     """A module with pynvml's functions, answering for ``devices`` (and MIG UUIDs in ``migs``)."""
     mod = types.ModuleType("pynvml")
     calls: list[str] = []
@@ -67,5 +70,7 @@ def make_nvml(devices: list[FakeDevice], migs: dict[str, FakeDevice] | None = No
 
 
 def h100s(n: int) -> list[FakeDevice]:
-    return [FakeDevice("NVIDIA H100 80GB HBM3", f"GPU-{i:08x}-aaaa-bbbb-cccc-{i:012x}")
-            for i in range(n)]
+    return [
+        FakeDevice("NVIDIA H100 80GB HBM3", f"GPU-{i:08x}-aaaa-bbbb-cccc-{i:012x}")
+        for i in range(n)
+    ]

@@ -52,7 +52,10 @@ def test_details_are_reported() -> None:
     inv = discover("0", None, None, make_nvml(DEVICES))
     gpu = inv.gpus[0]
     assert (gpu.name, gpu.memory_mib, gpu.compute_capability) == (
-        "NVIDIA H100 80GB HBM3", 81559, "9.0")
+        "NVIDIA H100 80GB HBM3",
+        81559,
+        "9.0",
+    )
     assert inv.as_dict()["devices"][0]["uuid"] == DEVICES[0].uuid
 
 

@@ -12,8 +12,7 @@ import pytest
 
 from vast_sglang_launcher.model_info import HubAccess, parse_config, read_model_info
 
-LLAMA = {"architectures": ["LlamaForCausalLM"], "num_attention_heads": 32,
-         "num_key_value_heads": 8}
+LLAMA = {"architectures": ["LlamaForCausalLM"], "num_attention_heads": 32, "num_key_value_heads": 8}
 OFFLINE = HubAccess("http://127.0.0.1:9", None, 1.0, offline=True)
 
 
@@ -69,9 +68,11 @@ def test_missing_local_directory_is_a_warning(tmp_path: Path) -> None:
 
 
 def test_multimodal_heads_are_under_text_config() -> None:
-    cfg = {"architectures": ["Qwen2_5_VLForConditionalGeneration"],
-           "vision_config": {"num_heads": 16},
-           "text_config": {"num_attention_heads": 28, "num_key_value_heads": 4}}
+    cfg = {
+        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+        "vision_config": {"num_heads": 16},
+        "text_config": {"num_attention_heads": 28, "num_key_value_heads": 4},
+    }
     info = parse_config(cfg, "t")
     assert (info.heads, info.kv_heads) == (28, 4)
     info = parse_config({"llm_config": {"num_attention_heads": 40}}, "t")
@@ -102,8 +103,7 @@ def test_hub_with_redirect(tmp_path: Path, hub: str) -> None:
 def test_gated_model_needs_the_token(tmp_path: Path, hub: str) -> None:
     info, warning = read_model_info("org/gated", None, tmp_path, HubAccess(hub, None, 2.0))
     assert info is None and warning and "set HF_TOKEN" in warning
-    info, warning = read_model_info("org/gated", None, tmp_path,
-                                    HubAccess(hub, "hf_secret", 2.0))
+    info, warning = read_model_info("org/gated", None, tmp_path, HubAccess(hub, "hf_secret", 2.0))
     assert info is not None and info.heads == 32
 
 
@@ -114,6 +114,7 @@ def test_revision_is_asked_for(tmp_path: Path, hub: str) -> None:
 
 
 def test_unreachable_hub_is_a_warning_not_a_failure(tmp_path: Path) -> None:
-    info, warning = read_model_info("org/x", None, tmp_path,
-                                    HubAccess("http://127.0.0.1:9", None, 0.5))
+    info, warning = read_model_info(
+        "org/x", None, tmp_path, HubAccess("http://127.0.0.1:9", None, 0.5)
+    )
     assert info is None and warning and "cannot fetch" in warning

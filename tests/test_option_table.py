@@ -30,9 +30,10 @@ def test_table_from_parser_describes_every_option() -> None:
     by_dest = {o["dest"]: o for o in table["options"]}
     assert table["sglang_version"] == "9.9.9" and table["allow_abbrev"] is True
     assert by_dest["tensor_parallel_size"]["options"] == ["--tensor-parallel-size", "--tp-size"]
-    assert [by_dest[d]["kind"] for d in ("model_path", "enable_metrics", "cuda_graph_bs",
-                                         "hybrid_kvcache_ratio")] == [
-        "value", "flag", "list", "optional"]
+    assert [
+        by_dest[d]["kind"]
+        for d in ("model_path", "enable_metrics", "cuda_graph_bs", "hybrid_kvcache_ratio")
+    ] == ["value", "flag", "list", "optional"]
     assert by_dest["load_format"]["choices"] == ["auto", "pt"]
     assert isinstance(by_dest["weird_default"]["default"], str)
     json.dumps(table)  # everything in it is plain JSON
@@ -49,19 +50,25 @@ def test_command_writes_the_file_the_launcher_prefers(tmp_path: Path) -> None:
     (pkg / "srt").mkdir(parents=True)
     (pkg / "__init__.py").write_text('__version__ = "0.5.9"\n')
     (pkg / "srt" / "__init__.py").write_text("")
-    (pkg / "srt" / "server_args.py").write_text(textwrap.dedent("""
+    (pkg / "srt" / "server_args.py").write_text(
+        textwrap.dedent("""
         class ServerArgs:
             @staticmethod
             def add_cli_args(parser):
                 parser.add_argument("--model-path", "--model")
                 parser.add_argument("--tensor-parallel-size", "--tp-size", type=int)
                 parser.add_argument("--brand-new-flag", action="store_true")
-    """))
+    """)
+    )
     out = tmp_path / "etc" / "sglang-options.json"
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
-    proc = subprocess.run([sys.executable, "-m", "vast_sglang_launcher", "option-table",
-                           "--output", str(out)], env=env, capture_output=True, text=True,
-                          timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vast_sglang_launcher", "option-table", "--output", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "sglang 0.5.9" in proc.stdout
     table = load_table(out)
@@ -71,9 +78,19 @@ def test_command_writes_the_file_the_launcher_prefers(tmp_path: Path) -> None:
 
 
 def test_command_without_sglang_says_which_python(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "vast_sglang_launcher", "option-table",
-                           "--output", str(tmp_path / "x.json")], capture_output=True,
-                          text=True, timeout=30)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vast_sglang_launcher",
+            "option-table",
+            "--output",
+            str(tmp_path / "x.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 1
     assert "sglang is not importable" in proc.stderr and sys.executable in proc.stderr
     assert "Traceback" not in proc.stderr

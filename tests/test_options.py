@@ -19,7 +19,8 @@ TABLES = sorted(DATA.glob("server-args-*.json"))
 
 def _standin():
     spec = importlib.util.spec_from_file_location(
-        "sglang_standin", Path(__file__).with_name("sglang_standin.py"))
+        "sglang_standin", Path(__file__).with_name("sglang_standin.py")
+    )
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -58,11 +59,27 @@ CASES = [
     ["--port", "-1"],
     ["--mem-fraction-static", "0.8"],
 ]
-BAD = [["--pp", "2"], ["--bogus"], ["--tp"], ["stray"], ["--tp", "2", "--", "x"],
-       ["--enable-dp-attention=1"]]
-DESTS = ("tensor_parallel_size", "data_parallel_size", "pipeline_parallel_size",
-         "expert_parallel_size", "nnodes", "node_rank", "dist_init_addr", "model_path", "port",
-         "cuda_graph_bs", "enable_dp_attention")
+BAD = [
+    ["--pp", "2"],
+    ["--bogus"],
+    ["--tp"],
+    ["stray"],
+    ["--tp", "2", "--", "x"],
+    ["--enable-dp-attention=1"],
+]
+DESTS = (
+    "tensor_parallel_size",
+    "data_parallel_size",
+    "pipeline_parallel_size",
+    "expert_parallel_size",
+    "nnodes",
+    "node_rank",
+    "dist_init_addr",
+    "model_path",
+    "port",
+    "cuda_graph_bs",
+    "enable_dp_attention",
+)
 
 
 def _ours(table: OptionTable, argv: list[str]) -> dict[str, object]:
@@ -72,8 +89,11 @@ def _ours(table: OptionTable, argv: list[str]) -> dict[str, object]:
     for dest in DESTS:
         occ = result.last(dest)
         if occ is not None:
-            out[dest] = True if occ.values == () else (
-                list(occ.values) if dest == "cuda_graph_bs" else occ.value)
+            out[dest] = (
+                True
+                if occ.values == ()
+                else (list(occ.values) if dest == "cuda_graph_bs" else occ.value)
+            )
     return out
 
 
@@ -89,8 +109,13 @@ def test_same_dests_as_sglang_argparse(table_path: Path, argv: list[str]) -> Non
     assert set(ours) == changed
     for dest, value in ours.items():
         real = getattr(ns, dest)
-        assert (str(real) if not isinstance(real, (bool, list)) else
-                [str(v) for v in real] if isinstance(real, list) else real) == value
+        assert (
+            str(real)
+            if not isinstance(real, (bool, list))
+            else [str(v) for v in real]
+            if isinstance(real, list)
+            else real
+        ) == value
 
 
 @pytest.mark.parametrize("table_path", TABLES, ids=lambda p: p.stem)

@@ -28,7 +28,10 @@ def run_plan(tmp_path: Path, env: dict[str, str], *extra: str) -> subprocess.Com
     }
     return subprocess.run(
         [sys.executable, "-m", "vast_sglang_launcher", "plan", *extra],
-        env=base | env, capture_output=True, text=True, timeout=30,
+        env=base | env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -44,8 +47,9 @@ def resolved(argv: list[str], dest: str) -> str | None:
     return occ.value if occ else None
 
 
-@pytest.mark.parametrize("spelling", ["--tp 2", "--tp-size 2", "--tensor-parallel-size=2",
-                                      "--tensor-par 2"])
+@pytest.mark.parametrize(
+    "spelling", ["--tp 2", "--tp-size 2", "--tensor-parallel-size=2", "--tensor-par 2"]
+)
 @pytest.mark.parametrize("where", ["env", "file"])
 def test_users_tp_is_never_overridden(tmp_path: Path, spelling: str, where: str) -> None:
     env = {"SGLANG_MODEL": "org/m", "GPU_COUNT": "8"}
@@ -59,14 +63,18 @@ def test_users_tp_is_never_overridden(tmp_path: Path, spelling: str, where: str)
     assert plan["argv"][:4] == ["sglang", "serve", "--model-path", "org/m"]
     assert plan["argv"][-4:] == ["--host", "127.0.0.1", "--port", "18000"]
     decision = next(d for d in plan["decisions"] if d["what"] == "tensor parallel")
-    assert decision["source"] == ("SGLANG_ARGS" if where == "env"
-                                  else str(tmp_path / "sglang-args.conf"))
+    assert decision["source"] == (
+        "SGLANG_ARGS" if where == "env" else str(tmp_path / "sglang-args.conf")
+    )
 
 
 def test_shell_metacharacters_stay_literal(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    env = {"SGLANG_MODEL": "org/m", "GPU_COUNT": "1",
-           "SGLANG_ARGS": f"--served-model-name 'a; touch {marker}' $(touch {marker}) `id`"}
+    env = {
+        "SGLANG_MODEL": "org/m",
+        "GPU_COUNT": "1",
+        "SGLANG_ARGS": f"--served-model-name 'a; touch {marker}' $(touch {marker}) `id`",
+    }
     plan = plan_json(tmp_path, env)
     assert f"a; touch {marker}" in plan["argv"]
     assert "$(touch" in plan["argv"] and f"{marker})" in plan["argv"]
@@ -77,22 +85,31 @@ def test_shell_metacharacters_stay_literal(tmp_path: Path) -> None:
 def test_args_file_holds_comments_lines_and_json(tmp_path: Path) -> None:
     (tmp_path / "sglang-args.conf").write_text(
         "# speculative decoding\n--mem-fraction-static 0.85   # leave room\n"
-        "--json-model-override-args '{\"rope_scaling\": {\"factor\": 2.0}}'\n"
+        '--json-model-override-args \'{"rope_scaling": {"factor": 2.0}}\'\n'
     )
-    plan = plan_json(tmp_path, {"SGLANG_MODEL": "org/m", "GPU_COUNT": "1",
-                                "SGLANG_ARGS": "--trust-remote-code"})
+    plan = plan_json(
+        tmp_path, {"SGLANG_MODEL": "org/m", "GPU_COUNT": "1", "SGLANG_ARGS": "--trust-remote-code"}
+    )
     i = plan["argv"].index("--trust-remote-code")
-    assert plan["argv"][i:i + 5] == ["--trust-remote-code", "--mem-fraction-static", "0.85",
-                                     "--json-model-override-args",
-                                     '{"rope_scaling": {"factor": 2.0}}']
+    assert plan["argv"][i : i + 5] == [
+        "--trust-remote-code",
+        "--mem-fraction-static",
+        "0.85",
+        "--json-model-override-args",
+        '{"rope_scaling": {"factor": 2.0}}',
+    ]
 
 
-@pytest.mark.parametrize(("var", "value", "source"), [
-    ("SGLANG_ARGS", "--tp '2", "SGLANG_ARGS"),
-    ("file", '--served-model-name "x', "sglang-args.conf"),
-])
-def test_unbalanced_quotes_name_the_source(tmp_path: Path, var: str, value: str,
-                                           source: str) -> None:
+@pytest.mark.parametrize(
+    ("var", "value", "source"),
+    [
+        ("SGLANG_ARGS", "--tp '2", "SGLANG_ARGS"),
+        ("file", '--served-model-name "x', "sglang-args.conf"),
+    ],
+)
+def test_unbalanced_quotes_name_the_source(
+    tmp_path: Path, var: str, value: str, source: str
+) -> None:
     env = {"SGLANG_MODEL": "org/m"}
     if var == "file":
         (tmp_path / "sglang-args.conf").write_text(value)
@@ -123,18 +140,21 @@ def test_model_name_is_the_fallback_and_sglang_model_wins(tmp_path: Path) -> Non
     assert plan_json(tmp_path, {"MODEL_NAME": "a/b"})["argv"][3] == "a/b"
     plan = plan_json(tmp_path, {"MODEL_NAME": "a/b", "SGLANG_MODEL": "c/d"})
     assert plan["argv"][3] == "c/d"
-    assert plan["env"] == {"SGLANG_MODEL": "c/d", "MODEL_NAME": "c/d",
-                           "HOME": str(tmp_path / "ws")}
+    assert plan["env"] == {"SGLANG_MODEL": "c/d", "MODEL_NAME": "c/d", "HOME": str(tmp_path / "ws")}
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"AUTO_PARALLEL": "maybe"}, "AUTO_PARALLEL='maybe' is not valid"),
-    ({"GPU_COUNT": "-1"}, "GPU_COUNT='-1' is not valid"),
-    ({"SGLANG_PORT": "99999"}, "SGLANG_PORT='99999' is not valid"),
-    ({"USE_ALL_GPUS": "perhaps"}, "USE_ALL_GPUS='perhaps' is not valid"),
-])
-def test_bad_values_exit_78_with_one_line(tmp_path: Path, env: dict[str, str],
-                                          message: str) -> None:
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"AUTO_PARALLEL": "maybe"}, "AUTO_PARALLEL='maybe' is not valid"),
+        ({"GPU_COUNT": "-1"}, "GPU_COUNT='-1' is not valid"),
+        ({"SGLANG_PORT": "99999"}, "SGLANG_PORT='99999' is not valid"),
+        ({"USE_ALL_GPUS": "perhaps"}, "USE_ALL_GPUS='perhaps' is not valid"),
+    ],
+)
+def test_bad_values_exit_78_with_one_line(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
     proc = run_plan(tmp_path, {"SGLANG_MODEL": "org/m", **env})
     assert proc.returncode == 78
     assert message in proc.stderr
@@ -144,9 +164,15 @@ def test_bad_values_exit_78_with_one_line(tmp_path: Path, env: dict[str, str],
 def test_a_model_directory_forces_tp_and_dp(tmp_path: Path) -> None:
     model = tmp_path / "qwen"
     model.mkdir()
-    (model / "config.json").write_text(json.dumps(
-        {"architectures": ["Qwen2ForCausalLM"], "num_attention_heads": 28,
-         "num_key_value_heads": 4}))
+    (model / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["Qwen2ForCausalLM"],
+                "num_attention_heads": 28,
+                "num_key_value_heads": 4,
+            }
+        )
+    )
     plan = plan_json(tmp_path, {"SGLANG_MODEL": str(model), "GPU_COUNT": "8"})
     assert resolved(plan["argv"], "tensor_parallel_size") == "4"
     assert resolved(plan["argv"], "data_parallel_size") == "2"
@@ -156,19 +182,25 @@ def test_a_model_directory_forces_tp_and_dp(tmp_path: Path) -> None:
 
 
 def test_plan_text_shows_command_and_decisions(tmp_path: Path) -> None:
-    proc = run_plan(tmp_path, {"SGLANG_MODEL": "org/m", "GPU_COUNT": "4",
-                               "SGLANG_ARGS": "--context-length 8192"})
+    proc = run_plan(
+        tmp_path,
+        {"SGLANG_MODEL": "org/m", "GPU_COUNT": "4", "SGLANG_ARGS": "--context-length 8192"},
+    )
     assert proc.returncode == 0
     first, *rest = proc.stdout.splitlines()
-    assert first == ("sglang serve --model-path org/m --context-length 8192 --host 127.0.0.1 "
-                     "--port 18000 --tp-size 4")
+    assert first == (
+        "sglang serve --model-path org/m --context-length 8192 --host 127.0.0.1 "
+        "--port 18000 --tp-size 4"
+    )
     assert any(line.startswith("--tp-size") and "GPU_COUNT" in line for line in rest)
 
 
 # --- the pure function --------------------------------------------------------------------
 
-def _plan(tmp_path: Path, args: str = "", gpus: int = 8, info: ModelInfo | None = None,
-          **env: str) -> LaunchPlan:
+
+def _plan(
+    tmp_path: Path, args: str = "", gpus: int = 8, info: ModelInfo | None = None, **env: str
+) -> LaunchPlan:
     environ = {"SGLANG_MODEL": "org/m", "SGLANG_ARGS": args, **env}
     settings = load_settings(environ)
     user = read_user_args(settings.sglang_args, tmp_path / "none.conf")
@@ -180,18 +212,22 @@ def heads(h: int, kv: int | None = None) -> ModelInfo:
     return ModelInfo(h, kv if kv is not None else h, "X", "test")
 
 
-@pytest.mark.parametrize(("gpus", "info", "tp", "dp"), [
-    (8, heads(32, 8), "8", None),
-    (8, heads(28, 4), "4", "2"),
-    (6, heads(32, 8), "2", "3"),
-    (8, heads(64, 1), "8", None),  # kv heads replicate when tp is a multiple of them
-    (8, heads(7, 7), None, "8"),  # nothing above 1 divides: all data parallel
-    (4, None, "4", None),  # heads unknown: all GPUs, with a warning
-    (1, heads(32, 8), None, None),
-    (0, heads(32, 8), None, None),
-])
-def test_auto_layout(tmp_path: Path, gpus: int, info: ModelInfo | None, tp: str | None,
-                     dp: str | None) -> None:
+@pytest.mark.parametrize(
+    ("gpus", "info", "tp", "dp"),
+    [
+        (8, heads(32, 8), "8", None),
+        (8, heads(28, 4), "4", "2"),
+        (6, heads(32, 8), "2", "3"),
+        (8, heads(64, 1), "8", None),  # kv heads replicate when tp is a multiple of them
+        (8, heads(7, 7), None, "8"),  # nothing above 1 divides: all data parallel
+        (4, None, "4", None),  # heads unknown: all GPUs, with a warning
+        (1, heads(32, 8), None, None),
+        (0, heads(32, 8), None, None),
+    ],
+)
+def test_auto_layout(
+    tmp_path: Path, gpus: int, info: ModelInfo | None, tp: str | None, dp: str | None
+) -> None:
     plan = _plan(tmp_path, gpus=gpus, info=info)
     assert resolved(plan.argv, "tensor_parallel_size") == tp
     assert resolved(plan.argv, "data_parallel_size") == dp
@@ -213,8 +249,7 @@ def test_impossible_user_tp_is_kept_with_warnings(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "--tp 16", gpus=8, info=heads(28, 4))
     assert resolved(plan.argv, "tensor_parallel_size") == "16"
     assert "tp=16 x pp=1 x dp=1 needs 16 GPUs but 8 are visible" in plan.warnings
-    assert any("tp=16 does not divide the model's 28 attention heads" in w
-               for w in plan.warnings)
+    assert any("tp=16 does not divide the model's 28 attention heads" in w for w in plan.warnings)
 
 
 def test_auto_parallel_off_adds_nothing(tmp_path: Path) -> None:
@@ -231,8 +266,14 @@ def test_base_gpu_id_reduces_the_usable_gpus(tmp_path: Path) -> None:
 
 
 def test_multi_node_counts_tp_across_nodes(tmp_path: Path) -> None:
-    plan = _plan(tmp_path, gpus=8, info=heads(64, 8), SGLANG_NNODES="2", SGLANG_NODE_RANK="1",
-                 SGLANG_DIST_INIT_ADDR="10.1.1.1:5000")
+    plan = _plan(
+        tmp_path,
+        gpus=8,
+        info=heads(64, 8),
+        SGLANG_NNODES="2",
+        SGLANG_NODE_RANK="1",
+        SGLANG_DIST_INIT_ADDR="10.1.1.1:5000",
+    )
     assert resolved(plan.argv, "tensor_parallel_size") == "16"
     assert resolved(plan.argv, "nnodes") == "2"
     assert resolved(plan.argv, "node_rank") == "1"

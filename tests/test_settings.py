@@ -18,7 +18,8 @@ def test_readme_table_equals_the_settings_class() -> None:
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
     assert text[start:end].strip() == markdown_table(), (
         "README settings table is stale: run `python -m vast_sglang_launcher settings "
-        "--update-readme README.md`")
+        "--update-readme README.md`"
+    )
 
 
 def test_every_field_is_documented() -> None:
@@ -29,7 +30,11 @@ def test_every_field_is_documented() -> None:
 def test_defaults() -> None:
     s = load_settings({})
     assert (s.model, s.sglang_command, s.sglang_host, s.sglang_port) == (
-        None, "sglang serve", "127.0.0.1", 18000)
+        None,
+        "sglang serve",
+        "127.0.0.1",
+        18000,
+    )
     assert s.auto_parallel is True
     assert s.workspace == Path("/workspace")
     assert s.sglang_args_file == Path("/etc/sglang-args.conf")
