@@ -233,6 +233,10 @@ class Settings(BaseSettings):
     caddy_bin: str = Field("caddy", validation_alias="LAUNCHER_CADDY_BIN")
     """Caddy executable that `edge` runs."""
 
+    portal_yaml: Path = Field(Path("/etc/portal.yaml"), validation_alias="LAUNCHER_PORTAL_YAML")
+    """Application list of the Instance Portal, written by `edge` from `PORTAL_CONFIG` on every
+    start (the portal waits for this file)."""
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -1,0 +1,442 @@
+# --- boot steps (hotfix, packages, provisioning, entrypoint): tests/test_boot*.py, ----------
+# --- test_scripts*.py, test_packages*.py, test_entrypoint*.py ------------------------------
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+
+class BootRoot:
+    """A temporary container root: markers, logs, run dir, workspace and a bin dir on PATH.
+
+    `run`/`popen` start the real CLI in a subprocess with an explicit environment.
+    """
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.markers = tmp / "markers"
+        self.logs = tmp / "logs"
+        self.run_dir = tmp / "run"
+        self.workspace = tmp / "workspace"
+        self.bin = tmp / "bin"
+        self.scripts = tmp / "scripts"
+        for d in (self.markers, self.bin, self.scripts):
+            d.mkdir()
+        self.env = {
+            "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LAUNCHER_MARKER_DIR": str(self.markers),
+            "LAUNCHER_LOG_DIR": str(self.logs),
+            "LAUNCHER_RUN_DIR": str(self.run_dir),
+            "WORKSPACE": str(self.workspace),
+            "LAUNCHER_SUPERVISORD_CONFIG": str(tmp / "supervisord.conf"),
+        }
+
+    def marker(self, name: str) -> Path:
+        return self.markers / name
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "vast_sglang_launcher", *args]
+
+    def run(
+        self, *args: str, timeout: float = 30, **env: str
+    ) -> "subprocess.CompletedProcess[str]":
+        return subprocess.run(
+            self.argv(*args),
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.tmp,
+        )
+
+    def popen(self, *args: str, **env: str) -> "subprocess.Popen[str]":
+        return subprocess.Popen(
+            self.argv(*args),
+            env={**self.env, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=self.tmp,
+        )
+
+    def script(self, name: str, body: str | bytes) -> Path:
+        """A local script file (not executable: the launcher copies it)."""
+        path = self.scripts / name
+        path.write_bytes(body.encode() if isinstance(body, str) else body)
+        return path
+
+    def tool(self, name: str, body: str) -> Path:
+        """An executable on the PATH the CLI sees (a fake apt-get, supervisord, ...)."""
+        path = self.bin / name
+        path.write_text(body)
+        path.chmod(0o755)
+        return path
+
+
+@pytest.fixture
+def boot_root(tmp_path: Path) -> BootRoot:
+    return BootRoot(tmp_path)
+
+
+class ScriptServer:
+    """Loopback HTTP server; each path answers a queue of responses (the last one repeats).
+
+    A response is (status, body) or (status, body, headers); the header `X-No-Length: 1`
+    sends the body without Content-Length (closing the connection instead).
+    """
+
+    def __init__(self) -> None:
+        self.routes: dict[str, list[tuple[int, bytes, dict[str, str]]]] = {}
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                queue = server.routes.get(urlsplit(self.path).path)
+                if not queue:
+                    status, body, headers = 404, b"not found\n", {}
+                else:
+                    status, body, headers = queue.pop(0) if len(queue) > 1 else queue[0]
+                self.send_response(status)
+                no_length = headers.get("X-No-Length") == "1"
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                if not no_length:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.thread.start()
+
+    def add(self, path: str, *responses: tuple[Any, ...]) -> str:
+        self.routes[path] = [(r[0], r[1], r[2] if len(r) > 2 else {}) for r in responses]
+        return self.url(path)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def hits(self, path: str) -> int:
+        return sum(1 for p in self.requests if urlsplit(p).path == path)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def script_server() -> Iterator[ScriptServer]:
+    server = ScriptServer()
+    yield server
+    server.close()
+
+
+# --- supervision (run, restart, status): tests/test_supervise*.py, tests/test_status*.py ---
+import json as _json  # noqa: E402
+import shlex as _shlex  # noqa: E402
+import signal as _signal  # noqa: E402
+import socket as _socket  # noqa: E402
+import time as _time  # noqa: E402
+from collections.abc import Callable as _Callable  # noqa: E402
+
+import psutil as _psutil  # noqa: E402
+
+STANDIN = Path(__file__).resolve().parent / "sglang_standin.py"
+
+
+def free_port() -> int:
+    with _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def proc_gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (a zombie counts as gone)."""
+    try:
+        return bool(_psutil.Process(pid).status() == _psutil.STATUS_ZOMBIE)
+    except _psutil.NoSuchProcess:
+        return True
+
+
+class LauncherRig:
+    """A temporary container for `python -m vast_sglang_launcher run` with the stand-in server.
+
+    Every path the launcher uses is under tmp; the stand-in records each start in
+    state/start-N.json. Short periods and backoffs keep the tests fast; a test overrides any
+    variable with `start(**env)`.
+    """
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.run_dir = tmp / "run"
+        self.logs = tmp / "logs"
+        self.markers = tmp / "markers"
+        self.workspace = tmp / "workspace"
+        self.state_dir = tmp / "state"
+        self.model = tmp / "model"
+        self.args_file = tmp / "sglang-args.conf"
+        for d in (self.markers, self.state_dir, self.model):
+            d.mkdir()
+        (self.model / "config.json").write_text(
+            _json.dumps(
+                {
+                    "architectures": ["LlamaForCausalLM"],
+                    "num_attention_heads": 8,
+                    "num_key_value_heads": 8,
+                }
+            )
+        )
+        self.args_file.write_text("")
+        self.port = free_port()
+        self.env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "SGLANG_MODEL": str(self.model),
+            "SGLANG_COMMAND": _shlex.join([sys.executable, str(STANDIN)]),
+            "SGLANG_PORT": str(self.port),
+            "SGLANG_ARGS_FILE": str(self.args_file),
+            "WORKSPACE": str(self.workspace),
+            "LAUNCHER_RUN_DIR": str(self.run_dir),
+            "LAUNCHER_LOG_DIR": str(self.logs),
+            "LAUNCHER_MARKER_DIR": str(self.markers),
+            "GPU_COUNT": "1",
+            "HF_HUB_OFFLINE": "1",
+            "STANDIN_STATE_DIR": str(self.state_dir),
+            "LAUNCHER_STARTUP_PERIOD": "0.05",
+            "LAUNCHER_STARTUP_TIMEOUT": "60",
+            "LAUNCHER_LIVENESS_PERIOD": "0.2",
+            "LAUNCHER_LIVENESS_TIMEOUT": "1",
+            "LAUNCHER_LIVENESS_FAILURES": "2",
+            "LAUNCHER_BACKOFF_INITIAL": "0.1",
+            "LAUNCHER_BACKOFF_MAX": "2",
+            "LAUNCHER_START_RETRIES": "2",
+            "LAUNCHER_STOP_TIMEOUT": "5",
+        }
+        self.launchers: list[subprocess.Popen[bytes]] = []
+        self.out_path = tmp / "launcher.stdout"
+        self.err_path = tmp / "launcher.stderr"
+
+    # --- the launcher -------------------------------------------------------------------
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "vast_sglang_launcher", *args]
+
+    def start(self, **env: str) -> "subprocess.Popen[bytes]":
+        """Start `run` in the background, stdout and stderr to files."""
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            proc = subprocess.Popen(
+                self.argv("run"),
+                env={**self.env, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=self.tmp,
+            )
+        self.launchers.append(proc)
+        return proc
+
+    def cli(self, *args: str, **env: str) -> "subprocess.CompletedProcess[str]":
+        return subprocess.run(
+            self.argv(*args),
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=self.tmp,
+        )
+
+    def stdout(self) -> str:
+        return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
+
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace") if self.err_path.exists() else ""
+
+    def output(self) -> str:
+        return f"--- stdout ---\n{self.stdout()}\n--- stderr ---\n{self.stderr()}"
+
+    # --- what happened --------------------------------------------------------------------
+    def status(self) -> dict[str, Any] | None:
+        try:
+            data = _json.loads((self.run_dir / "status.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def starts(self) -> list[dict[str, Any]]:
+        """The stand-in's start records, oldest first."""
+        found = []
+        for path in self.state_dir.glob("start-*.json"):
+            try:
+                found.append((int(path.stem.split("-")[1]), _json.loads(path.read_text())))
+            except (OSError, ValueError):
+                continue
+        return [data for _, data in sorted(found, key=lambda item: item[0])]
+
+    def tree_pids(self) -> set[int]:
+        """Every server and child pid the stand-in recorded."""
+        pids: set[int] = set()
+        for start in self.starts():
+            pids.add(int(start["pid"]))
+            pids.update(int(c) for c in start.get("children", []))
+        return pids
+
+    def wait_for(self, cond: "_Callable[[], Any]", what: str, timeout: float = 20.0) -> Any:
+        deadline = _time.monotonic() + timeout
+        while True:
+            value = cond()
+            if value:
+                return value
+            if _time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout} s waiting for {what}\n"
+                    f"status: {self.status()}\n{self.output()}"
+                )
+            _time.sleep(0.02)
+
+    def wait_state(self, state: str, timeout: float = 20.0) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            data = self.status()
+            return data if data is not None and data.get("state") == state else None
+
+        return dict(self.wait_for(check, f"state {state}", timeout))
+
+    def wait_starts(self, n: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+        return list(
+            self.wait_for(lambda: len(self.starts()) >= n and self.starts(), f"{n} starts", timeout)
+        )
+
+    def wait_gone(self, pids: set[int], timeout: float = 20.0) -> None:
+        self.wait_for(
+            lambda: all(proc_gone(p) for p in pids), f"processes {sorted(pids)} to end", timeout
+        )
+
+    def wait_exit(self, proc: "subprocess.Popen[bytes]", timeout: float = 20.0) -> int:
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"launcher still running after {timeout} s\nstatus: {self.status()}\n"
+                f"{self.output()}"
+            ) from None
+
+    # --- cleanup ----------------------------------------------------------------------------
+    def cleanup(self) -> None:
+        for proc in self.launchers:
+            if proc.poll() is None:
+                proc.send_signal(_signal.SIGKILL)
+                proc.wait(10)
+        for pid in self.tree_pids():
+            try:
+                p = _psutil.Process(pid)
+                if any(str(STANDIN) in part or "standin" in part for part in p.cmdline()):
+                    p.kill()
+            except (_psutil.Error, OSError):
+                continue
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[LauncherRig]:
+    r = LauncherRig(tmp_path)
+    try:
+        yield r
+    finally:
+        r.cleanup()
+
+
+# --- auth edge, supervisor files, image: tests/test_edge*.py, test_image*.py, test_e2e*.py --
+import contextlib as _contextlib  # noqa: E402
+
+
+@pytest.fixture
+def port_factory() -> _Callable[[], int]:
+    """A factory of loopback ports that were free a moment ago, never the same one twice."""
+    given: set[int] = set()
+
+    def take() -> int:
+        while True:
+            port = free_port()
+            if port not in given:
+                given.add(port)
+                return port
+
+    return take
+
+
+class Reaper:
+    """Kills, at teardown, every process tree it was given (and what they left behind)."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[Any]] = []
+        self.known: dict[int, _psutil.Process] = {}
+
+    def add(self, proc: "subprocess.Popen[Any]") -> "subprocess.Popen[Any]":
+        self.procs.append(proc)
+        self.note(proc.pid)
+        return proc
+
+    def note(self, pid: int) -> None:
+        """Remember `pid` and its current descendants (they may be reparented later)."""
+        with _contextlib.suppress(_psutil.Error):
+            root = _psutil.Process(pid)
+            for p in [root, *root.children(recursive=True)]:
+                self.known.setdefault(p.pid, p)
+
+    def alive(self) -> list[_psutil.Process]:
+        """Remembered processes still running (same pid and start time), zombies excluded."""
+        alive = []
+        for p in self.known.values():
+            with _contextlib.suppress(_psutil.Error):
+                if p.is_running() and p.status() != _psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+        return alive
+
+    def kill_all(self) -> None:
+        for proc in self.procs:
+            self.note(proc.pid)
+        for p in self.alive():
+            with _contextlib.suppress(_psutil.Error):
+                p.send_signal(_signal.SIGKILL)
+        for proc in self.procs:
+            with _contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+        _psutil.wait_procs(list(self.known.values()), timeout=5)
+
+
+@pytest.fixture
+def reaper() -> Iterator[Reaper]:
+    r = Reaper()
+    yield r
+    r.kill_all()
+
+
+def wait_for_port(
+    port: int, proc: "subprocess.Popen[Any] | None" = None, timeout: float = 20.0
+) -> None:
+    """Wait until 127.0.0.1:port accepts connections; fail early when `proc` exits."""
+    deadline = _time.monotonic() + timeout
+    while _time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited with {proc.returncode} before port {port}")
+        try:
+            with _socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            _time.sleep(0.05)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
