@@ -11,12 +11,15 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import psutil
 from conftest import LauncherRig, proc_gone
+
+from vast_sglang_launcher import markers
 
 READY_LINE = "The server is fired up and ready to roll!"
 
@@ -275,7 +278,7 @@ def test_restart_command(rig: LauncherRig) -> None:
 
 def test_provisioning_gate_waits_then_releases(rig: LauncherRig) -> None:
     marker = rig.markers / ".provisioning"
-    marker.write_text("1\n")
+    marker.write_text("")  # made by another tool: no owner recorded, so only removal counts
     launcher = rig.start()
     data = rig.wait_state("waiting_provisioning")
     assert str(marker) in data["message"]
@@ -287,6 +290,24 @@ def test_provisioning_gate_waits_then_releases(rig: LauncherRig) -> None:
     rig.wait_state("starting", timeout=10)
     assert time.monotonic() - t0 < 3, "released by the marker's removal, not a long poll"
     rig.wait_state("ready")
+    launcher.send_signal(signal.SIGTERM)
+    assert rig.wait_exit(launcher) == 0
+
+
+def test_provisioning_gate_does_not_wait_for_a_dead_owner(rig: LauncherRig) -> None:
+    marker = rig.markers / ".provisioning"
+    owner = subprocess.Popen(["sleep", "60"])
+    try:
+        markers.claim(marker, owner.pid)
+        launcher = rig.start()
+        rig.wait_state("waiting_provisioning")
+        time.sleep(0.5)
+        assert rig.starts() == []
+    finally:
+        owner.kill()
+        owner.wait()
+    rig.wait_state("ready", timeout=30)
+    assert not marker.exists(), "the abandoned marker is cleared for the other services"
     launcher.send_signal(signal.SIGTERM)
     assert rig.wait_exit(launcher) == 0
 

@@ -88,8 +88,10 @@ async def wait_until_gone(
     heartbeat: Callable[[float], None] | None = None,
     heartbeat_every: float = 60.0,
     use_inotify: bool = True,
+    abandoned: Callable[[], bool] | None = None,
 ) -> bool:
-    """Return True once ``path`` does not exist, False as soon as ``stop`` is set."""
+    """Return True once ``path`` does not exist (or ``abandoned()`` says its owner is gone),
+    False as soon as ``stop`` is set."""
     loop = asyncio.get_running_loop()
     changed = asyncio.Event()
     watch: DirectoryWatch | None = None
@@ -109,7 +111,7 @@ async def wait_until_gone(
     interval = recheck_interval if watch is not None else poll_interval
     started = last_beat = loop.time()
     try:
-        while os.path.lexists(path):
+        while os.path.lexists(path) and not (abandoned is not None and abandoned()):
             if stop.is_set():
                 return False
             await _first([changed, stop], interval)

@@ -109,3 +109,12 @@ def provisioning_running(marker_dir: Path) -> bool:
     """
     owner = read_owner(marker_dir / PROVISIONING)
     return owner is not None and is_alive(owner)
+
+
+def provisioning_abandoned(marker_dir: Path) -> bool:
+    """True when `.provisioning` names an owner that is no longer running (killed mid-run).
+
+    A marker without a recorded owner (made by another tool) is never called abandoned.
+    """
+    owner = read_owner(marker_dir / PROVISIONING)
+    return owner is not None and owner.pid > 0 and not is_alive(owner)

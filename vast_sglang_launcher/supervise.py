@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 import httpx
 import psutil
 
+from . import markers
 from .errors import EX_CONFIG, ConfigError, LauncherError
 from .failure_hints import hint_for
 from .logs import get_logger
@@ -53,7 +54,6 @@ from .status import StatusFile, iso
 LAUNCHER_PID_FILE = "launcher.pid"
 SERVER_RECORD_FILE = "server.json"
 SERVER_LOG_FILE = "sglang.log"
-PROVISIONING_MARKER = ".provisioning"
 
 
 def _fmt(seconds: float) -> str:
@@ -198,23 +198,33 @@ class Supervisor:
         await self._stop_leftover()
         if self.stop_signal:
             return self._stopped()
-        marker = self.settings.marker(PROVISIONING_MARKER)
+        marker = self.settings.marker(markers.PROVISIONING)
         if os.path.lexists(marker):
             self._status(
                 state="waiting_provisioning",
                 message=f"waiting for provisioning to finish ({marker} exists)",
             )
             self.log.info("waiting for provisioning to finish", marker=str(marker))
+            marker_dir = self.settings.marker_dir
             released = await wait_until_gone(
                 marker,
                 self.stop_event,
                 heartbeat=lambda waited: self.log.info(
                     "still waiting for provisioning", marker=str(marker), waited_s=int(waited)
                 ),
+                abandoned=lambda: markers.provisioning_abandoned(marker_dir),
             )
             if not released:
                 return self._stopped()
-            self.log.info("provisioning finished")
+            if markers.provisioning_abandoned(marker_dir):
+                # Its owner was killed mid-run: waiting longer would wait forever.
+                self.log.warning(
+                    "provisioning died without finishing; starting the server anyway",
+                    marker=str(marker),
+                )
+                markers.remove(marker)
+            else:
+                self.log.info("provisioning finished")
         self.reload_requested = False  # a SIGHUP before the first plan changes nothing
         plan = await self._first_plan()
         if self.stop_signal:
