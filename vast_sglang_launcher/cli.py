@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
-from .errors import LauncherError
+from .errors import LauncherError, report
 from .logs import configure
 from .settings import Settings, load_settings
 
@@ -93,14 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
-    except LauncherError as exc:
-        print(f"vast-sglang-launcher: {exc}", file=sys.stderr)
-        return exc.exit_code
-    configure(settings.log_format, settings.log_level)
-    try:
+        configure(settings.log_format, settings.log_level)
         return _command(args.command)(settings, args)
     except LauncherError as exc:
-        print(f"vast-sglang-launcher: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc)
     except KeyboardInterrupt:
         return 130

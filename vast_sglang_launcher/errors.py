@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 EX_CONFIG = 78  # sysexits.h EX_CONFIG; supervisord treats it as a final exit
 
 
@@ -15,3 +17,9 @@ class ConfigError(LauncherError):
     """A bad setting, args file or package list: fixing the configuration is the remedy."""
 
     exit_code = EX_CONFIG
+
+
+def report(exc: LauncherError) -> int:
+    """Print the one-line explanation on stderr; return the exit status it calls for."""
+    print(f"vast-sglang-launcher: {exc}", file=sys.stderr)
+    return exc.exit_code

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .errors import ConfigError, LauncherError
 from .settings import Settings
+from .user_args import split_words
 
 _SHELL_CHARS = frozenset(";|&$`<>(){}!*?'\"\\") | frozenset(" \t\r\n")
 _SHELL_LEADING = ("#", "~")  # a comment, a home directory: shell syntax at a word's start
@@ -49,15 +50,6 @@ class PackageLists:
     pip: list[str]
 
 
-def _split(var: str, value: str) -> list[str]:
-    try:
-        return shlex.split(value)
-    except ValueError as exc:
-        raise ConfigError(
-            f"{var} cannot be split into package names ({exc}); fix the quoting in {var}"
-        ) from None
-
-
 def _refuse_option(var: str, word: str, tool: str) -> ConfigError:
     return ConfigError(
         f"{var}: {word!r} looks like an option; {var} takes package names only (no option "
@@ -79,7 +71,7 @@ def _refuse_shell(var: str, word: str) -> ConfigError:
 
 def parse_apt_packages(value: str, var: str = "APT_PACKAGES") -> list[str]:
     """The Debian packages of APT_PACKAGES; ConfigError for an option or shell syntax."""
-    words = _split(var, value)
+    words = split_words(value, var, comments=False)
     for word in words:
         if word.startswith("-"):
             raise _refuse_option(var, word, "apt-get")
@@ -92,7 +84,7 @@ def parse_apt_packages(value: str, var: str = "APT_PACKAGES") -> list[str]:
 
 def parse_pip_packages(value: str, var: str = "PIP_PACKAGES") -> list[str]:
     """The requirements of PIP_PACKAGES; ConfigError for an option or shell syntax."""
-    words = _split(var, value)
+    words = split_words(value, var, comments=False)
     for word in words:
         if word.startswith("-"):
             raise _refuse_option(var, word, "pip")

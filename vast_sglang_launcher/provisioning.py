@@ -25,9 +25,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from . import markers
-from .errors import LauncherError
+from .errors import LauncherError, report
 from .interrupts import Interrupted, signals_raise
 from .logs import configure, get_logger
 from .scripts import ScriptError, run_script
@@ -134,20 +135,28 @@ def run_provisioning(
             markers.remove(marker)
         return skipped or StepResult(STEP, "skipped")
     try:
-        try:
-            markers.claim(marker)
-        except OSError as exc:
-            log.error(
-                f"cannot write {markers.PROVISIONING}; provisioning does not run",
-                path=str(marker),
-                error=str(exc),
-            )
-            return StepResult(STEP, "failed", f"cannot write {marker}: {exc}")
+        refused = _claim(marker)
+        if refused is not None:
+            return refused
         if on_claimed is not None:
             on_claimed()
         return _attempt(settings, source, env)
     finally:
         markers.remove(marker)
+
+
+def _claim(marker: Path) -> StepResult | None:
+    """Write `.provisioning` naming this process; a failed step when it cannot be written."""
+    try:
+        markers.claim(marker)
+    except OSError as exc:
+        log.error(
+            f"cannot write {markers.PROVISIONING}; provisioning does not run",
+            path=str(marker),
+            error=str(exc),
+        )
+        return StepResult(STEP, "failed", f"cannot write {marker}: {exc}")
+    return None
 
 
 # --- in the background of a boot ----------------------------------------------------------
@@ -179,15 +188,9 @@ def start_background(settings: Settings, env: Mapping[str, str]) -> StepResult:
     if skipped is not None:
         return skipped
     marker = settings.marker(markers.PROVISIONING)
-    try:
-        markers.claim(marker)
-    except OSError as exc:
-        log.error(
-            f"cannot write {markers.PROVISIONING}; provisioning does not run",
-            path=str(marker),
-            error=str(exc),
-        )
-        return StepResult(STEP, "failed", f"cannot write {marker}: {exc}")
+    refused = _claim(marker)
+    if refused is not None:
+        return refused
     read_fd, write_fd = os.pipe()
     try:
         child = subprocess.Popen(
@@ -237,13 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = load_settings()
-    except LauncherError as exc:
-        print(f"vast-sglang-launcher: {exc}", file=sys.stderr)
-        return exc.exit_code
-    configure(settings.log_format, settings.log_level)
-    try:
+        configure(settings.log_format, settings.log_level)
         with signals_raise():
             result = run_provisioning(settings, os.environ, owned=True, on_claimed=ready)
+    except LauncherError as exc:
+        return report(exc)
     except Interrupted as exc:
         log.warning("provisioning interrupted; it runs again on the next boot", signal=str(exc))
         return exc.exit_status

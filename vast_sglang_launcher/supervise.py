@@ -307,10 +307,7 @@ class Supervisor:
     # --- one start of the server ----------------------------------------------------------
 
     def _server_env(self, plan: LaunchPlan) -> dict[str, str]:
-        env = dict(plan.env)
-        if plan.model:
-            env["SGLANG_MODEL"] = env["MODEL_NAME"] = plan.model
-        env["HOME"] = str(self.settings.workspace)
+        env = dict(plan.env)  # the plan exports SGLANG_MODEL, MODEL_NAME and HOME already
         env.setdefault("PYTHONUNBUFFERED", "1")  # lines arrive as printed, not in 8 KiB blocks
         return env
 

@@ -16,13 +16,14 @@ class UserArgs:
     """Where each token came from: "SGLANG_ARGS" or the args file's path."""
 
 
-def split_words(text: str, source: str) -> list[str]:
+def split_words(text: str, source: str, *, comments: bool = True) -> list[str]:
     """Split into words like a POSIX shell (quotes, escapes, `#` comments), never run one."""
     try:
-        return shlex.split(text, comments=True, posix=True)
+        return shlex.split(text, comments=comments, posix=True)
     except ValueError as exc:
         raise ConfigError(
-            f"{source}: cannot split into arguments ({exc}); balance the quotes or escape them"
+            f"{source}: cannot split into words ({exc}); fix the quoting in {source}: "
+            "balance the quotes or escape them"
         ) from None
 
 
