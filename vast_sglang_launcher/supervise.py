@@ -246,7 +246,7 @@ class Supervisor:
             verdict = self.policy.decide(outcome)
             if verdict.give_up:
                 return self._give_up(verdict, outcome)
-            if not await self._backoff(verdict.delay):
+            if not await self._backoff(verdict.delay, self._hint(outcome)):
                 return self._stopped()
             if self.next_plan is not None:
                 plan, self.next_plan = self.next_plan, None
@@ -562,7 +562,13 @@ class Supervisor:
 
     # --- after a failure ------------------------------------------------------------------
 
-    async def _backoff(self, delay: float) -> bool:
+    def _hint(self, outcome: Outcome) -> str | None:
+        """A likely cause read from the server's last lines, for the user's next step."""
+        assert self.sink is not None
+        hf_token_set = self.settings.hf_token is not None
+        return hint_for(self.sink.last_lines(), outcome.returncode, hf_token_set=hf_token_set)
+
+    async def _backoff(self, delay: float, hint: str | None) -> bool:
         """Wait before the next start; False when asked to stop meanwhile."""
         loop = asyncio.get_running_loop()
         until = loop.time() + delay
@@ -571,7 +577,11 @@ class Supervisor:
             next_start_at=iso(time.time() + delay),
             message=f"restarting in {_fmt(delay)} s: {self.last_reason}",
         )
-        self.log.warning(f"restarting the server in {_fmt(delay)} s", reason=self.last_reason)
+        self.log.warning(
+            f"restarting the server in {_fmt(delay)} s",
+            reason=self.last_reason,
+            **({"hint": hint} if hint else {}),
+        )
         while True:
             self.wakeup.clear()
             if self.stop_signal:
@@ -589,7 +599,7 @@ class Supervisor:
     def _give_up(self, verdict: Verdict, outcome: Outcome) -> int:
         assert self.sink is not None
         lines = self.sink.last_lines()
-        hint = hint_for(lines, outcome.returncode, hf_token_set=self.settings.hf_token is not None)
+        hint = self._hint(outcome)
         last_exit = describe_exit(outcome.returncode) if outcome.returncode is not None else None
         reason = f"{verdict.reason}: {self.last_reason}" if self.last_reason else verdict.reason
         self._status(
