@@ -35,12 +35,12 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .files import write_atomic
 from .logs import get_logger
 from .portal import DEFAULT_PORTAL_CONFIG, PortalEntry, parse_portal_config
 from .settings import Settings
@@ -342,19 +342,6 @@ def portal_yaml_text(entries: Sequence[PortalEntry]) -> str:
     return json.dumps({"applications": apps}, indent=2) + "\n"
 
 
-def _write_atomic(path: Path, text: str, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def caddyfile_path(settings: Settings) -> Path:
     return settings.run_dir / "Caddyfile"
 
@@ -415,11 +402,11 @@ def command_edge(settings: Settings, args: argparse.Namespace) -> int:
         log.warning(warning)
 
     try:
-        _write_atomic(settings.portal_yaml, portal_yaml_text(entries), 0o644)
+        write_atomic(settings.portal_yaml, portal_yaml_text(entries), 0o644)
     except OSError as exc:
         log.warning("cannot write the Instance Portal's application list", error=str(exc))
     config = caddyfile_path(settings)
-    _write_atomic(config, text, 0o600)
+    write_atomic(config, text, 0o600)
     env = caddy_environment(settings, dict(os.environ))
     for key in ("XDG_DATA_HOME", "XDG_CONFIG_HOME"):
         Path(env[key]).mkdir(mode=0o700, parents=True, exist_ok=True)

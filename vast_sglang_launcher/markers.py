@@ -15,6 +15,8 @@ from pathlib import Path
 
 import psutil
 
+from .files import write_atomic
+
 FIRST_BOOT_COMPLETE = ".first_boot_complete"
 LAUNCH = ".launch"
 PROVISIONING = ".provisioning"
@@ -26,12 +28,7 @@ _START_TOLERANCE = 0.5  # seconds; psutil's start times are stable to the clock 
 
 def write(path: Path, text: str = "") -> None:
     """Create or replace a marker atomically (readers never see half a file)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, text)
 
 
 def remove(path: Path) -> None:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .errors import LauncherError
+from .files import write_atomic
 from .settings import Settings
 
 
@@ -57,15 +56,6 @@ def table_from_parser(
     return {"sglang_version": version, "allow_abbrev": parser.allow_abbrev, "options": options}
 
 
-def write_table(table: dict[str, Any], output: Path) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=".options-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(table, f, indent=1)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, output)
-
-
 def command_option_table(settings: Settings, args: argparse.Namespace) -> int:
     try:
         import sglang
@@ -77,6 +67,6 @@ def command_option_table(settings: Settings, args: argparse.Namespace) -> int:
         ) from None
     version = str(getattr(sglang, "__version__", "unknown"))
     table = table_from_parser(ServerArgs.add_cli_args, version)
-    write_table(table, Path(args.output))
+    write_atomic(Path(args.output), json.dumps(table, indent=1))
     print(f"wrote {len(table['options'])} options of sglang {version} to {args.output}")
     return 0

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import psutil
 
+from .files import write_atomic
+
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -108,19 +110,6 @@ class ServerRecord:
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a small file so readers see the old or the new content, never a partial one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def create_time(pid: int) -> float | None:

@@ -10,8 +10,6 @@ Its output goes to our stdout and is appended to a log file under LAUNCHER_LOG_D
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +20,7 @@ import httpx
 
 from . import __version__
 from .errors import LauncherError
+from .files import write_atomic
 from .logs import get_logger
 from .redact import Redactor, redactor_for
 from .settings import Settings
@@ -155,16 +154,7 @@ def read_local(source: str, *, var: str, max_bytes: int) -> bytes:
 
 def save(data: bytes, dest: Path) -> None:
     """Write a script with mode 0700, atomically (a running copy is never overwritten)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o700)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(dest, data, 0o700)
 
 
 def fetch(var: str, source: str, dest: Path, settings: Settings, redact: Redactor) -> bytes:

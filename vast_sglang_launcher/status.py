@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .process import same_process, write_atomic
+from .files import write_atomic
+from .process import same_process
 from .settings import Settings
 
 STATES = (
