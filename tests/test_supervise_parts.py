@@ -344,3 +344,32 @@ def test_tree_terminate_kills_group_and_escaped_descendants() -> None:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+
+
+def test_a_launcher_bug_pauses_before_exiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """supervisord restarts an unexpected exit at once: the launcher must not crash-loop."""
+    import argparse
+
+    from vast_sglang_launcher import supervise
+    from vast_sglang_launcher.logs import configure
+    from vast_sglang_launcher.settings import load_settings
+
+    async def broken(self: supervise.Supervisor) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(supervise.Supervisor, "run", broken)
+    configure("console", "info")
+    settings = load_settings(
+        {
+            "LAUNCHER_BACKOFF_MAX": "0.4",
+            "LAUNCHER_BACKOFF_INITIAL": "0.1",
+            "LAUNCHER_RUN_DIR": str(tmp_path),
+        }
+    )
+    t0 = time.monotonic()
+    assert supervise.command_run(settings, argparse.Namespace()) == 1
+    assert time.monotonic() - t0 >= 0.4
+    err = capsys.readouterr().err
+    assert "the launcher failed (a bug" in err and "RuntimeError: boom" in err

@@ -645,7 +645,17 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
     """``run``: supervise the server until stopped (0) or given up (78)."""
     sys.stdout.flush()
     stdout: BinaryIO | None = getattr(sys.stdout, "buffer", None)
-    return asyncio.run(Supervisor(settings, stdout).run())
+    try:
+        return asyncio.run(Supervisor(settings, stdout).run())
+    except Exception:
+        # A bug in the launcher itself. supervisord (startsecs=0) would restart it at once,
+        # forever: pausing first keeps a crash loop as slow as the server's own backoff.
+        get_logger("vast_sglang_launcher.supervise").exception(
+            "the launcher failed (a bug: please report this traceback); exiting in "
+            f"{_fmt(settings.backoff_max)} s (LAUNCHER_BACKOFF_MAX)"
+        )
+        time.sleep(settings.backoff_max)
+        return 1
 
 
 def running_launcher(run_dir: Path) -> int | None:
