@@ -647,6 +647,8 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
     stdout: BinaryIO | None = getattr(sys.stdout, "buffer", None)
     try:
         return asyncio.run(Supervisor(settings, stdout).run())
+    except LauncherError:
+        raise  # explained in one line by the CLI, with its own exit status
     except Exception:
         # A bug in the launcher itself. supervisord (startsecs=0) would restart it at once,
         # forever: pausing first keeps a crash loop as slow as the server's own backoff.
