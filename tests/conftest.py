@@ -1,16 +1,30 @@
-# --- boot steps (hotfix, packages, provisioning, entrypoint): tests/test_boot*.py, ----------
-# --- test_scripts*.py, test_packages*.py, test_entrypoint*.py ------------------------------
+"""Shared test rigs: temporary container roots, loopback servers, process reapers.
+
+Nothing here fakes the launcher: every rig runs the real CLI in a subprocess, against real
+processes on loopback (the SGLang stand-in is tests/sglang_standin.py).
+"""
+
+import contextlib
+import json
 import os
+import shlex
+import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
+
+# --- boot steps (hotfix, packages, provisioning, entrypoint): tests/test_boot*.py,
+# --- test_scripts*.py, test_packages*.py, test_entrypoint*.py
 
 
 class BootRoot:
@@ -149,20 +163,13 @@ def script_server() -> Iterator[ScriptServer]:
 
 
 # --- supervision (run, restart, status): tests/test_supervise*.py, tests/test_status*.py ---
-import json as _json  # noqa: E402
-import shlex as _shlex  # noqa: E402
-import signal as _signal  # noqa: E402
-import socket as _socket  # noqa: E402
-import time as _time  # noqa: E402
-from collections.abc import Callable as _Callable  # noqa: E402
 
-import psutil as _psutil  # noqa: E402
 
 STANDIN = Path(__file__).resolve().parent / "sglang_standin.py"
 
 
 def free_port() -> int:
-    with _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM) as s:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -170,8 +177,8 @@ def free_port() -> int:
 def proc_gone(pid: int) -> bool:
     """True when ``pid`` no longer runs (a zombie counts as gone)."""
     try:
-        return bool(_psutil.Process(pid).status() == _psutil.STATUS_ZOMBIE)
-    except _psutil.NoSuchProcess:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
         return True
 
 
@@ -195,7 +202,7 @@ class LauncherRig:
         for d in (self.markers, self.state_dir, self.model):
             d.mkdir()
         (self.model / "config.json").write_text(
-            _json.dumps(
+            json.dumps(
                 {
                     "architectures": ["LlamaForCausalLM"],
                     "num_attention_heads": 8,
@@ -210,7 +217,7 @@ class LauncherRig:
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
             "SGLANG_MODEL": str(self.model),
-            "SGLANG_COMMAND": _shlex.join([sys.executable, str(STANDIN)]),
+            "SGLANG_COMMAND": shlex.join([sys.executable, str(STANDIN)]),
             "SGLANG_PORT": str(self.port),
             "SGLANG_ARGS_FILE": str(self.args_file),
             "WORKSPACE": str(self.workspace),
@@ -274,7 +281,7 @@ class LauncherRig:
     # --- what happened --------------------------------------------------------------------
     def status(self) -> dict[str, Any] | None:
         try:
-            data = _json.loads((self.run_dir / "status.json").read_text())
+            data = json.loads((self.run_dir / "status.json").read_text())
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
@@ -284,7 +291,7 @@ class LauncherRig:
         found = []
         for path in self.state_dir.glob("start-*.json"):
             try:
-                found.append((int(path.stem.split("-")[1]), _json.loads(path.read_text())))
+                found.append((int(path.stem.split("-")[1]), json.loads(path.read_text())))
             except (OSError, ValueError):
                 continue
         return [data for _, data in sorted(found, key=lambda item: item[0])]
@@ -297,18 +304,18 @@ class LauncherRig:
             pids.update(int(c) for c in start.get("children", []))
         return pids
 
-    def wait_for(self, cond: "_Callable[[], Any]", what: str, timeout: float = 20.0) -> Any:
-        deadline = _time.monotonic() + timeout
+    def wait_for(self, cond: "Callable[[], Any]", what: str, timeout: float = 20.0) -> Any:
+        deadline = time.monotonic() + timeout
         while True:
             value = cond()
             if value:
                 return value
-            if _time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 raise AssertionError(
                     f"timed out after {timeout} s waiting for {what}\n"
                     f"status: {self.status()}\n{self.output()}"
                 )
-            _time.sleep(0.02)
+            time.sleep(0.02)
 
     def wait_state(self, state: str, timeout: float = 20.0) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
@@ -340,14 +347,14 @@ class LauncherRig:
     def cleanup(self) -> None:
         for proc in self.launchers:
             if proc.poll() is None:
-                proc.send_signal(_signal.SIGKILL)
+                proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
         for pid in self.tree_pids():
             try:
-                p = _psutil.Process(pid)
+                p = psutil.Process(pid)
                 if any(str(STANDIN) in part or "standin" in part for part in p.cmdline()):
                     p.kill()
-            except (_psutil.Error, OSError):
+            except (psutil.Error, OSError):
                 continue
 
 
@@ -361,11 +368,10 @@ def rig(tmp_path: Path) -> Iterator[LauncherRig]:
 
 
 # --- auth edge, supervisor files, image: tests/test_edge*.py, test_image*.py, test_e2e*.py --
-import contextlib as _contextlib  # noqa: E402
 
 
 @pytest.fixture
-def port_factory() -> _Callable[[], int]:
+def port_factory() -> Callable[[], int]:
     """A factory of loopback ports that were free a moment ago, never the same one twice."""
     given: set[int] = set()
 
@@ -384,7 +390,7 @@ class Reaper:
 
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[Any]] = []
-        self.known: dict[int, _psutil.Process] = {}
+        self.known: dict[int, psutil.Process] = {}
 
     def add(self, proc: "subprocess.Popen[Any]") -> "subprocess.Popen[Any]":
         self.procs.append(proc)
@@ -393,17 +399,17 @@ class Reaper:
 
     def note(self, pid: int) -> None:
         """Remember `pid` and its current descendants (they may be reparented later)."""
-        with _contextlib.suppress(_psutil.Error):
-            root = _psutil.Process(pid)
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
             for p in [root, *root.children(recursive=True)]:
                 self.known.setdefault(p.pid, p)
 
-    def alive(self) -> list[_psutil.Process]:
+    def alive(self) -> list[psutil.Process]:
         """Remembered processes still running (same pid and start time), zombies excluded."""
         alive = []
         for p in self.known.values():
-            with _contextlib.suppress(_psutil.Error):
-                if p.is_running() and p.status() != _psutil.STATUS_ZOMBIE:
+            with contextlib.suppress(psutil.Error):
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
                     alive.append(p)
         return alive
 
@@ -411,12 +417,12 @@ class Reaper:
         for proc in self.procs:
             self.note(proc.pid)
         for p in self.alive():
-            with _contextlib.suppress(_psutil.Error):
-                p.send_signal(_signal.SIGKILL)
+            with contextlib.suppress(psutil.Error):
+                p.send_signal(signal.SIGKILL)
         for proc in self.procs:
-            with _contextlib.suppress(subprocess.TimeoutExpired):
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(10)
-        _psutil.wait_procs(list(self.known.values()), timeout=5)
+        psutil.wait_procs(list(self.known.values()), timeout=5)
 
 
 @pytest.fixture
@@ -430,13 +436,13 @@ def wait_for_port(
     port: int, proc: "subprocess.Popen[Any] | None" = None, timeout: float = 20.0
 ) -> None:
     """Wait until 127.0.0.1:port accepts connections; fail early when `proc` exits."""
-    deadline = _time.monotonic() + timeout
-    while _time.monotonic() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"process exited with {proc.returncode} before port {port}")
         try:
-            with _socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
-            _time.sleep(0.05)
+            time.sleep(0.05)
     raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")

@@ -19,15 +19,10 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from conftest import free_port
 
 STANDIN = Path(__file__).resolve().parent / "sglang_standin.py"
 READY_LINE = "The server is fired up and ready to roll!"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
