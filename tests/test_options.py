@@ -154,3 +154,11 @@ def test_a_built_table_is_preferred_over_the_snapshot(tmp_path: Path) -> None:
     built.write_text((DATA / "server-args-0.5.8.json").read_text())
     assert load_table(built).version == "0.5.8"
     assert load_table(tmp_path / "missing.json").version == "0.5.6.post2"
+
+
+def test_unknown_option_suggests_the_close_spellings() -> None:
+    problems = scan(load_table(None), ["--tp-szie", "2"], ["SGLANG_ARGS"] * 2).problems
+    assert problems == [
+        "SGLANG_ARGS: unknown option '--tp-szie' for SGLang 0.5.6.post2 (did you mean "
+        "--tp-size?); SGLang will refuse it"
+    ]

@@ -8,6 +8,7 @@ its dest exactly as argparse would; a regex on option names gets it wrong.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -163,9 +164,12 @@ def scan(table: OptionTable, tokens: list[str], sources: list[str] | None = None
                     "SGLang will refuse it: spell the option out"
                 )
             else:
+                name = token.split("=")[0]
+                close = difflib.get_close_matches(name, table.by_string, n=3, cutoff=0.85)
+                guess = f" (did you mean {' or '.join(close)}?)" if close else ""
                 result.problems.append(
-                    f"{src[i]}: unknown option {token.split('=')[0]!r} for SGLang "
-                    f"{table.version}; SGLang will refuse it"
+                    f"{src[i]}: unknown option {name!r} for SGLang {table.version}{guess}; "
+                    "SGLang will refuse it"
                 )
             i += 1
             continue
