@@ -228,7 +228,11 @@ def test_dockerfile_wires_the_launcher(settings: Settings) -> None:
     assert "COPY supervisor/ /etc/supervisor/" in text
     assert defaults["supervisord_config"].default == Path("/etc/supervisor/supervisord.conf")
     option_table = str(defaults["option_table"].default)
-    assert f'"option-table", "--output", "{option_table}"' in text
+    assert re.search(
+        r'"\$\{SGLANG_PYTHON\}" -m vast_sglang_launcher\.option_table \\\n\s+--output '
+        + re.escape(option_table),
+        text,
+    )
     assert "EXPOSE 1111 8000 8080" in text
     assert re.search(
         rf'^HEALTHCHECK .*\n\s+CMD \["{python}", "-m", "vast_sglang_launcher", "status"\]$',

@@ -94,3 +94,32 @@ def test_command_without_sglang_says_which_python(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "sglang is not importable" in proc.stderr and sys.executable in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_standalone_module_needs_only_the_standard_library(tmp_path: Path) -> None:
+    """The image runs it with SGLang's Python, where the launcher's dependencies are absent."""
+    pkg = tmp_path / "site" / "sglang"
+    (pkg / "srt").mkdir(parents=True)
+    (pkg / "__init__.py").write_text('__version__ = "0.5.6.post2"\n')
+    (pkg / "srt" / "__init__.py").write_text("")
+    (pkg / "srt" / "server_args.py").write_text(
+        "class ServerArgs:\n"
+        "    @staticmethod\n"
+        "    def add_cli_args(parser):\n"
+        "        parser.add_argument('--tensor-parallel-size', '--tp-size', type=int)\n"
+    )
+    out = tmp_path / "options.json"
+    blocked = "; ".join(
+        f"sys.modules[{m!r}] = None"
+        for m in ("pydantic", "pydantic_settings", "structlog", "httpx", "psutil")
+    )
+    code = (
+        f"import runpy, sys; {blocked}; sys.argv = ['x', '--output', {str(out)!r}]; "
+        "runpy.run_module('vast_sglang_launcher.option_table', run_name='__main__')"
+    )
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert load_table(out).version == "0.5.6.post2"

@@ -2,6 +2,11 @@
 
 Importing sglang takes seconds, so this runs once when the image is built; the launcher then
 reads the written file at run time (LAUNCHER_OPTION_TABLE) instead of its snapshot.
+
+The module needs nothing but the standard library and sglang, so the image runs it with
+SGLang's own Python straight from the source tree (`python -m
+vast_sglang_launcher.option_table --output FILE`), never mixing the launcher's dependencies
+into SGLang's environment.
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import LauncherError
+from .errors import LauncherError, report
 from .files import write_atomic
-from .settings import Settings
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 
 def _kind(action: argparse.Action) -> str:
@@ -56,7 +63,8 @@ def table_from_parser(
     return {"sglang_version": version, "allow_abbrev": parser.allow_abbrev, "options": options}
 
 
-def command_option_table(settings: Settings, args: argparse.Namespace) -> int:
+def write_installed_table(output: Path) -> str:
+    """Describe the importable sglang's options into ``output``; a one-line summary."""
     try:
         import sglang
         from sglang.srt.server_args import ServerArgs
@@ -67,6 +75,26 @@ def command_option_table(settings: Settings, args: argparse.Namespace) -> int:
         ) from None
     version = str(getattr(sglang, "__version__", "unknown"))
     table = table_from_parser(ServerArgs.add_cli_args, version)
-    write_atomic(Path(args.output), json.dumps(table, indent=1))
-    print(f"wrote {len(table['options'])} options of sglang {version} to {args.output}")
+    write_atomic(output, json.dumps(table, indent=1))
+    return f"wrote {len(table['options'])} options of sglang {version} to {output}"
+
+
+def command_option_table(settings: Settings, args: argparse.Namespace) -> int:
+    print(write_installed_table(Path(args.output)))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry for the image build: no settings, no third-party imports."""
+    parser = argparse.ArgumentParser(prog="python -m vast_sglang_launcher.option_table")
+    parser.add_argument("--output", required=True, type=Path, help="file to write")
+    args = parser.parse_args(argv)
+    try:
+        print(write_installed_table(args.output))
+    except LauncherError as exc:
+        return report(exc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
