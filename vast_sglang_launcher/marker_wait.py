@@ -16,7 +16,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-IN_ATTRIB = 0x00000004
 IN_MOVED_FROM = 0x00000040
 IN_MOVED_TO = 0x00000080
 IN_CREATE = 0x00000100

@@ -47,11 +47,6 @@ class OptionTable:
                 by_string[s] = opt
         return cls(str(data.get("sglang_version", "unknown")), source, by_string)
 
-    def dest_strings(self, dest: str) -> list[str]:
-        """The spellings of a dest, longest first (the canonical one is usually longest)."""
-        found = {s for s, o in self.by_string.items() if o.dest == dest}
-        return sorted(found, key=lambda s: (-len(s), s))
-
 
 def load_table(preferred: Path | None) -> OptionTable:
     """The table written at image build time when present, else the package's snapshot."""

@@ -37,7 +37,6 @@ class OutputSink:
             except OSError as exc:
                 self.log_error = f"{log_path}: {exc.strerror or exc}"
         self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
-        self.stdout_error: str | None = None
 
     def write(self, lines: list[bytes]) -> None:
         """Pass complete lines (each ending in a newline, or a final fragment) through."""
@@ -46,9 +45,8 @@ class OutputSink:
             try:
                 self.stdout.write(blob)
                 self.stdout.flush()
-            except (OSError, ValueError) as exc:
-                self.stdout_error = str(exc)
-                self.stdout = None
+            except (OSError, ValueError):
+                self.stdout = None  # stdout is gone (closed pipe): keep the log file going
         if self._log is not None:
             try:
                 self._log.write(blob)
