@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 from vast_sglang_launcher.option_table import table_from_parser
@@ -23,6 +22,19 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hybrid-kvcache-ratio", nargs="?", const=0.5, type=float)
     parser.add_argument("--load-format", choices=["auto", "pt"], default="auto")
     parser.add_argument("--weird-default", default=object())
+
+
+def fake_sglang(tmp_path: Path, version: str, *arguments: str) -> Path:
+    """A site dir holding an importable ``sglang`` whose ServerArgs adds ``arguments``."""
+    pkg = tmp_path / "site" / "sglang"
+    (pkg / "srt").mkdir(parents=True)
+    (pkg / "__init__.py").write_text(f"__version__ = {version!r}\n")
+    (pkg / "srt" / "__init__.py").write_text("")
+    body = "".join(f"        {line}\n" for line in arguments)
+    (pkg / "srt" / "server_args.py").write_text(
+        "class ServerArgs:\n    @staticmethod\n    def add_cli_args(parser):\n" + body
+    )
+    return tmp_path / "site"
 
 
 def test_table_from_parser_describes_every_option() -> None:
@@ -46,22 +58,15 @@ def test_written_table_resolves_like_sglang(tmp_path: Path) -> None:
 
 
 def test_command_writes_the_file_the_launcher_prefers(tmp_path: Path) -> None:
-    pkg = tmp_path / "site" / "sglang"
-    (pkg / "srt").mkdir(parents=True)
-    (pkg / "__init__.py").write_text('__version__ = "0.5.9"\n')
-    (pkg / "srt" / "__init__.py").write_text("")
-    (pkg / "srt" / "server_args.py").write_text(
-        textwrap.dedent("""
-        class ServerArgs:
-            @staticmethod
-            def add_cli_args(parser):
-                parser.add_argument("--model-path", "--model")
-                parser.add_argument("--tensor-parallel-size", "--tp-size", type=int)
-                parser.add_argument("--brand-new-flag", action="store_true")
-    """)
+    site = fake_sglang(
+        tmp_path,
+        "0.5.9",
+        'parser.add_argument("--model-path", "--model")',
+        'parser.add_argument("--tensor-parallel-size", "--tp-size", type=int)',
+        'parser.add_argument("--brand-new-flag", action="store_true")',
     )
     out = tmp_path / "etc" / "sglang-options.json"
-    env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
+    env = dict(os.environ, PYTHONPATH=str(site))
     proc = subprocess.run(
         [sys.executable, "-m", "vast_sglang_launcher", "option-table", "--output", str(out)],
         env=env,
@@ -98,15 +103,10 @@ def test_command_without_sglang_says_which_python(tmp_path: Path) -> None:
 
 def test_standalone_module_needs_only_the_standard_library(tmp_path: Path) -> None:
     """The image runs it with SGLang's Python, where the launcher's dependencies are absent."""
-    pkg = tmp_path / "site" / "sglang"
-    (pkg / "srt").mkdir(parents=True)
-    (pkg / "__init__.py").write_text('__version__ = "0.5.6.post2"\n')
-    (pkg / "srt" / "__init__.py").write_text("")
-    (pkg / "srt" / "server_args.py").write_text(
-        "class ServerArgs:\n"
-        "    @staticmethod\n"
-        "    def add_cli_args(parser):\n"
-        "        parser.add_argument('--tensor-parallel-size', '--tp-size', type=int)\n"
+    site = fake_sglang(
+        tmp_path,
+        "0.5.6.post2",
+        'parser.add_argument("--tensor-parallel-size", "--tp-size", type=int)',
     )
     out = tmp_path / "options.json"
     blocked = "; ".join(
@@ -117,7 +117,7 @@ def test_standalone_module_needs_only_the_standard_library(tmp_path: Path) -> No
         f"import runpy, sys; {blocked}; sys.argv = ['x', '--output', {str(out)!r}]; "
         "runpy.run_module('vast_sglang_launcher.option_table', run_name='__main__')"
     )
-    env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
+    env = dict(os.environ, PYTHONPATH=str(site))
     proc = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
     )
