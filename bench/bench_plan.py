@@ -43,7 +43,7 @@ def main() -> None:
             subprocess.run([sys.executable, "-c", "pass"], capture_output=True, check=True)
             python_only.append(time.perf_counter() - start)
 
-        from vast_sglang_launcher.prepare import prepare_plan
+        from vast_sglang_launcher.plan.prepare import prepare_plan
         from vast_sglang_launcher.settings import load_settings
 
         settings = load_settings(env)

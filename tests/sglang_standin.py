@@ -3,7 +3,7 @@
 Stdlib only. Run as ``python3 tests/sglang_standin.py [SGLang server options...]``.
 
 Options are parsed by a real ``argparse`` parser built from an option table (the JSON
-files in ``vast_sglang_launcher/data``), so unknown and ambiguous options fail exactly as
+files in ``vast_sglang_launcher/plan/data``), so unknown and ambiguous options fail exactly as
 they do with the real server (exit status 2, argparse's message on stderr).
 
 Behaviour is driven by environment variables (times in seconds, floats allowed, unset =
@@ -47,6 +47,7 @@ START = time.monotonic()
 DEFAULT_TABLE = (
     Path(__file__).resolve().parent.parent
     / "vast_sglang_launcher"
+    / "plan"
     / "data"
     / "server-args-0.5.6.post2.json"
 )

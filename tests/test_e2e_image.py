@@ -22,7 +22,7 @@ import psutil
 import pytest
 from conftest import Reaper, wait_for_port
 
-from vast_sglang_launcher.edge import auth_cookie
+from vast_sglang_launcher.edge.caddyfile import auth_cookie
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "tests" / "sglang_standin.py"

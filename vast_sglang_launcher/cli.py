@@ -52,35 +52,35 @@ def _parser() -> argparse.ArgumentParser:
 def _command(name: str) -> Command:
     # Imported lazily: `plan` must not pay for the supervisor's imports, and vice versa.
     if name == "plan":
-        from .plan_cli import command_plan
+        from .plan.command import command_plan
 
         return command_plan
     if name == "run":
-        from .supervise import command_run
+        from .supervise.supervisor import command_run
 
         return command_run
     if name == "status":
-        from .status import command_status
+        from .supervise.status import command_status
 
         return command_status
     if name == "restart":
-        from .supervise import command_restart
+        from .supervise.supervisor import command_restart
 
         return command_restart
     if name == "provision":
-        from .boot import command_provision
+        from .boot.first_boot import command_provision
 
         return command_provision
     if name == "entrypoint":
-        from .entrypoint import command_entrypoint
+        from .boot.entrypoint import command_entrypoint
 
         return command_entrypoint
     if name == "edge":
-        from .edge import command_edge
+        from .edge.command import command_edge
 
         return command_edge
     if name == "option-table":
-        from .option_table import command_option_table
+        from .plan.option_table import command_option_table
 
         return command_option_table
     from .settings_doc import command_settings

@@ -1,0 +1,268 @@
+"""The auth edge's Caddyfile renderer (pure): what is published, and how auth is written."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sys
+
+import pytest
+
+from vast_sglang_launcher.edge.caddyfile import (
+    FAIL_CLOSED_BODY,
+    auth_cookie,
+    credentials,
+    edge_warnings,
+    excluded_ports,
+    proxied_entries,
+    regex_literal,
+    render_caddyfile,
+)
+from vast_sglang_launcher.edge.command import supervisor_environment
+from vast_sglang_launcher.edge.portal import parse_portal_config, portal_entries, portal_yaml_text
+from vast_sglang_launcher.errors import ConfigError
+from vast_sglang_launcher.settings import load_settings
+
+TOKEN = 'a "b" {c} $x *.+?\\ ;'
+TWO = "localhost:8000:18000:/:SGLang API|localhost:1111:11111:/:Instance Portal"
+
+
+def render(**env: str) -> str:
+    env.setdefault("PORTAL_CONFIG", TWO)
+    settings = load_settings(env)
+    return render_caddyfile(settings, portal_entries(settings))
+
+
+def site(text: str, port: int) -> str:
+    """The block of the site on `port`."""
+    match = re.search(rf"^https?://:{port} \{{\n(.*?)^\}}$", text, re.M | re.S)
+    assert match, f"no site for port {port} in:\n{text}"
+    return match.group(1)
+
+
+def test_default_config_publishes_portal_and_api_but_not_jupyter() -> None:
+    settings = load_settings({"OPEN_BUTTON_TOKEN": "t"})
+    text = render_caddyfile(settings, portal_entries(settings))
+    assert re.findall(r"^(https?://:\d+) \{$", text, re.M) == ["http://:1111", "http://:8000"]
+    assert "reverse_proxy 127.0.0.1:11111 {" in site(text, 1111)
+    assert "reverse_proxy 127.0.0.1:18000 {" in site(text, 8000)
+    assert ":8080" not in text
+
+
+def test_global_options_disable_admin_and_automatic_https() -> None:
+    text = render(OPEN_BUTTON_TOKEN="t")
+    head = text.split("\n\n")[0]
+    assert "\tadmin off\n" in head
+    assert "\tauto_https off\n" in head
+    assert "\tgrace_period 10s\n" in head
+
+
+def test_streaming_is_flushed_immediately_on_every_proxy() -> None:
+    text = render(OPEN_BUTTON_TOKEN="t", AUTH_EXCLUDE="1111")
+    assert text.count("reverse_proxy ") == 2
+    assert text.count("flush_interval -1") == 2
+
+
+def test_equal_ports_are_not_proxied() -> None:
+    text = render(PORTAL_CONFIG="localhost:8080:8080:/:Jupyter|localhost:9000:19000:/:x")
+    assert "8080" not in text
+    assert "http://:9000 {" in text
+
+
+def test_nothing_to_proxy_is_a_config_with_only_global_options() -> None:
+    text = render(PORTAL_CONFIG="localhost:8080:8080:/:Jupyter")
+    assert "://" not in text
+    assert "no PORTAL_CONFIG entry" in text
+
+
+def test_auth_block_accepts_bearer_basic_cookie_and_token_link() -> None:
+    body = site(render(OPEN_BUTTON_TOKEN="tok123"), 8000)
+    basic = base64.b64encode(b"vastai:tok123").decode()
+    assert (
+        "not header_regexp Authorization "
+        f"^(?:(?i:bearer)\\x20tok123|(?i:basic)\\x20{regex_literal(basic)})$"
+    ) in body
+    name, value = auth_cookie("tok123")
+    assert f"not header_regexp Cookie (?:^|;\\x20*){name}={value}(?:;|$)" in body
+    assert "not vars_regexp {http.request.uri.query.token} ^tok123$" in body
+    assert "handle @edge_denied {" in body
+    assert "respond " in body and " 401\n" in body
+    assert 'WWW-Authenticate "Basic realm=' in body
+    # the token link redirects a browser and sets an HttpOnly cookie
+    link = body[body.index("handle @edge_token_link") :]
+    assert "redir {edge_location} 302" in link
+    assert f'header Set-Cookie "{name}={value}; Path=/;' in link
+    assert "HttpOnly" in link and "Secure" not in link
+
+
+def test_web_password_replaces_the_token_for_basic_only() -> None:
+    body = site(render(OPEN_BUTTON_TOKEN="tok", WEB_USERNAME="me", WEB_PASSWORD="pw"), 8000)
+    basic = regex_literal(base64.b64encode(b"me:pw").decode())
+    assert f"(?i:bearer)\\x20tok|(?i:basic)\\x20{basic})$" in body
+    assert "^tok$" in body
+
+
+def test_password_without_token_allows_basic_only() -> None:
+    body = site(render(WEB_PASSWORD="pw"), 8000)
+    basic = regex_literal(base64.b64encode(b"vastai:pw").decode())
+    assert f"^(?:(?i:basic)\\x20{basic})$" in body
+    assert "bearer" not in body
+    assert "@edge_token_link" not in body and "query.token" not in body
+
+
+def test_no_credentials_fails_closed() -> None:
+    text = render()
+    for port in (8000, 1111):
+        body = site(text, port)
+        assert body.strip() == f'respond "{FAIL_CLOSED_BODY}" 401'
+
+
+def test_fail_closed_is_explained_in_the_warnings() -> None:
+    settings = load_settings({"PORTAL_CONFIG": TWO})
+    warnings = edge_warnings(settings, portal_entries(settings))
+    assert any(
+        "neither OPEN_BUTTON_TOKEN nor WEB_PASSWORD is set: refusing every request" in w
+        for w in warnings
+    )
+
+
+def test_auth_disabled_proxies_without_checks() -> None:
+    text = render(OPEN_BUTTON_TOKEN="t", ENABLE_AUTH="false")
+    assert "@edge_denied" not in text and "respond" not in text
+    assert text.count("reverse_proxy") == 2
+    settings = load_settings({"ENABLE_AUTH": "false", "PORTAL_CONFIG": TWO})
+    warnings = edge_warnings(settings, portal_entries(settings))
+    assert any("published without authentication" in w for w in warnings)
+
+
+def test_auth_exclude_leaves_listed_external_ports_open() -> None:
+    text = render(OPEN_BUTTON_TOKEN="t", AUTH_EXCLUDE="1111")
+    assert "@edge_denied" not in site(text, 1111)
+    assert "@edge_denied" in site(text, 8000)
+    assert excluded_ports(load_settings({"AUTH_EXCLUDE": " 1111, 8000 22"})) == {1111, 8000, 22}
+
+
+@pytest.mark.parametrize("value", ["abc", "8000,x", "0", "70000", "-1"])
+def test_auth_exclude_rejects_non_ports(value: str) -> None:
+    with pytest.raises(ConfigError, match="AUTH_EXCLUDE"):
+        render(OPEN_BUTTON_TOKEN="t", AUTH_EXCLUDE=value)
+
+
+def test_auth_exclude_of_an_unserved_port_is_warned() -> None:
+    settings = load_settings({"OPEN_BUTTON_TOKEN": "t", "AUTH_EXCLUDE": "8080"})
+    warnings = edge_warnings(settings, portal_entries(settings))
+    assert any("AUTH_EXCLUDE lists [8080]" in w for w in warnings)
+
+
+def test_https_serves_tls_with_the_instance_certificate_and_secure_cookie() -> None:
+    text = render(OPEN_BUTTON_TOKEN="t", ENABLE_HTTPS="true")
+    assert re.findall(r"^(https?://:\d+) \{$", text, re.M) == ["https://:8000", "https://:1111"]
+    assert '\ttls "/etc/instance.crt" "/etc/instance.key"\n' in site(text, 8000)
+    assert "HttpOnly; SameSite=Lax; Secure" in text
+    custom = render(
+        OPEN_BUTTON_TOKEN="t",
+        ENABLE_HTTPS="true",
+        LAUNCHER_TLS_CERT="/x y/c.pem",
+        LAUNCHER_TLS_KEY="/k.pem",
+    )
+    assert '\ttls "/x y/c.pem" "/k.pem"\n' in custom
+
+
+@pytest.mark.parametrize("path", ['/a"b.pem', "/a{b}.pem", "/a\\b.pem", "/a\nb"])
+def test_tls_paths_that_cannot_be_written_are_refused(path: str) -> None:
+    with pytest.raises(ConfigError, match="LAUNCHER_TLS_CERT"):
+        render(OPEN_BUTTON_TOKEN="t", ENABLE_HTTPS="true", LAUNCHER_TLS_CERT=path)
+
+
+def test_a_hostile_token_never_appears_raw_in_the_caddyfile() -> None:
+    text = render(OPEN_BUTTON_TOKEN=TOKEN)
+    for piece in ('"b"', "{c}", "$x", "*.+?", "\\ ;"):
+        assert piece not in text
+    # every user-derived regex is one Caddyfile token: no whitespace, quotes or `{$`
+    for line in text.splitlines():
+        if "regexp" in line:
+            pattern = line.split()[-1]
+            assert not re.search(r'[\s"`#]|\{\$', pattern), line
+
+
+@pytest.mark.parametrize(
+    "text", ["plain", TOKEN, "tab\there", "ends with backslash\\", "-_.~!@%^&()[]=|<>,/:"]
+)
+def test_regex_literal_matches_exactly_its_text(text: str) -> None:
+    pattern = regex_literal(text)
+    assert re.fullmatch(r"[A-Za-z0-9\\x{}]*", pattern)
+    assert re.fullmatch(pattern, text)
+    assert not re.fullmatch(pattern, text + "x")
+    assert not re.fullmatch(pattern, text[:-1])
+
+
+def test_regex_literal_beyond_ascii_uses_braced_code_points() -> None:
+    assert regex_literal("ü€") == "\\xfc\\x{20ac}"
+
+
+def test_cookie_is_derived_from_the_token_and_hex_only() -> None:
+    name, value = auth_cookie(TOKEN)
+    assert re.fullmatch(r"vast_sglang_auth_[0-9a-f]{12}", name)
+    assert re.fullmatch(r"[0-9a-f]{64}", value)
+    assert auth_cookie("other") != (name, value)
+    assert auth_cookie(TOKEN) == (name, value)
+
+
+def test_username_with_a_colon_is_refused() -> None:
+    with pytest.raises(ConfigError, match="WEB_USERNAME"):
+        credentials(load_settings({"WEB_USERNAME": "a:b"}))
+
+
+def test_password_defaults_to_the_token() -> None:
+    creds = credentials(load_settings({"OPEN_BUTTON_TOKEN": "t"}))
+    assert (creds.token, creds.username, creds.password) == ("t", "vastai", "t")
+
+
+def test_duplicate_external_ports_are_refused() -> None:
+    entries = parse_portal_config("localhost:9000:19000:/:a|localhost:9000:19001:/:b")
+    with pytest.raises(ConfigError, match="external port 9000 twice"):
+        proxied_entries(entries)
+
+
+def test_external_port_that_is_another_entrys_internal_port_is_refused() -> None:
+    entries = parse_portal_config("localhost:8080:8080:/:Jupyter|localhost:8080:18000:/:api")
+    with pytest.raises(ConfigError, match="also an internal port"):
+        proxied_entries(entries)
+
+
+def test_warns_when_the_sglang_port_is_not_published() -> None:
+    settings = load_settings({"OPEN_BUTTON_TOKEN": "t", "SGLANG_PORT": "19000"})
+    warnings = edge_warnings(settings, portal_entries(settings))
+    assert any("SGLANG_PORT (19000)" in w for w in warnings)
+
+
+def test_entry_names_cannot_break_out_of_their_comment() -> None:
+    text = render(OPEN_BUTTON_TOKEN="t", PORTAL_CONFIG="localhost:9000:19000:/:x\n}\nevil")
+    assert "\n}\nevil" not in text
+    assert "# x?}?evil: :9000" in text
+
+
+def test_portal_yaml_lists_every_entry() -> None:
+    entries = parse_portal_config(TWO + "|localhost:8080:8080:/lab:Jupyter")
+    apps = json.loads(portal_yaml_text(entries))["applications"]
+    assert apps["Jupyter"] == {
+        "hostname": "localhost",
+        "external_port": 8080,
+        "internal_port": 8080,
+        "open_path": "/lab",
+        "name": "Jupyter",
+    }
+    assert set(apps) == {"SGLang API", "Instance Portal", "Jupyter"}
+
+
+def test_supervisor_environment_follows_the_settings() -> None:
+    settings = load_settings(
+        {"LAUNCHER_RUN_DIR": "/r", "LAUNCHER_LOG_DIR": "/l", "LAUNCHER_STOP_TIMEOUT": "45.5"}
+    )
+    assert supervisor_environment(settings) == {
+        "LAUNCHER_PYTHON": sys.executable,
+        "LAUNCHER_RUN_DIR": "/r",
+        "LAUNCHER_LOG_DIR": "/l",
+        "LAUNCHER_SUPERVISOR_STOPWAIT": "76",
+    }

@@ -1,0 +1,120 @@
+"""Model metadata from a local dir, the HF cache, and a hub served on loopback."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from vast_sglang_launcher.plan.model_info import HubAccess, parse_config, read_model_info
+
+LLAMA = {"architectures": ["LlamaForCausalLM"], "num_attention_heads": 32, "num_key_value_heads": 8}
+OFFLINE = HubAccess("http://127.0.0.1:9", None, 1.0, offline=True)
+
+
+class Hub(BaseHTTPRequestHandler):
+    token = "hf_secret"
+    seen: list[tuple[str, str | None]] = []
+
+    def do_GET(self) -> None:
+        Hub.seen.append((self.path, self.headers.get("Authorization")))
+        if self.path == "/org/gated/resolve/main/config.json":
+            if self.headers.get("Authorization") != f"Bearer {self.token}":
+                self.send_response(401)
+                self.end_headers()
+                return
+        elif self.path == "/org/moved/resolve/main/config.json":
+            self.send_response(302)
+            self.send_header("Location", "/org/open/resolve/main/config.json")
+            self.end_headers()
+            return
+        elif not self.path.startswith("/org/open/resolve/"):
+            self.send_response(404)
+            self.end_headers()
+            return
+        body = json.dumps(LLAMA).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hub() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_local_directory(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA))
+    info, warning = read_model_info(str(tmp_path), None, tmp_path / "cache", OFFLINE)
+    assert warning is None and info is not None
+    assert (info.heads, info.kv_heads, info.architecture) == (32, 8, "LlamaForCausalLM")
+
+
+def test_missing_local_directory_is_a_warning(tmp_path: Path) -> None:
+    info, warning = read_model_info(str(tmp_path / "nope"), None, tmp_path, OFFLINE)
+    assert info is None and warning and "does not exist" in warning
+
+
+def test_multimodal_heads_are_under_text_config() -> None:
+    cfg = {
+        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+        "vision_config": {"num_heads": 16},
+        "text_config": {"num_attention_heads": 28, "num_key_value_heads": 4},
+    }
+    info = parse_config(cfg, "t")
+    assert (info.heads, info.kv_heads) == (28, 4)
+    info = parse_config({"llm_config": {"num_attention_heads": 40}}, "t")
+    assert (info.heads, info.kv_heads) == (40, 40)  # no kv count: one kv head per head
+
+
+def test_hf_cache_snapshot_of_main(tmp_path: Path) -> None:
+    repo = tmp_path / "hub" / "models--org--open"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "config.json").write_text(json.dumps(LLAMA))
+    info, warning = read_model_info("org/open", None, tmp_path / "hub", OFFLINE)
+    assert warning is None and info is not None and info.heads == 32
+    assert "HF cache" in info.source
+
+
+def test_offline_and_not_cached_is_a_warning(tmp_path: Path) -> None:
+    info, warning = read_model_info("org/open", None, tmp_path, OFFLINE)
+    assert info is None and warning and "HF_HUB_OFFLINE" in warning
+
+
+def test_hub_with_redirect(tmp_path: Path, hub: str) -> None:
+    info, warning = read_model_info("org/moved", None, tmp_path, HubAccess(hub, None, 2.0))
+    assert warning is None and info is not None and info.kv_heads == 8
+
+
+def test_gated_model_needs_the_token(tmp_path: Path, hub: str) -> None:
+    info, warning = read_model_info("org/gated", None, tmp_path, HubAccess(hub, None, 2.0))
+    assert info is None and warning and "set HF_TOKEN" in warning
+    info, warning = read_model_info("org/gated", None, tmp_path, HubAccess(hub, "hf_secret", 2.0))
+    assert info is not None and info.heads == 32
+
+
+def test_revision_is_asked_for(tmp_path: Path, hub: str) -> None:
+    Hub.seen.clear()
+    read_model_info("org/open", "v2", tmp_path, HubAccess(hub, None, 2.0))
+    assert Hub.seen[0][0] == "/org/open/resolve/v2/config.json"
+
+
+def test_unreachable_hub_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    info, warning = read_model_info(
+        "org/x", None, tmp_path, HubAccess("http://127.0.0.1:9", None, 0.5)
+    )
+    assert info is None and warning and "cannot fetch" in warning

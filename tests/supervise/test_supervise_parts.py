@@ -1,0 +1,375 @@
+"""The supervisor's parts on their own: restart policy, hints, output pass-through, the
+provisioning-marker wait, the port check and the process-tree stop."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import free_port, proc_gone
+
+from vast_sglang_launcher.supervise.failure_hints import hint_for
+from vast_sglang_launcher.supervise.probes import health_url
+from vast_sglang_launcher.supervise.process import Tree, describe_exit, port_in_use
+from vast_sglang_launcher.supervise.provisioning_gate import DirectoryWatch, wait_until_gone
+from vast_sglang_launcher.supervise.restart_policy import Failure, Outcome, RestartPolicy
+from vast_sglang_launcher.supervise.server_output import OutputSink, ServerProtocol
+
+# --- restart policy -----------------------------------------------------------------------
+
+
+def policy(retries: int = 2) -> RestartPolicy:
+    return RestartPolicy(
+        backoff_initial=2, backoff_max=10, backoff_reset=600, start_retries=retries
+    )
+
+
+def crash(ready_for: float | None = None, rc: int = -9) -> Outcome:
+    if ready_for is None:
+        return Outcome(Failure.EXITED, returncode=rc)
+    return Outcome(Failure.EXITED, was_ready=True, ready_for=ready_for, returncode=rc)
+
+
+def test_crashes_after_ready_back_off_exponentially_up_to_the_max() -> None:
+    p = policy()
+    delays = [p.decide(crash(ready_for=5)).delay for _ in range(6)]
+    assert delays == [2, 4, 8, 10, 10, 10]
+    assert not any(p.decide(crash(ready_for=5)).give_up for _ in range(20))
+
+
+def test_backoff_resets_after_a_stable_period() -> None:
+    p = policy()
+    for _ in range(4):
+        p.decide(crash(ready_for=5))
+    assert p.decide(crash(ready_for=601)).delay == 2
+    assert p.decide(crash(ready_for=5)).delay == 4
+
+
+def test_failures_before_ready_are_bounded() -> None:
+    p = policy(retries=2)
+    first, second = p.decide(crash()), p.decide(crash())
+    assert (first.give_up, first.delay) == (False, 2)
+    assert (second.give_up, second.delay) == (False, 4)
+    third = p.decide(crash())
+    assert third.give_up and "3 times in a row" in third.reason
+
+
+def test_zero_retries_gives_up_at_the_first_failure() -> None:
+    assert policy(retries=0).decide(Outcome(Failure.STARTUP_TIMEOUT)).give_up
+
+
+def test_becoming_ready_resets_the_start_failure_count() -> None:
+    p = policy(retries=1)
+    assert not p.decide(crash()).give_up
+    assert not p.decide(crash(ready_for=3)).give_up
+    assert not p.decide(crash()).give_up
+    assert p.decide(crash()).give_up
+
+
+def test_bad_argument_is_never_retried_but_exit_2_after_ready_is() -> None:
+    verdict = policy(retries=5).decide(crash(rc=2))
+    assert verdict.give_up and "exit status 2" in verdict.reason
+    assert not policy().decide(crash(ready_for=1, rc=2)).give_up
+
+
+def test_unexecutable_command_is_not_retried() -> None:
+    assert policy(retries=5).decide(Outcome(Failure.NOT_EXECUTABLE)).give_up
+
+
+def test_port_busy_and_unhealthy_count_like_other_failures() -> None:
+    p = policy(retries=1)
+    assert not p.decide(Outcome(Failure.PORT_BUSY)).give_up
+    assert p.decide(Outcome(Failure.PORT_BUSY)).give_up
+    q = policy(retries=0)
+    assert not q.decide(Outcome(Failure.UNHEALTHY, was_ready=True, ready_for=1)).give_up
+
+
+def test_manual_reset_forgets_failures() -> None:
+    p = policy(retries=1)
+    p.decide(crash())
+    p.decide(crash(ready_for=1))
+    p.reset()
+    assert p.next_delay() == 2
+    assert not p.decide(crash()).give_up
+
+
+# --- hints --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "rc", "needle"),
+    [
+        ("sglang serve: error: unrecognized arguments: --bogus", 2, "SGLANG_ARGS"),
+        ("sglang serve: error: ambiguous option: --pp could match --pp-size", 2, "SGLANG_ARGS"),
+        ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1 GiB", -9, "memory"),
+        (
+            "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static.",
+            -9,
+            "mem-fraction-static",
+        ),
+        ("AssertionError: 32 is not divisible by 3", -9, "--tp"),
+        ("    assert self.total_num_heads % tp_size == 0", -9, "--tp"),
+        (
+            "huggingface_hub.errors.GatedRepoError: 401 Client Error. Cannot access gated repo",
+            1,
+            "HF_TOKEN",
+        ),
+        (
+            "OSError: [Errno 98] error while attempting to bind: address already in use",
+            1,
+            "SGLANG_PORT",
+        ),
+        ("RuntimeError: No CUDA GPUs are available", 1, "GPU"),
+    ],
+)
+def test_hints_for_well_known_failures(line: str, rc: int, needle: str) -> None:
+    assert needle in hint_for(["some earlier line", line], rc)
+
+
+def test_gated_hint_knows_whether_a_token_was_given() -> None:
+    lines = ["Cannot access gated repo for url https://huggingface.co/x/y"]
+    assert "set HF_TOKEN" in hint_for(lines, 1, hf_token_set=False)
+    assert "refused" in hint_for(lines, 1, hf_token_set=True)
+
+
+def test_hint_fallbacks_by_exit_status() -> None:
+    assert "argument" in hint_for([], 2)
+    assert "SIGKILL" in hint_for(["nothing useful"], -9)
+    assert hint_for(["nothing useful"], 1) == ""
+
+
+def test_describe_exit() -> None:
+    assert describe_exit(0) == "exited with status 0"
+    assert describe_exit(2) == "exited with status 2"
+    assert describe_exit(-9) == "killed by SIGKILL"
+    assert describe_exit(-15) == "killed by SIGTERM"
+
+
+def test_health_url_probes_wildcards_through_loopback() -> None:
+    assert health_url("127.0.0.1", 18000) == "http://127.0.0.1:18000/health"
+    assert health_url("0.0.0.0", 1) == "http://127.0.0.1:1/health"
+    assert health_url("::", 2) == "http://[::1]:2/health"
+    assert health_url("localhost", 3, "") == "http://localhost:3"
+
+
+# --- output pass-through -----------------------------------------------------------------
+
+
+class _Buffer(io.BytesIO):
+    pass
+
+
+def _protocol(tmp_path: Path, tail: int = 3) -> tuple[ServerProtocol, _Buffer, Path, list[str]]:
+    out = _Buffer()
+    log = tmp_path / "logs" / "sglang.log"
+    events: list[str] = []
+    sink = OutputSink(out, log, tail)
+
+    async def make() -> ServerProtocol:
+        return ServerProtocol(sink, lambda: events.append("ready"), lambda: events.append("exit"))
+
+    proto = asyncio.run(make())
+    return proto, out, log, events
+
+
+def test_lines_pass_through_unchanged_whole_lines_only(tmp_path: Path) -> None:
+    proto, out, log, events = _protocol(tmp_path)
+    proto.pipe_data_received(1, b"first line\nsec")
+    assert out.getvalue() == b"first line\n"
+    proto.pipe_data_received(1, b"ond \xff\xfe bytes\r\n\x1b[32mgreen\x1b[0m\n")
+    proto.pipe_data_received(1, b"The server is fired up and ready to roll!\n")
+    proto.pipe_data_received(1, b"no newline at the end")
+    proto.pipe_connection_lost(1, None)
+    expected = (
+        b"first line\nsecond \xff\xfe bytes\r\n\x1b[32mgreen\x1b[0m\n"
+        b"The server is fired up and ready to roll!\nno newline at the end\n"
+    )
+    assert out.getvalue() == expected
+    proto.sink.close()
+    assert log.read_bytes() == expected
+    assert events == ["ready"]
+    assert proto.sink.last_lines() == [
+        "\x1b[32mgreen\x1b[0m",
+        "The server is fired up and ready to roll!",
+        "no newline at the end",
+    ]
+
+
+def test_progress_bars_keep_their_last_frame_in_the_tail(tmp_path: Path) -> None:
+    proto, out, _, _ = _protocol(tmp_path)
+    proto.pipe_data_received(1, b"Loading 10%\rLoading 50%\rLoading 100%\n")
+    assert out.getvalue() == b"Loading 10%\rLoading 50%\rLoading 100%\n"
+    assert proto.sink.last_lines() == ["Loading 100%"]
+
+
+def test_overlong_line_is_passed_on_in_pieces(tmp_path: Path) -> None:
+    proto, out, _, _ = _protocol(tmp_path)
+    proto.pipe_data_received(1, b"x" * 70_000)
+    assert len(out.getvalue()) == 70_000
+
+
+def test_unwritable_log_dir_still_passes_output_through(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out = _Buffer()
+    sink = OutputSink(out, blocker / "sglang.log", 5)
+    assert sink.log_error
+    sink.write([b"line\n"])
+    assert out.getvalue() == b"line\n"
+
+
+# --- provisioning marker ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("inotify", [True, False])
+def test_marker_wait_releases_soon_after_removal(tmp_path: Path, inotify: bool) -> None:
+    marker = tmp_path / ".provisioning"
+    marker.write_text("")
+
+    async def scenario() -> tuple[bool, float]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        removed_at: list[float] = []
+
+        def remove() -> None:
+            marker.unlink()
+            removed_at.append(loop.time())
+
+        loop.call_later(0.3, remove)
+        released = await wait_until_gone(
+            marker, stop, use_inotify=inotify, poll_interval=0.2, recheck_interval=30
+        )
+        return released, loop.time() - removed_at[0]
+
+    released, latency = asyncio.run(scenario())
+    assert released
+    # With inotify the re-check is 30 s away: only the event can release it this fast.
+    assert latency < 1.0, latency
+
+
+def test_marker_wait_returns_false_on_stop(tmp_path: Path) -> None:
+    marker = tmp_path / ".provisioning"
+    marker.write_text("")
+
+    async def scenario() -> bool:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.1, stop.set)
+        return await wait_until_gone(marker, stop, recheck_interval=30)
+
+    t0 = time.monotonic()
+    assert asyncio.run(scenario()) is False
+    assert time.monotonic() - t0 < 1
+    assert marker.exists()
+
+
+def test_marker_absent_returns_at_once(tmp_path: Path) -> None:
+    async def scenario() -> bool:
+        return await wait_until_gone(tmp_path / "missing" / ".provisioning", asyncio.Event())
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_directory_watch_uses_inotify_on_linux(tmp_path: Path) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("inotify is Linux-only")
+    watch = DirectoryWatch(tmp_path)
+    try:
+        assert watch.fd >= 0
+    finally:
+        watch.close()
+
+
+# --- port and process tree ----------------------------------------------------------------
+
+
+def test_port_in_use_names_the_holder() -> None:
+    port = free_port()
+    assert port_in_use("127.0.0.1", port) is None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        busy = port_in_use("127.0.0.1", port)
+    assert busy is not None and f"127.0.0.1:{port} is already in use" in busy
+    assert port_in_use("127.0.0.1", port) is None
+
+
+CHILD_TREE = """
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+# one child in the group, one that escapes into a session of its own
+stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+subprocess.Popen([sys.executable, "-c", stubborn])
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+print("ok", flush=True)
+time.sleep(60)
+"""
+
+
+def test_tree_terminate_kills_group_and_escaped_descendants() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD_TREE], start_new_session=True, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ok\n"
+        leader = psutil.Process(proc.pid)
+        kids = leader.children(recursive=True)
+        assert len(kids) == 2
+
+        async def stop() -> tuple[bool, list[int]]:
+            tree = Tree(proc.pid, [leader], keep_pids=[proc.pid])
+            killed: list[int] = []
+            graceful = await tree.terminate(
+                0.3, on_kill=lambda rest: killed.extend(p.pid for p in rest)
+            )
+            return graceful, killed
+
+        graceful, killed = asyncio.run(stop())
+        assert not graceful
+        assert proc.pid in killed
+        proc.wait(5)
+        for kid in kids:
+            deadline = time.monotonic() + 5
+            while not proc_gone(kid.pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert proc_gone(kid.pid)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+
+
+def test_a_launcher_bug_pauses_before_exiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """supervisord restarts an unexpected exit at once: the launcher must not crash-loop."""
+    import argparse
+
+    from vast_sglang_launcher.logs import configure
+    from vast_sglang_launcher.settings import load_settings
+    from vast_sglang_launcher.supervise import supervisor as supervise
+
+    async def broken(self: supervise.Supervisor) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(supervise.Supervisor, "run", broken)
+    configure("console", "info")
+    settings = load_settings(
+        {
+            "LAUNCHER_BACKOFF_MAX": "0.4",
+            "LAUNCHER_BACKOFF_INITIAL": "0.1",
+            "LAUNCHER_RUN_DIR": str(tmp_path),
+        }
+    )
+    t0 = time.monotonic()
+    assert supervise.command_run(settings, argparse.Namespace()) == 1
+    assert time.monotonic() - t0 >= 0.4
+    err = capsys.readouterr().err
+    assert "the launcher failed (a bug" in err and "RuntimeError: boom" in err

@@ -1,0 +1,10 @@
+"""boot: what runs before the server: the container's entrypoint and its boot steps.
+
+Owns the hotfix and first-boot steps (`first_boot`), apt and pip installs (`packages`),
+fetching and running user scripts (`scripts`, `tee`), the provisioning script
+(`provisioning`), signal handling while they run (`interrupts`), step results (`steps`) and
+the `entrypoint` command that ends by exec'ing supervisord (`entrypoint`).
+
+May import: the shared top level (settings, errors, files, logs, markers, redact, words) and,
+from the edge, only `service_environment`.
+"""

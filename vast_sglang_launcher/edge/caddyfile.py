@@ -1,0 +1,304 @@
+"""The Caddyfile of the authenticating reverse proxy in front of the published ports.
+
+`render_caddyfile` is a pure function from the settings and the `PORTAL_CONFIG` entries to
+the Caddyfile text; `edge.command` writes it (mode 0600: it holds the token) and execs Caddy.
+
+Every entry whose external port differs from its internal one is served on the external
+port and proxied to 127.0.0.1:internal. On a port that requires authentication a request
+is let through when it carries one of:
+
+- `Authorization: Bearer $OPEN_BUTTON_TOKEN`;
+- HTTP Basic with `WEB_USERNAME` and `WEB_PASSWORD` (default: the token);
+- the cookie set by a token link (its name and value are derived from the token, so two
+  instances on one host do not overwrite each other's cookie, and the browser never
+  stores the token itself);
+- `?token=$OPEN_BUTTON_TOKEN`. A browser navigation (GET or HEAD asking for HTML) with it
+  is answered with the cookie and a redirect to the same URL without the token; any other
+  request with it (an API client, the console's probe) is served directly.
+
+Anything else gets 401 with `WWW-Authenticate: Basic`. Credentials are compared exactly:
+Caddyfile matchers have no constant-time comparison. User-provided strings only reach the
+Caddyfile as regular expressions in which every character but [A-Za-z0-9] is written as a
+hex escape, so quotes, spaces, braces or regex metacharacters in a token cannot change its
+meaning.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from ..settings import Settings
+from .portal import PortalEntry
+
+UPSTREAM_HOST = "127.0.0.1"
+COOKIE_PREFIX = "vast_sglang_auth_"
+COOKIE_MAX_AGE = 7 * 24 * 3600
+REALM = "vast-sglang"
+GRACE_PERIOD = "10s"
+"""How long Caddy lets open requests finish after SIGTERM before it closes them."""
+
+UNAUTHORIZED_BODY = (
+    "401 Unauthorized: send Authorization: Bearer with the instance token, "
+    "HTTP Basic credentials, or open a link with ?token="
+)
+FAIL_CLOSED_BODY = (
+    "401 Unauthorized: ENABLE_AUTH is on but neither OPEN_BUTTON_TOKEN nor WEB_PASSWORD "
+    "is set, so the auth proxy refuses every request; set OPEN_BUTTON_TOKEN or "
+    "ENABLE_AUTH=false"
+)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the edge accepts; `None` when that kind of credential is not configured."""
+
+    token: str | None
+    username: str
+    password: str | None
+
+    @property
+    def configured(self) -> bool:
+        return self.token is not None or self.password is not None
+
+
+def credentials(settings: Settings) -> Credentials:
+    """The token, and the Basic user and password (the password defaults to the token)."""
+    token = settings.open_button_token.get_secret_value() if settings.open_button_token else None
+    password = settings.web_password.get_secret_value() if settings.web_password else token
+    if ":" in settings.web_username:
+        raise ConfigError(
+            f"WEB_USERNAME={settings.web_username!r} is not valid: HTTP Basic user names "
+            "cannot contain ':'; fix or unset WEB_USERNAME"
+        )
+    return Credentials(token=token, username=settings.web_username, password=password)
+
+
+def auth_cookie(token: str) -> tuple[str, str]:
+    """Name and value of the cookie a token link sets (derived from the token, hex only)."""
+    digest = hashlib.sha256(b"vast-sglang-launcher edge cookie\0" + token.encode()).hexdigest()
+    return COOKIE_PREFIX + digest[:12], digest
+
+
+def excluded_ports(settings: Settings) -> frozenset[int]:
+    """External ports listed in AUTH_EXCLUDE."""
+    ports = set()
+    for item in re.split(r"[\s,]+", settings.auth_exclude.strip()):
+        if not item:
+            continue
+        if not item.isdigit() or not 1 <= int(item) <= 65535:
+            raise ConfigError(
+                f"AUTH_EXCLUDE={settings.auth_exclude!r} is not valid: {item!r} is not a port "
+                "number; list external ports separated by commas or spaces, or unset "
+                "AUTH_EXCLUDE"
+            )
+        ports.add(int(item))
+    return frozenset(ports)
+
+
+def proxied_entries(entries: Sequence[PortalEntry]) -> list[PortalEntry]:
+    """Entries the edge serves; a port that cannot be bound twice is a ConfigError."""
+    internal = {e.internal for e in entries}
+    seen: dict[int, PortalEntry] = {}
+    result = []
+    for entry in entries:
+        if not entry.proxied:
+            continue
+        if entry.external in seen:
+            raise ConfigError(
+                f"PORTAL_CONFIG publishes external port {entry.external} twice "
+                f"({seen[entry.external].name!r} and {entry.name!r}); give each entry its "
+                "own external port"
+            )
+        if entry.external in internal:
+            raise ConfigError(
+                f"PORTAL_CONFIG entry {entry.name!r} publishes port {entry.external}, which is "
+                "also an internal port of an entry; the proxy and that service cannot both "
+                "listen on it"
+            )
+        seen[entry.external] = entry
+        result.append(entry)
+    return result
+
+
+# --- Caddyfile text ------------------------------------------------------------------------
+
+
+def regex_literal(text: str) -> str:
+    """A Go (RE2) regular expression matching exactly `text`, safe as one Caddyfile token.
+
+    Only [A-Za-z0-9] stay as they are; everything else becomes `\\xHH` (or `\\x{H...}`
+    beyond ASCII), so the result has no whitespace, quotes, `#`, `{$` or metacharacters.
+    """
+    out = []
+    for ch in text:
+        if ch.isascii() and ch.isalnum():
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\x{{{ord(ch):x}}}")
+    return "".join(out)
+
+
+_QUOTABLE = re.compile(r'[^"\\{}`\x00-\x1f\x7f]*')
+
+
+def _quoted(text: str, what: str) -> str:
+    """`text` as one double-quoted Caddyfile token; refuses what it cannot write safely."""
+    if not _QUOTABLE.fullmatch(text):
+        raise ConfigError(
+            f"{what}={text!r} is not valid: it contains a quote, backslash, brace or "
+            f"control character that the proxy configuration cannot hold; fix {what}"
+        )
+    return f'"{text}"'
+
+
+def _comment(text: str) -> str:
+    return re.sub(r"[\x00-\x1f\x7f]", "?", text)
+
+
+def _proxy_lines(entry: PortalEntry, indent: str) -> list[str]:
+    return [
+        f"{indent}reverse_proxy {UPSTREAM_HOST}:{entry.internal} {{",
+        f"{indent}\t# stream responses (server-sent events) as they come",
+        f"{indent}\tflush_interval -1",
+        f"{indent}}}",
+    ]
+
+
+def _auth_lines(creds: Credentials, entry: PortalEntry, https: bool) -> list[str]:
+    if not creds.configured:
+        return [f"\trespond {_quoted(FAIL_CLOSED_BODY, 'body')} 401"]
+    schemes = []
+    if creds.token is not None:
+        schemes.append(f"(?i:bearer)\\x20{regex_literal(creds.token)}")
+    if creds.password is not None:
+        basic = f"{creds.username}:{creds.password}".encode()
+        schemes.append(f"(?i:basic)\\x20{regex_literal(base64.b64encode(basic).decode())}")
+    lines = []
+    link_lines: list[str] = []
+    denied = [f"\t\tnot header_regexp Authorization ^(?:{'|'.join(schemes)})$"]
+    if creds.token is not None:
+        token_re = f"^{regex_literal(creds.token)}$"
+        name, value = auth_cookie(creds.token)
+        cookie = f"{name}={value}; Path=/; Max-Age={COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax"
+        if https:
+            cookie += "; Secure"
+        denied += [
+            f"\t\tnot header_regexp Cookie (?:^|;\\x20*){name}={value}(?:;|$)",
+            f"\t\tnot vars_regexp {{http.request.uri.query.token}} {token_re}",
+        ]
+        lines += [
+            "\t# a browser opening a ?token= link: set the cookie, drop the token from the URL",
+            "\t@edge_token_link {",
+            "\t\tmethod GET HEAD",
+            '\t\texpression `{http.request.header.Accept}.contains("text/html") || '
+            '{http.request.header.Sec-Fetch-Dest} == "document"`',
+            f"\t\tvars_regexp {{http.request.uri.query.token}} {token_re}",
+            "\t}",
+        ]
+        link_lines = [
+            "\thandle @edge_token_link {",
+            "\t\troute {",
+            "\t\t\tmap {http.request.uri} {edge_location} {",
+            '\t\t\t\t~^/*(/[^?]*)\\?token=[^&]*$ "${1}"',
+            '\t\t\t\t~^/*(/[^?]*)\\?token=[^&]*&(.*)$ "${1}?${2}"',
+            '\t\t\t\t~^/*(/[^?]*\\?.*?)&token=[^&]*(.*)$ "${1}${2}"',
+            "\t\t\t\tdefault /",
+            "\t\t\t}",
+            f"\t\t\theader Set-Cookie {_quoted(cookie, 'cookie')}",
+            "\t\t\tredir {edge_location} 302",
+            "\t\t}",
+            "\t}",
+        ]
+    lines += ["\t@edge_denied {", *denied, "\t}", *link_lines]
+    lines += [
+        "\thandle @edge_denied {",
+        f'\t\theader WWW-Authenticate "Basic realm=\\"{REALM}\\", charset=\\"UTF-8\\""',
+        f"\t\trespond {_quoted(UNAUTHORIZED_BODY, 'body')} 401",
+        "\t}",
+        "\thandle {",
+        *_proxy_lines(entry, "\t\t"),
+        "\t}",
+    ]
+    return lines
+
+
+def render_caddyfile(settings: Settings, entries: Sequence[PortalEntry]) -> str:
+    """The Caddyfile that publishes `entries` according to the auth settings (pure)."""
+    creds = credentials(settings)
+    excluded = excluded_ports(settings)
+    https = settings.enable_https
+    lines = [
+        "# Written by `vast-sglang-launcher edge` from PORTAL_CONFIG and the auth settings;",
+        "# rewritten on every start, do not edit.",
+        "{",
+        "\tadmin off",
+        "\tauto_https off",
+        f"\tgrace_period {GRACE_PERIOD}",
+        "}",
+    ]
+    sites = proxied_entries(entries)
+    if not sites:
+        lines += [
+            "",
+            "# no PORTAL_CONFIG entry has an external port different from its internal one",
+        ]
+    for entry in sites:
+        auth = settings.enable_auth and entry.external not in excluded
+        lines += [
+            "",
+            f"# {_comment(entry.name)}: :{entry.external} -> {UPSTREAM_HOST}:{entry.internal}, "
+            + ("authentication required" if auth else "no authentication"),
+            f"{'https' if https else 'http'}://:{entry.external} {{",
+        ]
+        if https:
+            cert = _quoted(str(settings.tls_cert), "LAUNCHER_TLS_CERT")
+            key = _quoted(str(settings.tls_key), "LAUNCHER_TLS_KEY")
+            lines.append(f"\ttls {cert} {key}")
+        lines += _auth_lines(creds, entry, https) if auth else _proxy_lines(entry, "\t")
+        lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def edge_warnings(settings: Settings, entries: Sequence[PortalEntry]) -> list[str]:
+    """What the operator should know about this configuration (for the edge's log)."""
+    creds = credentials(settings)
+    sites = proxied_entries(entries)
+    excluded = excluded_ports(settings)
+    warnings = []
+    if settings.enable_auth and not creds.configured:
+        guarded = [e.external for e in sites if e.external not in excluded]
+        if guarded:
+            warnings.append(
+                "authentication is on (ENABLE_AUTH) but neither OPEN_BUTTON_TOKEN nor "
+                f"WEB_PASSWORD is set: refusing every request on ports {guarded}; set "
+                "OPEN_BUTTON_TOKEN (or ENABLE_AUTH=false to publish without authentication)"
+            )
+    elif settings.enable_auth and creds.token is None:
+        warnings.append(
+            "OPEN_BUTTON_TOKEN is not set: only HTTP Basic (WEB_USERNAME/WEB_PASSWORD) is "
+            "accepted; Bearer tokens and ?token= links are refused"
+        )
+    if not settings.enable_auth and sites:
+        warnings.append(
+            "ENABLE_AUTH is false: ports "
+            f"{[e.external for e in sites]} are published without authentication"
+        )
+    unknown = sorted(excluded - {e.external for e in sites})
+    if unknown:
+        warnings.append(
+            f"AUTH_EXCLUDE lists {unknown}, which the proxy does not serve (not an external "
+            "port of a PORTAL_CONFIG entry with a different internal port)"
+        )
+    if sites and settings.sglang_port not in {e.internal for e in entries}:
+        warnings.append(
+            f"no PORTAL_CONFIG entry has SGLANG_PORT ({settings.sglang_port}) as its internal "
+            "port: the SGLang API is not published"
+        )
+    return warnings

@@ -1,0 +1,115 @@
+"""`edge`: write the Caddyfile and the Instance Portal's list, then exec Caddy; and the
+environment that the image's supervisord configuration expands."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..files import write_atomic
+from ..logs import get_logger
+from ..settings import Settings
+from .caddyfile import edge_warnings, proxied_entries, render_caddyfile
+from .portal import DEFAULT_PORTAL_CONFIG, portal_entries, portal_yaml_text
+
+SUPERVISOR_STOP_MARGIN = 30
+"""Seconds supervisord waits for the launcher beyond `LAUNCHER_STOP_TIMEOUT`."""
+
+log = get_logger("edge")
+
+
+def caddyfile_path(settings: Settings) -> Path:
+    return settings.run_dir / "Caddyfile"
+
+
+def caddy_environment(settings: Settings, environ: dict[str, str]) -> dict[str, str]:
+    """Caddy's environment: its storage and autosaved config go under LAUNCHER_RUN_DIR."""
+    env = dict(environ)
+    base = settings.run_dir / "caddy"
+    env["XDG_DATA_HOME"] = str(base / "data")
+    env["XDG_CONFIG_HOME"] = str(base / "config")
+    return env
+
+
+def supervisor_environment(settings: Settings, python: str | None = None) -> dict[str, str]:
+    """The variables that `supervisor/*.conf` expand (`%(ENV_X)s`); `entrypoint` exports them.
+
+    supervisord refuses to start when one is missing, so the image also sets defaults for
+    them (Dockerfile `ENV`). LAUNCHER_RUN_DIR and LAUNCHER_LOG_DIR must exist before
+    supervisord starts (its socket, pid file and log live there).
+    """
+    return {
+        "LAUNCHER_PYTHON": python or sys.executable,
+        "LAUNCHER_RUN_DIR": str(settings.run_dir),
+        "LAUNCHER_LOG_DIR": str(settings.log_dir),
+        "LAUNCHER_SUPERVISOR_STOPWAIT": str(
+            math.ceil(settings.stop_timeout) + SUPERVISOR_STOP_MARGIN
+        ),
+    }
+
+
+def service_environment(settings: Settings) -> dict[str, str]:
+    """What the edge needs in every service's environment: the supervisord variables and
+    PORTAL_CONFIG, defaulted to the image's ports. The entrypoint exports it."""
+    env = supervisor_environment(settings)
+    env["PORTAL_CONFIG"] = settings.portal_config or DEFAULT_PORTAL_CONFIG
+    return env
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def command_edge(settings: Settings, args: argparse.Namespace) -> int:
+    entries = portal_entries(settings)
+    text = render_caddyfile(settings, entries)
+    if args.print:
+        sys.stdout.write(text)
+        return 0
+
+    caddy = shutil.which(settings.caddy_bin)
+    if caddy is None:
+        raise ConfigError(
+            f"LAUNCHER_CADDY_BIN={settings.caddy_bin!r} is not an executable on PATH; "
+            "install Caddy or point LAUNCHER_CADDY_BIN at it"
+        )
+    if settings.enable_https:
+        for var, path in (
+            ("LAUNCHER_TLS_CERT", settings.tls_cert),
+            ("LAUNCHER_TLS_KEY", settings.tls_key),
+        ):
+            if not os.access(path, os.R_OK):
+                raise ConfigError(
+                    f"ENABLE_HTTPS is true but {var}={str(path)!r} cannot be read; provide "
+                    f"the file, point {var} at it, or set ENABLE_HTTPS=false"
+                )
+    for warning in edge_warnings(settings, entries):
+        log.warning(warning)
+
+    try:
+        write_atomic(settings.portal_yaml, portal_yaml_text(entries), 0o644)
+    except OSError as exc:
+        log.warning("cannot write the Instance Portal's application list", error=str(exc))
+    config = caddyfile_path(settings)
+    write_atomic(config, text, 0o600)
+    env = caddy_environment(settings, dict(os.environ))
+    for key in ("XDG_DATA_HOME", "XDG_CONFIG_HOME"):
+        Path(env[key]).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    sites = proxied_entries(entries)
+    log.info(
+        "starting the auth proxy",
+        caddy=caddy,
+        config=str(config),
+        ports={e.external: e.internal for e in sites},
+        auth=settings.enable_auth,
+        https=settings.enable_https,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = [caddy, "run", "--config", str(config), "--adapter", "caddyfile"]
+    os.execve(caddy, argv, env)  # noqa: S606 - the proxy replaces this process

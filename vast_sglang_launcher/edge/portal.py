@@ -1,0 +1,75 @@
+"""PORTAL_CONFIG: the ports the image publishes, `host:external:internal:path:name|...`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from ..settings import Settings
+
+DEFAULT_PORTAL_CONFIG = (
+    "localhost:1111:11111:/:Instance Portal"
+    "|localhost:8000:18000:/:SGLang API"
+    "|localhost:8080:8080:/:Jupyter"
+)
+
+
+@dataclass(frozen=True)
+class PortalEntry:
+    host: str
+    external: int
+    internal: int
+    path: str
+    name: str
+
+    @property
+    def proxied(self) -> bool:
+        """Entries whose ports differ are served by the edge on the external port."""
+        return self.external != self.internal
+
+
+def parse_portal_config(text: str) -> list[PortalEntry]:
+    """Parse PORTAL_CONFIG; a malformed entry is a ConfigError naming it."""
+    entries = []
+    for raw in text.split("|"):
+        item = raw.strip()
+        if not item:
+            continue
+        parts = item.split(":", 4)
+        if len(parts) != 5:
+            raise ConfigError(
+                f"PORTAL_CONFIG entry {item!r} is not host:external:internal:path:name"
+            )
+        host, ext, internal, path, name = parts
+        try:
+            ports = int(ext), int(internal)
+        except ValueError:
+            raise ConfigError(
+                f"PORTAL_CONFIG entry {item!r} has a port that is not a number"
+            ) from None
+        if not all(1 <= p <= 65535 for p in ports):
+            raise ConfigError(f"PORTAL_CONFIG entry {item!r} has a port outside 1-65535")
+        entries.append(PortalEntry(host or "localhost", ports[0], ports[1], path or "/", name))
+    return entries
+
+
+def portal_entries(settings: Settings) -> list[PortalEntry]:
+    """The entries of PORTAL_CONFIG, or of the image's default when it is unset."""
+    return parse_portal_config(settings.portal_config or DEFAULT_PORTAL_CONFIG)
+
+
+def portal_yaml_text(entries: Sequence[PortalEntry]) -> str:
+    """The Instance Portal's application list (JSON, which is valid YAML)."""
+    apps = {
+        e.name: {
+            "hostname": e.host,
+            "external_port": e.external,
+            "internal_port": e.internal,
+            "open_path": e.path,
+            "name": e.name,
+        }
+        for e in entries
+    }
+    return json.dumps({"applications": apps}, indent=2) + "\n"

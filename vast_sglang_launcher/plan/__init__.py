@@ -1,0 +1,13 @@
+"""plan: from the environment to one LaunchPlan, without starting anything.
+
+Owns SGLang's option tables and the argparse-faithful reading of the user's words
+(`options`, `option_table`, `user_args`), GPU discovery through NVML (`gpus`), the model's
+config (`model_info`), the pure planning function (`build`), the I/O around it (`prepare`)
+and the `plan` command (`command`).
+
+May import: the shared top level (settings, errors, files, words). Other capabilities use it
+only through `prepare.prepare_plan` and the `build.LaunchPlan` it returns.
+
+This `__init__` imports nothing: `option_table` must stay importable by SGLang's own Python,
+which has none of the launcher's dependencies.
+"""

@@ -1,0 +1,397 @@
+"""The launch plan: a pure function from what was gathered to the exact argv and env.
+
+Nothing here reads the environment, a file or NVML, and nothing starts a process: the same
+inputs always give the same plan, so every decision can be tested without a GPU.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..settings import Settings
+from .gpus import GpuInventory
+from .model_info import ModelInfo
+from .options import OptionTable, Scan, scan
+from .user_args import UserArgs
+
+SERVE_HOST = "127.0.0.1"
+SERVE_PORT = 18000
+_WILDCARD_PROBE = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+_LAYOUT_DESTS = ("tensor_parallel_size", "data_parallel_size", "pipeline_parallel_size")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One thing the launcher chose: what, the value, where it came from, and why."""
+
+    what: str
+    value: str
+    source: str
+    why: str
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything needed to start the server; nothing in it is decided later."""
+
+    argv: list[str]
+    env: dict[str, str]
+    """The whole environment of the server process."""
+    cwd: Path
+    host: str
+    """Where the launcher probes the server (a wildcard listen address becomes loopback)."""
+    port: int
+    model: str | None
+    decisions: list[Decision] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    gpus: GpuInventory | None = None
+    model_info: ModelInfo | None = None
+    option_table: str = ""
+
+    def command_line(self) -> str:
+        return shlex.join(self.argv)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "argv": self.argv,
+            "env": self.env,
+            "cwd": str(self.cwd),
+            "probe": {"host": self.host, "port": self.port},
+            "model": {
+                "name": self.model,
+                **(self.model_info.as_dict() if self.model_info else {"source": None}),
+            },
+            "gpus": self.gpus.as_dict() if self.gpus else None,
+            "option_table": self.option_table,
+            "decisions": [d.__dict__ for d in self.decisions],
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class _Builder:
+    decisions: list[Decision] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    additions: list[str] = field(default_factory=list)
+
+    def decide(self, what: str, value: object, source: str, why: str) -> None:
+        self.decisions.append(Decision(what, str(value), source, why))
+
+    def add(self, option: str, value: object, source: str, why: str) -> None:
+        self.additions += [option, str(value)]
+        self.decide(option, value, source, why)
+
+
+def build_plan(
+    settings: Settings,
+    user: UserArgs,
+    gpus: GpuInventory,
+    model_info: ModelInfo | None,
+    table: OptionTable,
+    base_env: dict[str, str],
+    notes: tuple[str, ...] = (),
+) -> LaunchPlan:
+    """Decide the server's argv and environment. Pure: no I/O, no environment reads."""
+    b = _Builder(warnings=list(notes))
+    b.warnings += list(gpus.warnings)
+    user_scan = scan(table, user.tokens, user.sources)
+    b.warnings += user_scan.problems
+    command = shlex.split(settings.sglang_command)
+    model_source = "SGLANG_MODEL" if base_env.get("SGLANG_MODEL", "").strip() else "MODEL_NAME"
+    model = _model(settings.model, model_source, user_scan, command, b)
+    if model is None:
+        return LaunchPlan(
+            [],
+            dict(base_env),
+            settings.workspace,
+            SERVE_HOST,
+            SERVE_PORT,
+            None,
+            b.decisions,
+            b.warnings,
+            gpus,
+            model_info,
+            table.source,
+        )
+    head = command + (["--model-path", model] if settings.model else [])
+    host, port = _listen(settings, user_scan, b)
+    _multi_node(settings, user_scan, b)
+    _parallel(settings, user_scan, gpus, model_info, b)
+    env = dict(base_env)
+    env.update(SGLANG_MODEL=model, MODEL_NAME=model, HOME=str(settings.workspace))
+    return LaunchPlan(
+        head + user.tokens + b.additions,
+        env,
+        settings.workspace,
+        host,
+        port,
+        model,
+        b.decisions,
+        b.warnings,
+        gpus,
+        model_info,
+        table.source,
+    )
+
+
+def _model(
+    configured: str | None, source: str, user_scan: Scan, command: list[str], b: _Builder
+) -> str | None:
+    in_args = user_scan.last("model_path")
+    if configured is None:
+        if in_args is None or in_args.value is None:
+            return None
+        b.decide(
+            "model",
+            in_args.value,
+            in_args.source,
+            "SGLANG_MODEL is not set; the model comes from the user's own --model-path",
+        )
+        if command[-1:] == ["serve"] and in_args.written.split("=")[0] != "--model-path":
+            b.warnings.append(
+                f"{in_args.source}: `sglang serve` finds the model only when it is "
+                f"written as --model-path, not {in_args.written.split('=')[0]}"
+            )
+        return in_args.value
+    b.decide("--model-path", configured, source, "the model to serve")
+    if in_args is not None and in_args.value != configured:
+        b.warnings.append(
+            f"{in_args.source} sets {in_args.written.split('=')[0]} "
+            f"{in_args.value}, which overrides {source}={configured}"
+        )
+        return in_args.value or configured
+    return configured
+
+
+def _listen(settings: Settings, user_scan: Scan, b: _Builder) -> tuple[str, int]:
+    """--host/--port: the user's when given (then probed there), else the image's own."""
+    host_occ, port_occ = user_scan.last("host"), user_scan.last("port")
+    if host_occ is None:
+        host = settings.sglang_host
+        b.add(
+            "--host",
+            host,
+            "SGLANG_HOST" if host != SERVE_HOST else "default",
+            "the auth proxy publishes the server from this address",
+        )
+    else:
+        host = host_occ.value or SERVE_HOST
+        b.decide("host", host, host_occ.source, "set by the user; probed there")
+        if host != SERVE_HOST:
+            b.warnings.append(
+                f"{host_occ.source} sets --host {host}; the image expects "
+                f"{SERVE_HOST} (the auth proxy publishes it; other addresses "
+                "may expose the API without authentication)"
+            )
+    if port_occ is None:
+        port = settings.sglang_port
+        b.add(
+            "--port",
+            port,
+            "SGLANG_PORT" if port != SERVE_PORT else "default",
+            "the auth proxy publishes this port as 8000",
+        )
+    else:
+        try:
+            port = int(port_occ.value or "")
+        except ValueError:
+            b.warnings.append(f"{port_occ.source}: --port {port_occ.value!r} is not a number")
+            port = settings.sglang_port
+        b.decide("port", port, port_occ.source, "set by the user; probed there")
+        if port != SERVE_PORT:
+            b.warnings.append(
+                f"{port_occ.source} sets --port {port}; the auth proxy publishes "
+                f"{SERVE_PORT}, so the API on 8000 will not reach the server"
+            )
+    return _WILDCARD_PROBE.get(host, host), port
+
+
+def _multi_node(settings: Settings, user_scan: Scan, b: _Builder) -> None:
+    if settings.nnodes <= 1:
+        return
+    why = f"SGLANG_NNODES={settings.nnodes}: one model served by several machines"
+    if not user_scan.has("nnodes"):
+        b.add("--nnodes", settings.nnodes, "SGLANG_NNODES", why)
+    if not user_scan.has("node_rank"):
+        b.add("--node-rank", settings.node_rank, "SGLANG_NODE_RANK", "this machine's rank")
+    if not user_scan.has("dist_init_addr"):
+        if settings.dist_init_addr:
+            b.add(
+                "--dist-init-addr",
+                settings.dist_init_addr,
+                "SGLANG_DIST_INIT_ADDR",
+                "where the nodes meet",
+            )
+        else:
+            b.warnings.append(
+                f"SGLANG_NNODES={settings.nnodes} but SGLANG_DIST_INIT_ADDR is "
+                "not set: set it to host:port of node 0 or SGLang cannot start"
+            )
+
+
+def _int_of(user_scan: Scan, dest: str, b: _Builder) -> int | None:
+    occ = user_scan.last(dest)
+    if occ is None:
+        return None
+    try:
+        return int(occ.value or "")
+    except ValueError:
+        b.warnings.append(f"{occ.source}: {occ.written} {occ.value!r} is not a whole number")
+        return None
+
+
+def tp_fits(tp: int, info: ModelInfo | None) -> bool:
+    """Whether SGLang can shard the model's attention heads over ``tp`` ranks."""
+    if info is None or info.heads is None:
+        return True
+    if info.heads % tp:
+        return False
+    kv = info.kv_heads or info.heads
+    return kv % tp == 0 if kv >= tp else tp % kv == 0
+
+
+def _heads_text(info: ModelInfo | None) -> str:
+    if info is None or info.heads is None:
+        return "heads unknown"
+    return f"{info.heads} attention heads, {info.kv_heads} kv heads"
+
+
+def _usable_gpus(user_scan: Scan, gpus: GpuInventory, b: _Builder) -> int:
+    """GPUs SGLang will use on this node: --base-gpu-id and --gpu-id-step skip some."""
+    base = _int_of(user_scan, "base_gpu_id", b) or 0
+    step = _int_of(user_scan, "gpu_id_step", b) or 1
+    if base == 0 and step == 1:
+        return gpus.count
+    usable = len(range(base, gpus.count, max(step, 1)))
+    b.decide(
+        "usable GPUs",
+        usable,
+        "--base-gpu-id/--gpu-id-step",
+        f"{gpus.count} visible, starting at {base} every {step}",
+    )
+    return usable
+
+
+def _parallel(
+    settings: Settings,
+    user_scan: Scan,
+    gpus: GpuInventory,
+    info: ModelInfo | None,
+    b: _Builder,
+) -> None:
+    tp, dp, pp = (_int_of(user_scan, d, b) for d in _LAYOUT_DESTS)
+    nnodes = _int_of(user_scan, "nnodes", b) or settings.nnodes
+    per_node = _usable_gpus(user_scan, gpus, b)
+    total = per_node * nnodes
+    gpu_source = gpus.source if nnodes == 1 else f"{gpus.source} x SGLANG_NNODES"
+    if tp is not None:
+        _check_user_tp(user_scan, tp, dp or 1, pp or 1, nnodes, per_node, info, b)
+        return
+    if not settings.auto_parallel:
+        b.decide(
+            "parallel layout",
+            "SGLang defaults",
+            "AUTO_PARALLEL",
+            "AUTO_PARALLEL=false: the launcher adds no parallelism",
+        )
+        return
+    if per_node == 0:
+        b.warnings.append("no GPU visible: the launcher adds no tensor parallelism")
+        return
+    if info is None or info.heads is None:
+        b.warnings.append(
+            "the model's head counts are unknown: tensor parallelism over all "
+            "GPUs is not checked against them"
+        )
+    if dp is None and pp is None:
+        _auto_layout(total, nnodes, gpu_source, info, b)
+        return
+    # The user chose dp and/or pp: fill tp with the GPUs that are left.
+    fixed = (dp or 1) * (pp or 1)
+    room = total // fixed
+    if room == 0 or total % fixed:
+        b.warnings.append(f"dp*pp = {fixed} does not divide the {total} GPUs")
+    if room == 0:
+        return
+    best = max(t for t in range(1, room + 1) if room % t == 0 and tp_fits(t, info))
+    b.add(
+        "--tp-size",
+        best,
+        gpu_source,
+        f"the user set dp/pp ({fixed} groups); {total} GPUs leave tp={room}"
+        + ("" if best == room else f", lowered to {best} for {_heads_text(info)}"),
+    )
+    if best != room:
+        b.warnings.append(
+            f"tp={best} leaves {total - best * fixed} of {total} GPUs idle: "
+            f"{_heads_text(info)} do not divide by {room}"
+        )
+
+
+def _auto_layout(total: int, nnodes: int, source: str, info: ModelInfo | None, b: _Builder) -> None:
+    """Every GPU busy: the largest tp the heads allow, data parallel over the rest."""
+    if tp_fits(total, info):
+        if total > 1:
+            b.add(
+                "--tp-size",
+                total,
+                source,
+                f"AUTO_PARALLEL: tensor parallel over all {total} GPUs ({_heads_text(info)})",
+            )
+        else:
+            b.decide("parallel layout", "tp=1", source, "one GPU: nothing to spread")
+        return
+    if nnodes > 1:
+        # Data parallelism does not span nodes here: keep tp a multiple of the node count.
+        options = [
+            t for t in range(nnodes, total + 1, nnodes) if total % t == 0 and tp_fits(t, info)
+        ]
+        if not options:
+            b.warnings.append(f"no tp over {nnodes} nodes fits {_heads_text(info)}")
+            return
+        tp = max(options)
+        b.add("--tp-size", tp, source, f"{_heads_text(info)} do not divide by {total}")
+        b.warnings.append(f"tp={tp} leaves {total - tp} of {total} GPUs idle across nodes")
+        return
+    tp = max(t for t in range(1, total + 1) if total % t == 0 and tp_fits(t, info))
+    dp = total // tp
+    why = f"{_heads_text(info)} do not divide by {total} GPUs"
+    if tp > 1:
+        b.add("--tp-size", tp, source, f"{why}; {tp} is the largest tensor parallel size that does")
+    b.add("--dp-size", dp, source, f"data parallel uses the other GPUs: {tp} x {dp} = {total}")
+
+
+def _check_user_tp(
+    user_scan: Scan,
+    tp: int,
+    dp: int,
+    pp: int,
+    nnodes: int,
+    per_node: int,
+    info: ModelInfo | None,
+    b: _Builder,
+) -> None:
+    occ = user_scan.last("tensor_parallel_size")
+    assert occ is not None
+    b.decide(
+        "tensor parallel",
+        tp,
+        occ.source,
+        f"set by the user as {occ.written.split('=')[0]}; the launcher never overrides it",
+    )
+    dp_gpus = 1 if user_scan.has("enable_dp_attention") else dp
+    need = tp * pp * dp_gpus
+    if per_node and need > per_node * nnodes:
+        b.warnings.append(
+            f"tp={tp} x pp={pp} x dp={dp_gpus} needs {need} GPUs but "
+            f"{per_node * nnodes} are visible"
+            + (f" ({per_node} per node x {nnodes} nodes)" if nnodes > 1 else "")
+        )
+    if not tp_fits(tp, info) and info is not None:
+        b.warnings.append(
+            f"tp={tp} does not divide the model's {_heads_text(info)}: SGLang "
+            "will fail after loading starts; choose a tp that divides them"
+        )
