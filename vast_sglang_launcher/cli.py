@@ -56,7 +56,7 @@ def _command(name: str) -> Command:
 
         return command_plan
     if name == "run":
-        from .supervise.supervisor import command_run
+        from .supervise.commands import command_run
 
         return command_run
     if name == "status":
@@ -64,7 +64,7 @@ def _command(name: str) -> Command:
 
         return command_status
     if name == "restart":
-        from .supervise.supervisor import command_restart
+        from .supervise.commands import command_restart
 
         return command_restart
     if name == "provision":

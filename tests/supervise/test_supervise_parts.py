@@ -354,7 +354,7 @@ def test_a_launcher_bug_pauses_before_exiting(
 
     from vast_sglang_launcher.logs import configure
     from vast_sglang_launcher.settings import load_settings
-    from vast_sglang_launcher.supervise import supervisor as supervise
+    from vast_sglang_launcher.supervise import commands as supervise
 
     async def broken(self: supervise.Supervisor) -> int:
         raise RuntimeError("boom")

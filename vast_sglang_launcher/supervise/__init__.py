@@ -2,11 +2,15 @@
 
 Owns the server's process tree (`process`), the `/health` probes (`probes`), the restart
 policy (`restart_policy`), hints read from the server's last lines (`failure_hints`), the
-server's output (`server_output`), status.json and the `status` command (`status`), the wait
-for provisioning (`provisioning_gate`), the run directory's claim (`run_dir`), the server's
-life cycle (`lifecycle`), one start of the server (`attempt`), the restart loop
-(`supervisor`) and the `run` / `restart` commands (`commands`).
+server's output (`server_output`), the wait for provisioning (`provisioning_gate`), and:
+
+- `states` / `lifecycle`: the server's state machine and status.json, which mirrors it;
+  `status`: reading status.json, and the `status` command;
+- `run_dir`: the run directory's lock, the server record and a leftover server's clean-up;
+- `control`: signals turned into requests (stop, hurry, restart), and the wake-up event;
+- `attempt`: one start of the server (start, watch, take down);
+- `supervisor`: the restart loop; `commands`: the `run` and `restart` commands.
 
 May import: the shared top level (settings, errors, files, logs, markers) and, from the plan,
-only `prepare_plan` and `LaunchPlan`.
+only `prepare.prepare_plan` and the `build.LaunchPlan` it returns.
 """

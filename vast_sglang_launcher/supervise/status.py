@@ -16,17 +16,9 @@ from typing import Any
 from ..files import write_atomic
 from ..settings import Settings
 from .process import same_process
+from .states import ServerState
 
-STATES = (
-    "waiting_provisioning",
-    "starting",
-    "ready",
-    "unhealthy",
-    "backoff",
-    "stopping",
-    "stopped",
-    "failed",
-)
+STATES = tuple(state.value for state in ServerState)
 
 EMPTY: dict[str, Any] = {
     "state": None,
