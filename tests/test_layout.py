@@ -1,0 +1,80 @@
+"""The package's layout: imports flow cli -> a capability -> the shared top level, and a
+capability reaches another only through the one function (or type) it documents."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "vast_sglang_launcher"
+CAPABILITIES = sorted(
+    p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()
+)
+ENTRY_POINTS = {"cli", "__main__", "option_table"}
+"""Top-level modules that dispatch into the capabilities (option_table: the image's step)."""
+
+ALLOWED = {
+    ("supervise", "plan"): {"prepare.prepare_plan", "build.LaunchPlan"},
+    ("boot", "edge"): {"command.service_environment"},
+}
+"""(importer, imported) -> the names the importer may take from the imported capability."""
+
+
+def _imports(path: Path) -> list[tuple[str, str]]:
+    """(absolute module inside the package, name) for each `from X import name`."""
+    rel = path.relative_to(PACKAGE).with_suffix("")
+    here = list(rel.parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                assert not alias.name.startswith("vast_sglang_launcher"), path
+        if not isinstance(node, ast.ImportFrom) or not node.level:
+            continue
+        base = here[: len(here) - (node.level - 1)] if node.level > 1 else here
+        module = [*base, *(node.module.split(".") if node.module else [])]
+        for alias in node.names:
+            found.append((".".join(module), alias.name))
+    return found
+
+
+def _capability(module: str) -> str | None:
+    head = module.split(".", maxsplit=1)[0] if module else ""
+    return head if head in CAPABILITIES else None
+
+
+def test_the_capabilities_are_the_subpackages() -> None:
+    assert set(CAPABILITIES) >= {"plan", "supervise", "boot", "edge"}
+
+
+def test_the_shared_top_level_imports_no_capability() -> None:
+    for path in PACKAGE.glob("*.py"):
+        if path.stem in ENTRY_POINTS:
+            continue
+        for module, name in _imports(path):
+            target = module or name
+            assert _capability(target) is None, f"{path.name} imports {target}.{name}"
+
+
+def test_a_capability_uses_another_only_through_its_documented_entry() -> None:
+    for cap in CAPABILITIES:
+        for path in (PACKAGE / cap).rglob("*.py"):
+            for module, name in _imports(path):
+                other = _capability(module) or (_capability(name) if not module else None)
+                if other is None or other == cap:
+                    continue
+                inner = module.split(".", 1)[1] if "." in module else ""
+                allowed = ALLOWED.get((cap, other), set())
+                assert f"{inner}.{name}" in allowed, (
+                    f"{path.relative_to(PACKAGE)} imports {module}.{name}: "
+                    f"{cap} may use {other} only through {sorted(allowed) or 'nothing'}"
+                )
+
+
+def test_each_capability_says_what_it_owns_and_imports_nothing_itself() -> None:
+    for cap in CAPABILITIES:
+        tree = ast.parse((PACKAGE / cap / "__init__.py").read_text())
+        doc = ast.get_docstring(tree)
+        assert doc and doc.startswith(f"{cap}:"), cap
+        assert "May import" in doc, cap
+        assert not [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))], cap
