@@ -1,8 +1,8 @@
 """Every knob of the launcher: one settings class, read from the environment once.
 
-Each field's docstring is the user-facing documentation; the README's settings table is
-generated from this class (``python -m vast_sglang_launcher settings --markdown``) and a test
-keeps the two equal. Nothing else in the package reads ``os.environ`` for configuration.
+Each field's docstring is the user-facing documentation; the settings reference,
+docs/settings.md, is generated from this class (``vast-sglang-launcher settings --markdown``)
+and a test keeps the two equal. Nothing else in the package reads ``os.environ`` for configuration.
 """
 
 from __future__ import annotations
@@ -288,6 +288,28 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, env)) from None
+
+
+def require_writable_dirs(settings: Settings, *fields: str) -> None:
+    """Create each directory setting in ``fields`` and check that it can be written.
+
+    Outside a container the defaults (/run/..., /var/log/portal, /workspace, /) need root: a
+    first try by hand then stops here with one line naming the variable to set (exit 78)
+    instead of failing half-way.
+    """
+    for field in fields:
+        path: Path = getattr(settings, field)
+        var = env_name(field)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            problem = None if os.access(path, os.W_OK | os.X_OK) else "Permission denied"
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        if problem is not None:
+            raise ConfigError(
+                f"{var}={path} cannot be used ({problem}): set {var} to a directory you can "
+                'write (outside a container, see "Try it without a GPU" in README.md)'
+            )
 
 
 def _explain(exc: ValidationError, env: Mapping[str, str]) -> str:

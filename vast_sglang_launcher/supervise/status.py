@@ -1,21 +1,31 @@
 """status.json: what the launcher is doing, written atomically on every change, and the
 ``status`` command that shows it (exit 0 only when the server is ready and the launcher that
-wrote it still runs, so it can serve as a Docker HEALTHCHECK)."""
+wrote it still runs, so it can serve as a Docker HEALTHCHECK).
+
+``status`` runs every 30 s for a container's whole life, so this module imports the standard
+library only: no settings class (pydantic), no psutil. The one setting it reads,
+LAUNCHER_RUN_DIR, is read from the environment with the settings class's default (a test keeps
+the two equal), and a process's start time is read from /proc the way psutil reads it.
+"""
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
+import os
 import shlex
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..files import write_atomic
-from ..settings import Settings
-from .process import same_process
+if TYPE_CHECKING:
+    import argparse
+
+RUN_DIR_VARIABLE = "LAUNCHER_RUN_DIR"
+RUN_DIR_DEFAULT = "/run/vast-sglang-launcher"  # = Settings.run_dir's default
+STATUS_FILE = "status.json"
 
 STATES = (
     "waiting_provisioning",
@@ -84,6 +94,8 @@ class StatusFile:
         self.write()
 
     def write(self) -> None:
+        from ..files import write_atomic  # tempfile and friends: not for the `status` command
+
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.path, json.dumps(self.data, indent=1) + "\n")
@@ -105,12 +117,30 @@ def read_status(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def process_started(pid: int) -> float | None:
+    """When process ``pid`` started, in seconds since the epoch, computed as psutil's
+    ``create_time`` is (start ticks after boot / CLK_TCK + boot time); None when no such
+    process runs or it is a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        with open("/proc/stat", "rb") as f:
+            boot = next(float(line.split()[1]) for line in f if line.startswith(b"btime"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    if len(fields) < 20 or fields[0] == b"Z":
+        return None
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK") + boot
+
+
 def launcher_alive(data: dict[str, Any]) -> bool:
     """True when the launcher that wrote ``data`` still runs (pid not reused since)."""
     pid, started = data.get("launcher_pid"), data.get("launcher_started")
-    if not isinstance(pid, int) or not isinstance(started, (int, float)):
+    if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(started, (int, float)):
         return False
-    return same_process(pid, float(started)) is not None
+    actual = process_started(pid)
+    return actual is not None and abs(actual - float(started)) <= 0.5
 
 
 def healthy(data: dict[str, Any]) -> bool:
@@ -169,12 +199,18 @@ def render(data: dict[str, Any], alive: bool, now: float | None = None) -> str:
     return "\n".join(lines)
 
 
-def command_status(settings: Settings, args: argparse.Namespace) -> int:
+def status_path(environ: Mapping[str, str]) -> Path:
+    """``$LAUNCHER_RUN_DIR/status.json``; an empty variable counts as unset, as in settings."""
+    run_dir = environ.get(RUN_DIR_VARIABLE, "").strip() or RUN_DIR_DEFAULT
+    return Path(run_dir) / STATUS_FILE
+
+
+def command_status(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """``status [--json]``: exit 0 only when ready and the launcher is alive."""
-    path = settings.status_file
+    path = status_path(os.environ if environ is None else environ)
     data = read_status(path)
     if data is None:
-        msg = f"no launcher status at {path} (is `run` running? LAUNCHER_RUN_DIR)"
+        msg = f"no launcher status at {path} (is `run` running? {RUN_DIR_VARIABLE})"
         if getattr(args, "json", False):
             print(json.dumps({**EMPTY, "launcher_alive": False, "error": msg}, indent=1))
         else:
