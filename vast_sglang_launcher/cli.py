@@ -1,23 +1,25 @@
 """Command line: ``vast-sglang-launcher COMMAND`` (also ``python -m vast_sglang_launcher``).
 
-Each command's module is imported only when that command runs: ``status`` (the image's
-HEALTHCHECK, every 30 s) imports the standard library only, and ``plan`` does not pay for the
-supervisor's imports, nor the supervisor for the plan's.
+Each command's module is imported only when that command runs, and ``plan`` does not pay for
+the supervisor's imports, nor the supervisor for the plan's. ``status`` (the image's
+HEALTHCHECK, run every 30 s for the container's whole life) goes further: ``status`` and
+``status --json`` skip argparse too, and import nothing beyond the cheapest of the standard
+library.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import textwrap
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import LauncherError, report
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see `status`)
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+
     from .settings import Settings
 
     Command = Callable[[Settings, argparse.Namespace], int]
@@ -158,6 +160,8 @@ _COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
 
 
 def _epilog(reads: str, exits: list[tuple[str, str]]) -> str:
+    import textwrap
+
     lines = [
         "settings read most:",
         textwrap.fill(reads, 78, initial_indent="  ", subsequent_indent="  "),
@@ -171,6 +175,9 @@ def _epilog(reads: str, exits: list[tuple[str, str]]) -> str:
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    import argparse
+    import textwrap
+
     p = argparse.ArgumentParser(
         prog="vast-sglang-launcher",
         description="Plan, start, supervise and stop an SGLang server from the environment.",
@@ -276,7 +283,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         from .supervise.status import command_status
 
-        return command_status(args)
+        return command_status(args.json)
     from .logs import configure
     from .settings import load_settings, require_writable_dirs
 
@@ -286,10 +293,21 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _command(args.command)(settings, args)
 
 
+def _health_check(argv: Sequence[str]) -> int | None:
+    """`status` / `status --json` straight away, without argparse; None for anything else."""
+    if list(argv) not in (["status"], ["status", "--json"]):
+        return None
+    from .supervise.status import command_status
+
+    return command_status(as_json=len(argv) == 2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        code = _dispatch(args)
+        code = _health_check(argv)
+        if code is None:
+            code = _dispatch(_parse(argv))
         sys.stdout.flush()  # here, so that a closed pipe is noticed while we can handle it
         return code
     except LauncherError as exc:

@@ -19,6 +19,8 @@ from vast_sglang_launcher.supervise.status import (
     STATES,
     StatusFile,
     healthy,
+    iso,
+    parse_iso,
     process_started,
     read_status,
     render,
@@ -125,9 +127,9 @@ def test_render_shows_failure_details() -> None:
 def test_run_dir_is_read_as_the_settings_class_reads_it() -> None:
     assert env_name("run_dir") == RUN_DIR_VARIABLE
     assert Path(RUN_DIR_DEFAULT) == Settings.model_fields["run_dir"].default
-    assert status_path({}) == Path(RUN_DIR_DEFAULT) / "status.json"
-    assert status_path({"LAUNCHER_RUN_DIR": " "}) == Path(RUN_DIR_DEFAULT) / "status.json"
-    assert status_path({"LAUNCHER_RUN_DIR": "/x"}) == Path("/x/status.json")
+    assert status_path({}) == f"{RUN_DIR_DEFAULT}/status.json"
+    assert status_path({"LAUNCHER_RUN_DIR": " "}) == f"{RUN_DIR_DEFAULT}/status.json"
+    assert status_path({"LAUNCHER_RUN_DIR": "/x"}) == "/x/status.json"
 
 
 def test_process_start_time_is_psutils(tmp_path: Path) -> None:
@@ -174,3 +176,21 @@ def test_status_needs_only_the_standard_library(tmp_path: Path, args: tuple[str,
     assert "ready" in proc.stdout
     modules = proc.stderr.strip()
     assert "settings" not in modules and "logs" not in modules and "process" not in modules
+
+
+def test_times_read_back_as_datetime_reads_them() -> None:
+    import datetime
+    import random
+
+    rng = random.Random(14)
+    for _ in range(2000):
+        ts = rng.uniform(0, 4e9)
+        minutes = rng.choice([0, 60, -300, 330, 345, -570, 840, -720])
+        tz = datetime.timezone(datetime.timedelta(minutes=minutes))
+        text = datetime.datetime.fromtimestamp(ts, tz).isoformat(timespec="milliseconds")
+        expected = datetime.datetime.fromisoformat(text).timestamp()
+        assert parse_iso(text) == pytest.approx(expected, abs=1e-6), text
+    now = time.time()
+    assert parse_iso(iso(now)) == pytest.approx(now, abs=0.001)
+    assert parse_iso("2025-01-31T14:02:11") is not None  # another form: datetime's parser
+    assert parse_iso("yesterday") is None and parse_iso(None) is None
