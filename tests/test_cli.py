@@ -212,3 +212,21 @@ def test_status_json_of_a_missing_file_still_parses(tmp_path: Path) -> None:
     result = _launcher(tmp_path, "status", "--json")
     assert result.returncode == 1
     assert json.loads(result.stdout)["launcher_alive"] is False
+
+
+def test_every_directory_it_cannot_use_is_named_at_once(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = _launcher(
+        tmp_path,
+        "run",
+        SGLANG_MODEL="org/model",
+        LAUNCHER_RUN_DIR=str(blocker / "run"),
+        WORKSPACE=str(blocker / "workspace"),
+    )
+    assert result.returncode == 78
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"LAUNCHER_RUN_DIR={blocker / 'run'} (Not a directory)" in result.stderr
+    assert f"WORKSPACE={blocker / 'workspace'} (Not a directory)" in result.stderr
+    assert "set LAUNCHER_RUN_DIR, WORKSPACE to directories you can write" in result.stderr
+    assert "LAUNCHER_LOG_DIR" not in result.stderr

@@ -294,22 +294,30 @@ def require_writable_dirs(settings: Settings, *fields: str) -> None:
     """Create each directory setting in ``fields`` and check that it can be written.
 
     Outside a container the defaults (/run/..., /var/log/portal, /workspace, /) need root: a
-    first try by hand then stops here with one line naming the variable to set (exit 78)
+    first try by hand then stops here with one line naming every variable to set (exit 78)
     instead of failing half-way.
     """
+    failed: list[tuple[str, Path, str]] = []
     for field in fields:
         path: Path = getattr(settings, field)
-        var = env_name(field)
         try:
             path.mkdir(parents=True, exist_ok=True)
-            problem = None if os.access(path, os.W_OK | os.X_OK) else "Permission denied"
+            if not os.access(path, os.W_OK | os.X_OK):
+                failed.append((env_name(field), path, "Permission denied"))
         except OSError as exc:
-            problem = exc.strerror or str(exc)
-        if problem is not None:
-            raise ConfigError(
-                f"{var}={path} cannot be used ({problem}): set {var} to a directory you can "
-                'write (outside a container, see "Try it without a GPU" in README.md)'
-            )
+            failed.append((env_name(field), path, exc.strerror or str(exc)))
+    if not failed:
+        return
+    where = '(outside a container, see "Try it without a GPU" in README.md)'
+    if len(failed) == 1:
+        var, path, problem = failed[0]
+        raise ConfigError(
+            f"{var}={path} cannot be used ({problem}): set {var} to a directory you can "
+            f"write {where}"
+        )
+    listed = ", ".join(f"{var}={path} ({problem})" for var, path, problem in failed)
+    names = ", ".join(var for var, _, _ in failed)
+    raise ConfigError(f"cannot use {listed}: set {names} to directories you can write {where}")
 
 
 def _explain(exc: ValidationError, env: Mapping[str, str]) -> str:
