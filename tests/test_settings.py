@@ -1,4 +1,5 @@
-"""The settings class: names, defaults, aliases, and the README table kept equal to it."""
+"""The settings class: names, defaults, aliases, and the settings reference (docs/settings.md)
+kept equal to it."""
 
 from __future__ import annotations
 
@@ -8,18 +9,22 @@ import pytest
 
 from vast_sglang_launcher.errors import ConfigError
 from vast_sglang_launcher.settings import Settings, load_settings
-from vast_sglang_launcher.settings_doc import BEGIN, END, markdown_table
+from vast_sglang_launcher.settings_doc import BEGIN, END, markdown_page, markdown_table
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT / "docs" / "settings.md"
+STALE = "docs/settings.md is stale: run `vast-sglang-launcher settings --update docs/settings.md`"
 
 
-def test_readme_table_equals_the_settings_class() -> None:
-    text = README.read_text()
+def test_reference_table_equals_the_settings_class() -> None:
+    text = REFERENCE.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    assert text[start:end].strip() == markdown_table(), (
-        "README settings table is stale: run `python -m vast_sglang_launcher settings "
-        "--update-readme README.md`"
-    )
+    assert text[start:end].strip() == markdown_table(), STALE
+    assert text == markdown_page(), STALE
+
+
+def test_readme_links_the_reference() -> None:
+    assert "(docs/settings.md)" in (ROOT / "README.md").read_text()
 
 
 def test_every_field_is_documented() -> None:

@@ -1,52 +1,239 @@
-"""Command line: ``python -m vast_sglang_launcher`` and the ``vast-sglang-launcher`` script."""
+"""Command line: ``vast-sglang-launcher COMMAND`` (also ``python -m vast_sglang_launcher``).
+
+Each command's module is imported only when that command runs, and ``plan`` does not pay for
+the supervisor's imports, nor the supervisor for the plan's. ``status`` (the image's
+HEALTHCHECK, run every 30 s for the container's whole life) goes further: ``status`` and
+``status --json`` skip argparse too, and import nothing beyond the cheapest of the standard
+library.
+"""
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable, Sequence
+import os
+import sys
 
 from . import __version__
 from .errors import LauncherError, report
-from .logs import configure
-from .settings import Settings, load_settings
 
-Command = Callable[[Settings, argparse.Namespace], int]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see `status`)
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+
+    from .settings import Settings
+
+    Command = Callable[[Settings, argparse.Namespace], int]
+
+EX_USAGE = 2  # argparse's status for a bad command line
+EX_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
+
+_CONFIG = ("78", "a bad setting (the message names the variable to fix)")
+_USAGE = ("2", "a bad command line")
+
+# name -> (one-line help, what it does, the settings it reads most, its exit statuses)
+_COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
+    "plan": (
+        "print the command the launcher would run, and why",
+        "Build the `sglang serve` command from the environment, the args file, the GPUs and "
+        "the model's config.json, and print it with every decision (value, source, reason) "
+        "and every warning. Starts nothing.",
+        "SGLANG_MODEL, SGLANG_ARGS, SGLANG_ARGS_FILE, AUTO_PARALLEL, GPU_COUNT, "
+        "CUDA_VISIBLE_DEVICES, SGLANG_COMMAND, SGLANG_HOST, SGLANG_PORT, HF_TOKEN, "
+        "HF_HUB_OFFLINE",
+        [
+            ("0", "the plan was printed (warnings included; also when no model is set)"),
+            ("78", "a bad setting, or an args file that cannot be read or split"),
+            _USAGE,
+        ],
+    ),
+    "run": (
+        "start the server and keep it serving (the supervisord program)",
+        "Wait for provisioning, start the planned server, probe /health, restart it with "
+        "backoff when it fails, stop its whole process tree on SIGTERM/SIGINT, restart it "
+        "with a fresh plan on SIGHUP, and keep $LAUNCHER_RUN_DIR/status.json current. Server "
+        "output goes to stdout and to $LAUNCHER_LOG_DIR/sglang.log, the launcher's own lines "
+        "to stderr.",
+        "everything `plan` reads, LAUNCHER_RUN_DIR, LAUNCHER_LOG_DIR, LAUNCHER_MARKER_DIR, "
+        "WORKSPACE, LAUNCHER_STARTUP_TIMEOUT, LAUNCHER_START_RETRIES, LAUNCHER_STOP_TIMEOUT, "
+        "LAUNCHER_LOG_FORMAT",
+        [
+            ("0", "stopped by SIGTERM or SIGINT, or no model is set"),
+            ("1", "a bug in the launcher (traceback logged; exits after LAUNCHER_BACKOFF_MAX)"),
+            (
+                "78",
+                "gave up on a server that keeps failing before it is ready; a bad setting; "
+                "a directory it cannot write; another launcher runs on LAUNCHER_RUN_DIR",
+            ),
+            _USAGE,
+        ],
+    ),
+    "status": (
+        "show the supervised server's state (exit 0 when ready)",
+        "Read $LAUNCHER_RUN_DIR/status.json and show the state, pids, restarts, last exit, "
+        "hint and last server lines (--json: the file's fields plus launcher_alive). It is "
+        "the image's HEALTHCHECK and imports nothing but the standard library.",
+        "LAUNCHER_RUN_DIR (default /run/vast-sglang-launcher), and no other",
+        [
+            ("0", "the server is ready and the launcher that wrote the file still runs"),
+            ("1", "any other state, a launcher that is gone, or no status file"),
+            _USAGE,
+        ],
+    ),
+    "restart": (
+        "ask the running launcher to restart the server (SIGHUP)",
+        "Send SIGHUP to the launcher holding $LAUNCHER_RUN_DIR/launcher.pid: it plans again "
+        "(args file and model config read again) and restarts the server without a backoff "
+        "wait. If the new plan fails, the running server is kept.",
+        "LAUNCHER_RUN_DIR",
+        [
+            ("0", "the launcher was asked"),
+            ("1", "no launcher runs on LAUNCHER_RUN_DIR"),
+            _CONFIG,
+            _USAGE,
+        ],
+    ),
+    "provision": (
+        "run the boot steps now: hotfix, first boot, provisioning",
+        "Run HOTFIX_SCRIPT, the first-boot installs (APT_PACKAGES, PIP_PACKAGES) and "
+        "PROVISIONING_SCRIPT in the foreground, then print one summary line per step. Steps "
+        "already completed (markers in LAUNCHER_MARKER_DIR) are skipped unless --force.",
+        "HOTFIX_SCRIPT, APT_PACKAGES, PIP_PACKAGES, PROVISIONING_SCRIPT, LAUNCHER_MARKER_DIR, "
+        "LAUNCHER_LOG_DIR, LAUNCHER_RUN_DIR, WORKSPACE, LAUNCHER_PIP_PYTHON",
+        [
+            ("0", "every step succeeded or was skipped"),
+            ("1", "a step failed (its log is named)"),
+            ("78", "a bad setting or package list, or a directory it cannot write"),
+            ("128+N", "stopped by signal N"),
+            _USAGE,
+        ],
+    ),
+    "entrypoint": (
+        "container entrypoint: boot steps, then supervisord",
+        "The image's ENTRYPOINT: hotfix, first boot, provisioning in the background, then "
+        "exec supervisord (or CMD after `--`). A failing step is logged and the boot goes on.",
+        "everything `provision` reads, LAUNCHER_SUPERVISORD_CONFIG, PORTAL_CONFIG",
+        [
+            ("-", "none once supervisord (or CMD) has started: it replaces the launcher"),
+            ("78", "a bad setting or package list"),
+            ("126", "CMD cannot be executed"),
+            ("128+N", "stopped by signal N during the boot steps"),
+            _USAGE,
+        ],
+    ),
+    "edge": (
+        "render the auth proxy's Caddyfile and exec Caddy",
+        "Write the Caddyfile for the published ports (PORTAL_CONFIG) with Bearer, Basic and "
+        "token-link authentication, write the Instance Portal's application list, and exec "
+        "Caddy. --print only prints the Caddyfile.",
+        "PORTAL_CONFIG, OPEN_BUTTON_TOKEN, WEB_USERNAME, WEB_PASSWORD, ENABLE_AUTH, "
+        "AUTH_EXCLUDE, ENABLE_HTTPS, LAUNCHER_CADDY_BIN",
+        [
+            ("0", "--print printed the Caddyfile"),
+            ("-", "none once Caddy has started: it replaces the launcher"),
+            ("78", "a bad setting, or Caddy or a TLS file missing"),
+            _USAGE,
+        ],
+    ),
+    "option-table": (
+        "write SGLang's option table from an installed sglang",
+        "Describe the options of the sglang importable by this Python into a JSON file, "
+        "which `plan` reads from LAUNCHER_OPTION_TABLE. The image writes it at build time with "
+        "SGLang's own Python (`python3 -m vast_sglang_launcher.option_table --output FILE`).",
+        "none",
+        [("0", "written"), ("1", "sglang is not importable by this Python"), _USAGE],
+    ),
+    "settings": (
+        "print every setting's current value, or the settings reference",
+        "Print every setting as VARIABLE=value with the value it has now: from the "
+        "environment, else its default (booleans as true/false, secrets masked, unset "
+        "values empty). --markdown prints the settings reference instead (docs/settings.md: "
+        "every variable, its default and its meaning).",
+        "all of them",
+        [
+            ("0", "printed, or FILE updated"),
+            ("1", "--update FILE: FILE exists and is not a settings reference"),
+            _CONFIG,
+            _USAGE,
+        ],
+    ),
+}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _epilog(reads: str, exits: list[tuple[str, str]]) -> str:
+    import textwrap
+
+    lines = [
+        "settings read most:",
+        textwrap.fill(reads, 78, initial_indent="  ", subsequent_indent="  "),
+    ]
+    lines += ["", "exit status:"]
+    for code, meaning in exits:
+        lines.append(
+            textwrap.fill(meaning, 78, initial_indent=f"  {code:<6}", subsequent_indent=" " * 8)
+        )
+    return "\n".join(lines)
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    import argparse
+    import textwrap
+
     p = argparse.ArgumentParser(
         prog="vast-sglang-launcher",
         description="Plan, start, supervise and stop an SGLang server from the environment.",
+        epilog="`vast-sglang-launcher COMMAND --help` says what a command does, the settings "
+        "it reads and its exit statuses. Settings reference: docs/settings.md.",
     )
     p.add_argument("--version", action="version", version=__version__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subs: dict[str, argparse.ArgumentParser] = {}
+    for name, (short, does, reads, exits) in _COMMANDS.items():
+        subs[name] = sub.add_parser(
+            name,
+            help=short,
+            description=textwrap.fill(does, 78),
+            epilog=_epilog(reads, exits),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
-    s = sub.add_parser("plan", help="print the command the launcher would run, and why")
-    s.add_argument("--json", action="store_true", help="print the plan as JSON")
+    subs["plan"].add_argument("--json", action="store_true", help="print the plan as JSON")
+    subs["status"].add_argument("--json", action="store_true", help="print status.json")
+    subs["provision"].add_argument(
+        "--force", action="store_true", help="re-run steps already completed"
+    )
+    subs["entrypoint"].add_argument(
+        "cmd", nargs=argparse.REMAINDER, help="-- CMD ... runs CMD instead of supervisord"
+    )
+    subs["edge"].add_argument("--print", action="store_true", help="only print the Caddyfile")
+    subs["option-table"].add_argument(
+        "--output", required=True, help="file to write (LAUNCHER_OPTION_TABLE)"
+    )
+    s = subs["settings"]
+    s.add_argument(
+        "--markdown", action="store_true", help="print the settings reference (docs/settings.md)"
+    )
+    s.add_argument(
+        "--update",
+        metavar="FILE",
+        help="rewrite FILE with the settings reference (e.g. docs/settings.md)",
+    )
+    s.add_argument("--update-readme", dest="update", metavar="FILE", help=argparse.SUPPRESS)
+    return p, subs
 
-    sub.add_parser("run", help="start the server and keep it serving (supervisord program)")
 
-    s = sub.add_parser("status", help="show the supervised server's state (exit 0 when ready)")
-    s.add_argument("--json", action="store_true", help="print status.json")
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse; an unknown option is reported with its command's usage and a close spelling."""
+    parser, subs = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        import difflib
 
-    sub.add_parser("restart", help="ask the running launcher to restart the server (SIGHUP)")
-
-    s = sub.add_parser("provision", help="run the boot steps now: hotfix, first boot, provisioning")
-    s.add_argument("--force", action="store_true", help="re-run steps already completed")
-
-    s = sub.add_parser("entrypoint", help="container entrypoint: boot steps, then supervisord")
-    s.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ... runs CMD instead")
-
-    s = sub.add_parser("edge", help="render the auth proxy's Caddyfile and exec Caddy")
-    s.add_argument("--print", action="store_true", help="only print the Caddyfile")
-
-    s = sub.add_parser("option-table", help="write SGLang's option table from an installed sglang")
-    s.add_argument("--output", required=True, help="file to write (LAUNCHER_OPTION_TABLE)")
-
-    s = sub.add_parser("settings", help="list every setting with its variable and default")
-    s.add_argument("--markdown", action="store_true", help="print the README table")
-    s.add_argument("--update-readme", metavar="FILE", help="rewrite the table in README.md")
-    return p
+        sub = subs[args.command]
+        known = [s for a in sub._actions for s in a.option_strings]
+        close = difflib.get_close_matches(extra[0], known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        sub.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    return args
 
 
 def _command(name: str) -> Command:
@@ -59,10 +246,6 @@ def _command(name: str) -> Command:
         from .supervise.commands import command_run
 
         return command_run
-    if name == "status":
-        from .supervise.status import command_status
-
-        return command_status
     if name == "restart":
         from .supervise.commands import command_restart
 
@@ -88,13 +271,53 @@ def _command(name: str) -> Command:
     return command_settings
 
 
+# Directories a command writes; checked before it starts (outside a container the defaults
+# need root, and a first try should say which variable to set rather than fail half-way).
+_WRITES = {
+    "run": ("run_dir", "log_dir", "workspace"),
+    "provision": ("run_dir", "log_dir", "workspace", "marker_dir"),
+}
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "status":
+        from .supervise.status import command_status
+
+        return command_status(args.json)
+    from .logs import configure
+    from .settings import load_settings, require_writable_dirs
+
+    settings = load_settings()
+    configure(settings.log_format, settings.log_level)
+    require_writable_dirs(settings, *_WRITES.get(args.command, ()))
+    return _command(args.command)(settings, args)
+
+
+def _health_check(argv: Sequence[str]) -> int | None:
+    """`status` / `status --json` straight away, without argparse; None for anything else."""
+    if list(argv) not in (["status"], ["status", "--json"]):
+        return None
+    from .supervise.status import command_status
+
+    return command_status(as_json=len(argv) == 2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        settings = load_settings()
-        configure(settings.log_format, settings.log_level)
-        return _command(args.command)(settings, args)
+        code = _health_check(argv)
+        if code is None:
+            code = _dispatch(_parse(argv))
+        sys.stdout.flush()  # here, so that a closed pipe is noticed while we can handle it
+        return code
     except LauncherError as exc:
         return report(exc)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `plan | head -1`: the reader has gone. Quiet, like a tool killed by SIGPIPE; stdout
+        # is pointed at /dev/null so that the interpreter's final flush cannot complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EX_BROKEN_PIPE

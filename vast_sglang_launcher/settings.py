@@ -1,8 +1,8 @@
 """Every knob of the launcher: one settings class, read from the environment once.
 
-Each field's docstring is the user-facing documentation; the README's settings table is
-generated from this class (``python -m vast_sglang_launcher settings --markdown``) and a test
-keeps the two equal. Nothing else in the package reads ``os.environ`` for configuration.
+Each field's docstring is the user-facing documentation; the settings reference,
+docs/settings.md, is generated from this class (``vast-sglang-launcher settings --markdown``)
+and a test keeps the two equal. Nothing else in the package reads ``os.environ`` for configuration.
 """
 
 from __future__ import annotations
@@ -288,6 +288,36 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, env)) from None
+
+
+def require_writable_dirs(settings: Settings, *fields: str) -> None:
+    """Create each directory setting in ``fields`` and check that it can be written.
+
+    Outside a container the defaults (/run/..., /var/log/portal, /workspace, /) need root: a
+    first try by hand then stops here with one line naming every variable to set (exit 78)
+    instead of failing half-way.
+    """
+    failed: list[tuple[str, Path, str]] = []
+    for field in fields:
+        path: Path = getattr(settings, field)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if not os.access(path, os.W_OK | os.X_OK):
+                failed.append((env_name(field), path, "Permission denied"))
+        except OSError as exc:
+            failed.append((env_name(field), path, exc.strerror or str(exc)))
+    if not failed:
+        return
+    where = '(outside a container, see "Try it without a GPU" in README.md)'
+    if len(failed) == 1:
+        var, path, problem = failed[0]
+        raise ConfigError(
+            f"{var}={path} cannot be used ({problem}): set {var} to a directory you can "
+            f"write {where}"
+        )
+    listed = ", ".join(f"{var}={path} ({problem})" for var, path, problem in failed)
+    names = ", ".join(var for var, _, _ in failed)
+    raise ConfigError(f"cannot use {listed}: set {names} to directories you can write {where}")
 
 
 def _explain(exc: ValidationError, env: Mapping[str, str]) -> str:

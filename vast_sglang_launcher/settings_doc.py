@@ -1,19 +1,36 @@
-"""`settings`: every knob with its variable, default and meaning (the README table)."""
+"""`settings`: every knob's current value, and the reference page (docs/settings.md) listing
+each variable, its default and its meaning, generated from the settings class."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from pydantic import AliasChoices
 from pydantic_core import PydanticUndefined
 
+from .errors import LauncherError
 from .settings import Settings, env_name
 
-BEGIN = (
-    "<!-- settings-table:begin (generated: python -m vast_sglang_launcher settings --markdown) -->"
-)
+BEGIN = "<!-- settings-table:begin (generated: vast-sglang-launcher settings --markdown) -->"
 END = "<!-- settings-table:end -->"
+MARK = "<!-- settings-table:begin"  # what every version of the page holds
+
+PAGE_INTRO = """\
+# Settings
+
+Every setting of vast-sglang-launcher is an environment variable. This page is generated from
+the settings class (`vast-sglang-launcher settings --markdown`; after changing a setting, run
+`vast-sglang-launcher settings --update docs/settings.md`), and a test keeps the two equal.
+
+- A bad value stops the launcher with one line naming the variable, and exit status 78.
+- An empty variable counts as unset, except `CUDA_VISIBLE_DEVICES` and
+  `NVIDIA_VISIBLE_DEVICES` (empty hides every GPU).
+- Where two names are given, the first wins when both are set.
+- Booleans accept `true`/`false`, `1`/`0`, `yes`/`no` in any case.
+- `vast-sglang-launcher settings` prints the value each setting has now.
+"""
 
 
 def _names(field: str) -> str:
@@ -45,26 +62,50 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-def update_readme(path: Path) -> bool:
-    """Replace the table between the markers; True when the file changed."""
-    text = path.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    new = f"{text[:start]}\n{markdown_table()}\n{text[end:]}"
+def markdown_page() -> str:
+    """The reference page, docs/settings.md: an introduction, then the table."""
+    return f"{PAGE_INTRO}\n{BEGIN}\n{markdown_table()}\n{END}\n"
+
+
+def update_reference(path: Path) -> bool:
+    """Rewrite ``path`` with the reference page; True when it changed.
+
+    Only a new file or an earlier reference (one holding the table's markers) is rewritten,
+    so pointing this at another file (a README without the table) changes nothing.
+    """
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        text = None
+    if text is not None and MARK not in text:
+        raise LauncherError(
+            f"{path} holds no settings table, so it was left alone; the settings reference "
+            "is docs/settings.md: run `vast-sglang-launcher settings --update docs/settings.md`"
+        )
+    new = markdown_page()
     if new != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(new)
     return new != text
 
 
+def current_value(value: object) -> str:
+    """A value as the environment would spell it: booleans true/false, unset empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def command_settings(settings: Settings, args: argparse.Namespace) -> int:
-    table = markdown_table()
-    if args.update_readme:
-        changed = update_readme(Path(args.update_readme))
-        print(f"{args.update_readme}: {'updated' if changed else 'already current'}")
+    if args.update:
+        changed = update_reference(Path(args.update))
+        print(f"{args.update}: {'updated' if changed else 'already current'}")
         return 0
     if args.markdown:
-        print(f"{BEGIN}\n{table}\n{END}")
+        sys.stdout.write(markdown_page())
         return 0
     for name in Settings.model_fields:
-        value = getattr(settings, name)
-        print(f"{env_name(name)}={'' if value is None else value}")
+        print(f"{env_name(name)}={current_value(getattr(settings, name))}")
     return 0

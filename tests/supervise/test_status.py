@@ -6,12 +6,26 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from vast_sglang_launcher.supervise.status import STATES, StatusFile, healthy, read_status, render
+from vast_sglang_launcher.settings import Settings, env_name
+from vast_sglang_launcher.supervise.status import (
+    RUN_DIR_DEFAULT,
+    RUN_DIR_VARIABLE,
+    STATES,
+    StatusFile,
+    healthy,
+    iso,
+    parse_iso,
+    process_started,
+    read_status,
+    render,
+    status_path,
+)
 
 
 def _cli(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -108,3 +122,75 @@ def test_render_shows_failure_details() -> None:
     assert "exited with status 2" in text and "check SGLANG_ARGS" in text
     assert "sglang serve --model-path 'a b'" in text
     assert "    error: unrecognized arguments: --x" in text
+
+
+def test_run_dir_is_read_as_the_settings_class_reads_it() -> None:
+    assert env_name("run_dir") == RUN_DIR_VARIABLE
+    assert Path(RUN_DIR_DEFAULT) == Settings.model_fields["run_dir"].default
+    assert status_path({}) == f"{RUN_DIR_DEFAULT}/status.json"
+    assert status_path({"LAUNCHER_RUN_DIR": " "}) == f"{RUN_DIR_DEFAULT}/status.json"
+    assert status_path({"LAUNCHER_RUN_DIR": "/x"}) == "/x/status.json"
+
+
+def test_process_start_time_is_psutils(tmp_path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        for pid in (os.getpid(), child.pid):
+            started = process_started(pid)
+            assert started is not None
+            assert abs(started - psutil.Process(pid).create_time()) < 0.01
+        child.kill()  # not waited for yet: a zombie, which is not a live launcher
+        deadline = time.monotonic() + 10
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert process_started(child.pid) is None
+    finally:
+        child.kill()
+        child.wait()
+    assert process_started(child.pid) is None
+
+
+BLOCKED = ("pydantic", "pydantic_settings", "pydantic_core", "structlog", "httpx", "psutil")
+
+
+@pytest.mark.parametrize("args", [(), ("--json",)])
+def test_status_needs_only_the_standard_library(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """`status` is the HEALTHCHECK: it must not pay for pydantic, structlog, httpx or psutil."""
+    _write(tmp_path, "ready")
+    blocked = "; ".join(f"sys.modules[{m!r}] = None" for m in BLOCKED)
+    code = (
+        f"import runpy, sys; {blocked}; sys.argv = ['x', 'status', *{list(args)!r}]\n"
+        "try:\n"
+        "    runpy.run_module('vast_sglang_launcher', run_name='__main__')\n"
+        "finally:\n"
+        "    loaded = [m for m in sys.modules if m.startswith('vast_sglang_launcher')]\n"
+        "    print(sorted(loaded), file=sys.stderr)\n"
+    )
+    env = {**os.environ, "LAUNCHER_RUN_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "ready" in proc.stdout
+    modules = proc.stderr.strip()
+    assert "settings" not in modules and "logs" not in modules and "process" not in modules
+
+
+def test_times_read_back_as_datetime_reads_them() -> None:
+    import datetime
+    import random
+
+    rng = random.Random(14)
+    for _ in range(2000):
+        ts = rng.uniform(0, 4e9)
+        minutes = rng.choice([0, 60, -300, 330, 345, -570, 840, -720])
+        tz = datetime.timezone(datetime.timedelta(minutes=minutes))
+        text = datetime.datetime.fromtimestamp(ts, tz).isoformat(timespec="milliseconds")
+        expected = datetime.datetime.fromisoformat(text).timestamp()
+        assert parse_iso(text) == pytest.approx(expected, abs=1e-6), text
+    now = time.time()
+    assert parse_iso(iso(now)) == pytest.approx(now, abs=0.001)
+    assert parse_iso("2025-01-31T14:02:11") is not None  # another form: datetime's parser
+    assert parse_iso("yesterday") is None and parse_iso(None) is None

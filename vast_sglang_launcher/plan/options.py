@@ -55,8 +55,9 @@ def load_table(preferred: Path | None) -> OptionTable:
             return OptionTable.from_json(json.loads(preferred.read_text()), str(preferred))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(
-                f"LAUNCHER_OPTION_TABLE={preferred} is unreadable ({exc}); regenerate it with "
-                "`python -m vast_sglang_launcher option-table --output` or remove it"
+                f"LAUNCHER_OPTION_TABLE={preferred} is unreadable ({exc}); remove it (the "
+                "launcher then uses its snapshot of SGLang's options) or rebuild the image, "
+                "which writes it"
             ) from None
     name = f"server-args-{SNAPSHOT_VERSION}.json"
     text = (

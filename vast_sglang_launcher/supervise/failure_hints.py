@@ -10,7 +10,7 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (
         re.compile(r"unrecognized arguments:|ambiguous option:|error: argument |invalid choice"),
         "SGLang rejected an argument: check SGLANG_ARGS and the args file (SGLANG_ARGS_FILE); "
-        "`python -m vast_sglang_launcher plan` shows the command and where each part came from",
+        "`vast-sglang-launcher plan` shows the command and where each part came from",
     ),
     (
         re.compile(

@@ -7,8 +7,11 @@ launcher can take. Standard library only: `status` imports it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from enum import Enum
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (`status` is cheap)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 class ServerState(str, Enum):

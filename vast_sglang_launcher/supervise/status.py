@@ -1,22 +1,34 @@
 """status.json: what the launcher is doing, written atomically on every change, and the
 ``status`` command that shows it (exit 0 only when the server is ready and the launcher that
-wrote it still runs, so it can serve as a Docker HEALTHCHECK)."""
+wrote it still runs, so it can serve as a Docker HEALTHCHECK).
+
+``status`` runs every 30 s for a container's whole life, so the reading side imports only
+the cheapest of the standard library (no pathlib, typing or collections either): no settings
+class (pydantic), no psutil. The one setting it reads, LAUNCHER_RUN_DIR, is read from the
+environment with the settings class's default (a test keeps the two equal), and a process's
+start time is read from /proc the way psutil reads it.
+"""
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
+import os
 import shlex
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
-from ..files import write_atomic
-from ..settings import Settings
-from .process import same_process
 from .states import ServerState
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+    from typing import Any
+
+RUN_DIR_VARIABLE = "LAUNCHER_RUN_DIR"
+RUN_DIR_DEFAULT = "/run/vast-sglang-launcher"  # = Settings.run_dir's default
+STATUS_FILE = "status.json"
+
 
 STATES = tuple(state.value for state in ServerState)
 
@@ -43,14 +55,42 @@ EMPTY: dict[str, Any] = {
 
 def iso(ts: float | None) -> str | None:
     """Local time with offset, to the millisecond (``2025-01-31T14:02:11.123+00:00``)."""
+    import datetime  # the writer's side only: `status` reads these times with parse_iso
+
     if ts is None:
         return None
     return datetime.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
 
 
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+
+
 def parse_iso(text: object) -> float | None:
+    """Seconds since the epoch of a time written by `iso` (others: datetime's parser).
+
+    The form `iso` writes is read by hand: importing datetime would be a tenth of the cost
+    of the whole `status` command on Python 3.11.
+    """
     if not isinstance(text, str):
         return None
+    t = text
+    if len(t) == 29 and t[4] + t[7] + t[10] + t[13] + t[16] + t[19] + t[26] == "--T::.:":
+        try:
+            days = _days_from_civil(int(t[0:4]), int(t[5:7]), int(t[8:10]))
+            clock = int(t[11:13]) * 3600 + int(t[14:16]) * 60 + int(t[17:19])
+            offset = (int(t[24:26]) * 3600 + int(t[27:29]) * 60) * (-1 if t[23] == "-" else 1)
+            if t[23] in "+-":
+                return days * 86400 + clock + int(t[20:23]) / 1000 - offset
+        except ValueError:
+            pass
+    import datetime
+
     try:
         return datetime.datetime.fromisoformat(text).timestamp()
     except ValueError:
@@ -76,6 +116,8 @@ class StatusFile:
         self.write()
 
     def write(self) -> None:
+        from ..files import write_atomic  # tempfile and friends: not for the `status` command
+
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.path, json.dumps(self.data, indent=1) + "\n")
@@ -89,20 +131,39 @@ class StatusFile:
         return value if isinstance(value, str) else None
 
 
-def read_status(path: Path) -> dict[str, Any] | None:
+def read_status(path: str | Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text())
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
 
+def process_started(pid: int) -> float | None:
+    """When process ``pid`` started, in seconds since the epoch, computed as psutil's
+    ``create_time`` is (start ticks after boot / CLK_TCK + boot time); None when no such
+    process runs or it is a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        with open("/proc/stat", "rb") as f:
+            boot = next(float(line.split()[1]) for line in f if line.startswith(b"btime"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    if len(fields) < 20 or fields[0] == b"Z":
+        return None
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK") + boot
+
+
 def launcher_alive(data: dict[str, Any]) -> bool:
     """True when the launcher that wrote ``data`` still runs (pid not reused since)."""
     pid, started = data.get("launcher_pid"), data.get("launcher_started")
-    if not isinstance(pid, int) or not isinstance(started, (int, float)):
+    if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(started, (int, float)):
         return False
-    return same_process(pid, float(started)) is not None
+    actual = process_started(pid)
+    return actual is not None and abs(actual - float(started)) <= 0.5
 
 
 def healthy(data: dict[str, Any]) -> bool:
@@ -161,19 +222,25 @@ def render(data: dict[str, Any], alive: bool, now: float | None = None) -> str:
     return "\n".join(lines)
 
 
-def command_status(settings: Settings, args: argparse.Namespace) -> int:
+def status_path(environ: Mapping[str, str]) -> str:
+    """``$LAUNCHER_RUN_DIR/status.json``; an empty variable counts as unset, as in settings."""
+    run_dir = environ.get(RUN_DIR_VARIABLE, "").strip() or RUN_DIR_DEFAULT
+    return os.path.join(run_dir, STATUS_FILE)
+
+
+def command_status(as_json: bool, environ: Mapping[str, str] | None = None) -> int:
     """``status [--json]``: exit 0 only when ready and the launcher is alive."""
-    path = settings.status_file
+    path = status_path(os.environ if environ is None else environ)
     data = read_status(path)
     if data is None:
-        msg = f"no launcher status at {path} (is `run` running? LAUNCHER_RUN_DIR)"
-        if getattr(args, "json", False):
+        msg = f"no launcher status at {path} (is `run` running? {RUN_DIR_VARIABLE})"
+        if as_json:
             print(json.dumps({**EMPTY, "launcher_alive": False, "error": msg}, indent=1))
         else:
             print(msg, file=sys.stderr)
         return 1
     alive = launcher_alive(data)
-    if getattr(args, "json", False):
+    if as_json:
         print(json.dumps({**data, "launcher_alive": alive}, indent=1))
     else:
         print(render(data, alive))
