@@ -78,3 +78,13 @@ def test_each_capability_says_what_it_owns_and_imports_nothing_itself() -> None:
         assert doc and doc.startswith(f"{cap}:"), cap
         assert "May import" in doc, cap
         assert not [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))], cap
+
+
+def test_the_readme_code_map_names_every_subpackage_and_shared_module() -> None:
+    readme = (PACKAGE.parent / "README.md").read_text()
+    code_map = readme.split("## Code map", 1)[1].split("\n## ", 1)[0]
+    for cap in CAPABILITIES:
+        assert f"`{cap}/`" in code_map, cap
+    for path in PACKAGE.glob("*.py"):
+        if path.stem != "__init__":
+            assert f"`{path.stem}`" in code_map, path.stem
