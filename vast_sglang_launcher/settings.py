@@ -78,14 +78,38 @@ class Settings(BaseSettings):
     """GPUs given to the container (`all`, `none`, `void`, indices or UUIDs); used when
     `CUDA_VISIBLE_DEVICES` is unset."""
 
-    nnodes: int = Field(1, ge=1, validation_alias="SGLANG_NNODES")
-    """Number of machines serving one model together (multi-node)."""
+    nnodes: int | None = Field(None, ge=1, validation_alias="SGLANG_NNODES")
+    """Number of machines serving one model together (multi-node); default from
+    LeaderWorkerSet (`LWS_GROUP_SIZE`) or SLURM (`SLURM_NNODES`), else 1."""
 
-    node_rank: int = Field(0, ge=0, validation_alias="SGLANG_NODE_RANK")
-    """This machine's rank among `SGLANG_NNODES` (0 is the head)."""
+    node_rank: int | None = Field(None, ge=0, validation_alias="SGLANG_NODE_RANK")
+    """This machine's rank among `SGLANG_NNODES` (0 is the head, the only one that serves
+    the API); default `LWS_WORKER_INDEX` or `SLURM_NODEID`, else 0."""
 
     dist_init_addr: str | None = Field(None, validation_alias="SGLANG_DIST_INIT_ADDR")
-    """`host:port` of the head node for multi-node serving."""
+    """`host:port` of the head node for multi-node serving; default `LWS_LEADER_ADDRESS` or
+    the first host of `SLURM_JOB_NODELIST`, with `LAUNCHER_DIST_INIT_PORT`."""
+
+    dist_init_port: int = Field(20000, ge=1, le=65535, validation_alias="LAUNCHER_DIST_INIT_PORT")
+    """Port added to a head address found through LeaderWorkerSet or SLURM."""
+
+    lws_leader_address: str | None = Field(None, validation_alias="LWS_LEADER_ADDRESS")
+    """Set by Kubernetes LeaderWorkerSet: the leader pod's address (the head node)."""
+
+    lws_group_size: int | None = Field(None, ge=1, validation_alias="LWS_GROUP_SIZE")
+    """Set by LeaderWorkerSet: pods in the group (the number of nodes)."""
+
+    lws_worker_index: int | None = Field(None, ge=0, validation_alias="LWS_WORKER_INDEX")
+    """Set by LeaderWorkerSet: this pod's index in the group (0 is the leader)."""
+
+    slurm_nnodes: int | None = Field(None, ge=1, validation_alias="SLURM_NNODES")
+    """Set by SLURM: nodes in the job."""
+
+    slurm_nodeid: int | None = Field(None, ge=0, validation_alias="SLURM_NODEID")
+    """Set by SLURM: this node's index in the job."""
+
+    slurm_job_nodelist: str | None = Field(None, validation_alias="SLURM_JOB_NODELIST")
+    """Set by SLURM: the job's hosts, compressed (`node[01-04],gpu7`); the first is the head."""
 
     hf_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")

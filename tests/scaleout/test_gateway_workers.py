@@ -186,3 +186,20 @@ def test_worker_mode_needs_a_reachable_address(tmp_path: Path) -> None:
     bad = rig.cli("run", LAUNCHER_GATEWAY_URL="gateway:30000", LAUNCHER_WORKER_URL="http://x:1")
     assert bad.returncode == 78
     assert "LAUNCHER_GATEWAY_URL='gateway:30000' is not valid" in bad.stderr
+
+
+def test_only_rank_zero_joins_the_gateway(gateway: Gateway, workers: tuple[Worker, Worker]) -> None:
+    gateway.start()
+    head, other = workers
+    multi = {"SGLANG_NNODES": "2", "SGLANG_DIST_INIT_ADDR": "127.0.0.1:5000"}
+    head.start(SGLANG_NODE_RANK="0", **multi)
+    other.start(SGLANG_NODE_RANK="1", **multi)
+    head.wait_registered()
+    ready = other.rig.wait_state("ready")
+    assert "rank > 0" in ready["message"]
+    time.sleep(1.0)
+    assert other.gateway_state() == "waiting"
+    assert set(gateway.workers()) == {head.url}
+    other.launcher.send_signal(signal.SIGTERM)
+    assert other.rig.wait_exit(other.launcher) == 0
+    assert other.gateway_state() == "waiting"

@@ -51,6 +51,12 @@ class ServerObserver(Protocol):
     async def before_stop(self) -> None: ...
 
 
+_NOT_HEAD = (
+    "this node's schedulers are ready (multi-node rank > 0: SGLang answers /health here, "
+    "the API is served by rank 0)"
+)
+
+
 def fmt_seconds(seconds: float) -> str:
     return f"{seconds:.3g}"
 
@@ -255,10 +261,9 @@ class Attempt:
                     self.log.info(
                         "server ready", url=url, startup_s=round(ready_since - started, 3)
                     )
-                    self.lifecycle.to(
-                        ServerState.READY, ready_at=iso(time.time()), message=f"serving on {url}"
-                    )
-                    if self.observer is not None:
+                    serving = f"serving on {url}" if plan.serves_api else _NOT_HEAD
+                    self.lifecycle.to(ServerState.READY, ready_at=iso(time.time()), message=serving)
+                    if self.observer is not None and plan.serves_api:
                         self.observer.on_ready()
                     continue
                 if control.ready_line:
