@@ -203,3 +203,62 @@ def test_only_rank_zero_joins_the_gateway(gateway: Gateway, workers: tuple[Worke
     other.launcher.send_signal(signal.SIGTERM)
     assert other.rig.wait_exit(other.launcher) == 0
     assert other.gateway_state() == "waiting"
+
+
+def test_worker_behind_the_auth_edge(gateway: Gateway, tmp_path: Path) -> None:
+    """The real Caddy edge in front of the worker: the gateway's token-less /health probe gets
+    through (worker mode only), everything else needs the token the worker gave as api_key."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import wait_for_port
+    from gateway_rig import free_port, http
+
+    gateway.start()
+    (tmp_path / "w").mkdir()
+    rig = LauncherRig(tmp_path / "w")
+    edge_port = free_port()
+    common = {
+        "OPEN_BUTTON_TOKEN": "edge-token",
+        "LAUNCHER_GATEWAY_URL": gateway.url,
+        "LAUNCHER_WORKER_URL": f"http://127.0.0.1:{edge_port}",
+        "PORTAL_CONFIG": f"localhost:{edge_port}:{rig.port}:/:SGLang API",
+    }
+    edge_env = {
+        **rig.env,
+        **common,
+        "LAUNCHER_RUN_DIR": str(tmp_path / "edge-run"),
+        "LAUNCHER_PORTAL_YAML": str(tmp_path / "portal.yaml"),
+    }
+    with open(tmp_path / "edge.log", "wb") as log:
+        edge = subprocess.Popen(
+            [sys.executable, "-m", "vast_sglang_launcher", "edge"],
+            env=edge_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for_port(edge_port, edge)
+        rig.start(**common)
+        rig.wait_for(
+            lambda: ((rig.status() or {}).get("gateway") or {}).get("state") == "registered",
+            "registered through the edge",
+            timeout=30,
+        )
+        assert f"http://127.0.0.1:{edge_port}" in gateway.workers()
+        for _ in range(3):
+            status, body = gateway.complete()
+            assert status == 200, body
+        edge_url = f"http://127.0.0.1:{edge_port}"
+        assert http("GET", edge_url + "/health")[0] == 200
+        assert http("GET", edge_url + "/v1/models")[0] == 401
+        assert http("GET", edge_url + "/v1/models", token="edge-token")[0] == 200
+        assert http("POST", edge_url + "/v1/completions", {"prompt": "x"})[0] == 401
+    finally:
+        rig.cleanup()
+        edge.terminate()
+        try:
+            edge.wait(10)
+        except subprocess.TimeoutExpired:
+            edge.kill()
+            edge.wait(5)
+        assert os.path.exists(tmp_path / "edge.log")
