@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("edge", help="render the auth proxy's Caddyfile and exec Caddy")
     s.add_argument("--print", action="store_true", help="only print the Caddyfile")
 
+    sub.add_parser("gateway", help="run SGLang's gateway, sglang-router (LAUNCHER_RUN_GATEWAY)")
+
     s = sub.add_parser("option-table", help="write SGLang's option table from an installed sglang")
     s.add_argument("--output", required=True, help="file to write (LAUNCHER_OPTION_TABLE)")
 
@@ -79,6 +81,10 @@ def _command(name: str) -> Command:
         from .edge.command import command_edge
 
         return command_edge
+    if name == "gateway":
+        from .scaleout.gateway_program import command_gateway
+
+        return command_gateway
     if name == "option-table":
         from .plan.option_table import command_option_table
 

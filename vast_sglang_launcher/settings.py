@@ -221,7 +221,8 @@ class Settings(BaseSettings):
 
     portal_config: str | None = Field(None, validation_alias="PORTAL_CONFIG")
     """Published ports, `host:external:internal:path:name|...`; default publishes the SGLang
-    API 8000->18000, the Instance Portal 1111->11111 and Jupyter 8080."""
+    API 8000->18000, the Instance Portal 1111->11111 and Jupyter 8080 (and the gateway
+    8010->18010 when `LAUNCHER_RUN_GATEWAY` is true)."""
 
     supervisord_config: Path = Field(
         Path("/etc/supervisor/supervisord.conf"), validation_alias="LAUNCHER_SUPERVISORD_CONFIG"

@@ -14,7 +14,7 @@ from .gateway_api import GatewayApi
 from .membership import GatewayMembership, Timing
 
 
-def _check_url(value: str, variable: str) -> str:
+def check_url(value: str, variable: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
@@ -35,7 +35,7 @@ def worker_url(settings: Settings) -> str:
     """Where the gateway reaches this server: LAUNCHER_WORKER_URL, else Vast's public
     address and the public port of 8000 (ConfigError when neither is known)."""
     if settings.worker_url:
-        return _check_url(settings.worker_url, "LAUNCHER_WORKER_URL")
+        return check_url(settings.worker_url, "LAUNCHER_WORKER_URL")
     if settings.public_ipaddr and settings.vast_tcp_port_8000:
         scheme = "https" if settings.enable_https else "http"
         host = settings.public_ipaddr
@@ -61,7 +61,7 @@ def gateway_membership(
     """
     if not settings.gateway_url:
         return None
-    base = _check_url(settings.gateway_url, "LAUNCHER_GATEWAY_URL")
+    base = check_url(settings.gateway_url, "LAUNCHER_GATEWAY_URL")
     edge_token = (
         settings.open_button_token.get_secret_value() if settings.open_button_token else None
     )
