@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,8 +45,6 @@ class Timing:
 
 
 def _iso(ts: float) -> str:
-    import datetime
-
     return datetime.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
 
 
