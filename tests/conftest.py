@@ -216,6 +216,8 @@ class LauncherRig:
             "PATH": os.environ.get("PATH", os.defpath),
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
+            # the launcher under test is this checkout's, whatever is installed
+            "PYTHONPATH": str(STANDIN.parent.parent),
             "SGLANG_MODEL": str(self.model),
             "SGLANG_COMMAND": shlex.join([sys.executable, str(STANDIN)]),
             "SGLANG_PORT": str(self.port),

@@ -23,6 +23,16 @@ off), all measured from process start unless noted:
 ``STANDIN_STATE_DIR``       write ``start-<n>.json`` there at start (pid, pgid, sid, args, env)
 ``STANDIN_STREAM_INTERVAL`` seconds between streamed chat chunks (default 0.2)
 ``STANDIN_ACCESS_LOG``      ``1``: log each HTTP request to stderr
+``STANDIN_API_KEY``         every request but ``/health*`` needs ``Authorization: Bearer`` this
+                            (401 otherwise), as SGLang's ``--api-key`` and the edge ask
+``STANDIN_REQUEST_LOG``     append one JSON line per answered request to this file
+                            (time, method, path, status, pid, authorization present), and
+                            one per SIGTERM/SIGINT received (time, signal, pid)
+
+Endpoints: ``/health``, ``/health_generate``, ``/v1/models``, ``/model_info`` and
+``/get_model_info``, ``/server_info`` and ``/get_server_info``, ``POST /v1/chat/completions``
+(also streamed), ``POST /v1/completions`` and ``POST /generate``: what SGLang's gateway
+(sglang-router) asks of a worker.
 """
 
 from __future__ import annotations
@@ -120,6 +130,10 @@ def build_parser(table_path: Path) -> argparse.ArgumentParser:
     return parser
 
 
+def _is_json(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool, list, dict))
+
+
 def show(value: Any) -> str:
     if isinstance(value, str) and value.isdigit():
         return value
@@ -139,6 +153,8 @@ class State:
         if self.stream_interval is None:
             self.stream_interval = 0.2
         self.access_log = os.environ.get("STANDIN_ACCESS_LOG") == "1"
+        self.api_key = os.environ.get("STANDIN_API_KEY") or None
+        self.request_log = os.environ.get("STANDIN_REQUEST_LOG") or None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -171,8 +187,39 @@ class Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, obj: Any) -> None:
         self._send(status, json.dumps(obj).encode())
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        log_path = self.state.request_log
+        if log_path and hasattr(self, "headers"):  # not for a request line it cannot parse
+            entry = {
+                "t": time.time(),
+                "method": self.command,
+                "path": self.path,
+                "status": code,
+                "pid": os.getpid(),
+                "auth": bool(self.headers.get("Authorization")),
+            }
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(entry) + "\n")
+
+    def _refused(self) -> bool:
+        """401 unless the request carries the key (``/health*`` never needs it)."""
+        key = self.state.api_key
+        if not key or self.path.startswith("/health"):
+            return False
+        if self.headers.get("Authorization") == f"Bearer {key}":
+            return False
+        if self.command == "POST":
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+        self._send_json(401, {"error": "Unauthorized"})
+        return True
+
     def do_GET(self) -> None:
         self._hang_if_needed()
+        if self._refused():
+            return
         st = self.state
         path = self.path.split("?", 1)[0]
         if path in ("/health", "/health_generate"):
@@ -195,15 +242,20 @@ class Handler(BaseHTTPRequestHandler):
             )
         elif path in ("/model_info", "/get_model_info"):
             self._send_json(200, {"model_path": st.model, "is_generation": True})
+        elif path in ("/server_info", "/get_server_info"):
+            info = {k: v for k, v in vars(st.args).items() if _is_json(v)}
+            self._send_json(200, {**info, "version": "0.0.0-standin"})
         else:
             self._send_json(404, {"detail": "Not Found"})
 
     def do_POST(self) -> None:
         self._hang_if_needed()
+        if self._refused():
+            return
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0]
-        if path != "/v1/chat/completions":
+        if path not in ("/v1/chat/completions", "/v1/completions", "/generate"):
             self._send_json(404, {"detail": "Not Found"})
             return
         error = None
@@ -215,10 +267,45 @@ class Handler(BaseHTTPRequestHandler):
             message = error or "body is not a JSON object"
             self._send_json(400, {"object": "error", "message": message, "code": 400})
             return
-        if req.get("stream"):
+        if path == "/v1/completions":
+            self._text_completion(req)
+        elif path == "/generate":
+            self._generate()
+        elif req.get("stream"):
             self._stream(req)
         else:
             self._complete(req)
+
+    def _text_completion(self, req: dict[str, Any]) -> None:
+        self._send_json(
+            200,
+            {
+                "id": uuid.uuid4().hex,
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": req.get("model") or self.state.model_id,
+                "choices": [{"index": 0, "text": "".join(STREAM_PIECES), "finish_reason": "stop"}],
+                "usage": {
+                    "prompt_tokens": 10,
+                    "completion_tokens": len(STREAM_PIECES),
+                    "total_tokens": 10 + len(STREAM_PIECES),
+                },
+            },
+        )
+
+    def _generate(self) -> None:
+        self._send_json(
+            200,
+            {
+                "text": "".join(STREAM_PIECES),
+                "meta_info": {
+                    "id": uuid.uuid4().hex,
+                    "finish_reason": {"type": "stop"},
+                    "prompt_tokens": 10,
+                    "completion_tokens": len(STREAM_PIECES),
+                },
+            },
+        )
 
     def _complete(self, req: dict[str, Any]) -> None:
         text = "".join(STREAM_PIECES)
@@ -373,8 +460,14 @@ def main() -> None:
 
     term_requested: list[str] = []
 
+    request_log = os.environ.get("STANDIN_REQUEST_LOG")
+
     def on_signal(signum: int, _frame: Any) -> None:
         term_requested.append(signal.Signals(signum).name)
+        if request_log:
+            with open(request_log, "a", encoding="utf-8") as fh:
+                event = {"t": time.time(), "signal": signal.Signals(signum).name}
+                fh.write(json.dumps({**event, "pid": os.getpid()}) + "\n")
 
     if os.environ.get("STANDIN_IGNORE_SIGTERM") == "1":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -15,6 +15,7 @@ ENTRY_POINTS = {"cli", "__main__", "option_table"}
 
 ALLOWED = {
     ("supervise", "plan"): {"prepare.prepare_plan", "build.LaunchPlan"},
+    ("supervise", "scaleout"): {"join.gateway_membership"},
     ("boot", "edge"): {"command.service_environment"},
 }
 """(importer, imported) -> the names the importer may take from the imported capability."""

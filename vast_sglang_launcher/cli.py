@@ -134,6 +134,19 @@ _COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
             _USAGE,
         ],
     ),
+    "gateway": (
+        "run SGLang's gateway, sglang-router (supervisord program)",
+        "Run sglang-router in the foreground on LAUNCHER_GATEWAY_PORT behind the edge, with "
+        "the static workers of LAUNCHER_GATEWAY_WORKERS; workers join it at run time with the "
+        "instance token. Does nothing unless LAUNCHER_RUN_GATEWAY is true.",
+        "LAUNCHER_RUN_GATEWAY, LAUNCHER_GATEWAY_PORT, LAUNCHER_GATEWAY_WORKERS, "
+        "LAUNCHER_GATEWAY_ARGS, LAUNCHER_GATEWAY_COMMAND",
+        [
+            ("0", "gateway mode is off, or the gateway stopped on request"),
+            ("78", "a bad setting, or the gateway refused its options"),
+            _USAGE,
+        ],
+    ),
     "option-table": (
         "write SGLang's option table from an installed sglang",
         "Describe the options of the sglang importable by this Python into a JSON file, "
@@ -262,6 +275,10 @@ def _command(name: str) -> Command:
         from .edge.command import command_edge
 
         return command_edge
+    if name == "gateway":
+        from .scaleout.gateway_program import command_gateway
+
+        return command_gateway
     if name == "option-table":
         from .plan.option_table import command_option_table
 

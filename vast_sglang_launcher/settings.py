@@ -78,14 +78,38 @@ class Settings(BaseSettings):
     """GPUs given to the container (`all`, `none`, `void`, indices or UUIDs); used when
     `CUDA_VISIBLE_DEVICES` is unset."""
 
-    nnodes: int = Field(1, ge=1, validation_alias="SGLANG_NNODES")
-    """Number of machines serving one model together (multi-node)."""
+    nnodes: int | None = Field(None, ge=1, validation_alias="SGLANG_NNODES")
+    """Number of machines serving one model together (multi-node); default from
+    LeaderWorkerSet (`LWS_GROUP_SIZE`) or SLURM (`SLURM_NNODES`), else 1."""
 
-    node_rank: int = Field(0, ge=0, validation_alias="SGLANG_NODE_RANK")
-    """This machine's rank among `SGLANG_NNODES` (0 is the head)."""
+    node_rank: int | None = Field(None, ge=0, validation_alias="SGLANG_NODE_RANK")
+    """This machine's rank among `SGLANG_NNODES` (0 is the head, the only one that serves
+    the API); default `LWS_WORKER_INDEX` or `SLURM_NODEID`, else 0."""
 
     dist_init_addr: str | None = Field(None, validation_alias="SGLANG_DIST_INIT_ADDR")
-    """`host:port` of the head node for multi-node serving."""
+    """`host:port` of the head node for multi-node serving; default `LWS_LEADER_ADDRESS` or
+    the first host of `SLURM_JOB_NODELIST`, with `LAUNCHER_DIST_INIT_PORT`."""
+
+    dist_init_port: int = Field(20000, ge=1, le=65535, validation_alias="LAUNCHER_DIST_INIT_PORT")
+    """Port added to a head address found through LeaderWorkerSet or SLURM."""
+
+    lws_leader_address: str | None = Field(None, validation_alias="LWS_LEADER_ADDRESS")
+    """Set by Kubernetes LeaderWorkerSet: the leader pod's address (the head node)."""
+
+    lws_group_size: int | None = Field(None, ge=1, validation_alias="LWS_GROUP_SIZE")
+    """Set by LeaderWorkerSet: pods in the group (the number of nodes)."""
+
+    lws_worker_index: int | None = Field(None, ge=0, validation_alias="LWS_WORKER_INDEX")
+    """Set by LeaderWorkerSet: this pod's index in the group (0 is the leader)."""
+
+    slurm_nnodes: int | None = Field(None, ge=1, validation_alias="SLURM_NNODES")
+    """Set by SLURM: nodes in the job."""
+
+    slurm_nodeid: int | None = Field(None, ge=0, validation_alias="SLURM_NODEID")
+    """Set by SLURM: this node's index in the job."""
+
+    slurm_job_nodelist: str | None = Field(None, validation_alias="SLURM_JOB_NODELIST")
+    """Set by SLURM: the job's hosts, compressed (`node[01-04],gpu7`); the first is the head."""
 
     hf_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
@@ -197,7 +221,8 @@ class Settings(BaseSettings):
 
     portal_config: str | None = Field(None, validation_alias="PORTAL_CONFIG")
     """Published ports, `host:external:internal:path:name|...`; default publishes the SGLang
-    API 8000->18000, the Instance Portal 1111->11111 and Jupyter 8080."""
+    API 8000->18000, the Instance Portal 1111->11111 and Jupyter 8080 (and the gateway
+    8010->18010 when `LAUNCHER_RUN_GATEWAY` is true)."""
 
     supervisord_config: Path = Field(
         Path("/etc/supervisor/supervisord.conf"), validation_alias="LAUNCHER_SUPERVISORD_CONFIG"
@@ -236,6 +261,69 @@ class Settings(BaseSettings):
     portal_yaml: Path = Field(Path("/etc/portal.yaml"), validation_alias="LAUNCHER_PORTAL_YAML")
     """Application list of the Instance Portal, written by `edge` from `PORTAL_CONFIG` on every
     start (the portal waits for this file)."""
+
+    # --- scale-out: a gateway in front of several instances (scaleout) --------------------
+    gateway_url: str | None = Field(None, validation_alias="LAUNCHER_GATEWAY_URL")
+    """SGLang gateway (sglang-router) to join as a worker, e.g. `http://1.2.3.4:40510` (the
+    gateway instance's published port): the launcher registers the server there once it is
+    ready and deregisters it before every stop or restart. Unset: no gateway."""
+
+    gateway_token: SecretStr | None = Field(None, validation_alias="LAUNCHER_GATEWAY_TOKEN")
+    """Bearer token sent to the gateway (the gateway instance's `OPEN_BUTTON_TOKEN` when it runs
+    behind its auth edge); default this instance's `OPEN_BUTTON_TOKEN`."""
+
+    worker_url: str | None = Field(None, validation_alias="LAUNCHER_WORKER_URL")
+    """URL at which the gateway reaches this server; default
+    `http://$PUBLIC_IPADDR:$VAST_TCP_PORT_8000` (https with `ENABLE_HTTPS`)."""
+
+    public_ipaddr: str | None = Field(None, validation_alias="PUBLIC_IPADDR")
+    """Public address of the machine (set by Vast); part of the default `LAUNCHER_WORKER_URL`."""
+
+    vast_tcp_port_8000: int | None = Field(
+        None, ge=1, le=65535, validation_alias="VAST_TCP_PORT_8000"
+    )
+    """Public port mapped to the API's port 8000 (set by Vast); part of the default
+    `LAUNCHER_WORKER_URL`."""
+
+    gateway_timeout: Seconds = Field(5.0, validation_alias="LAUNCHER_GATEWAY_TIMEOUT")
+    """Seconds one request to the gateway may take."""
+
+    gateway_drain_timeout: Seconds = Field(10.0, validation_alias="LAUNCHER_GATEWAY_DRAIN_TIMEOUT")
+    """Seconds a stop or restart waits for the gateway to stop listing this worker before the
+    server gets SIGTERM."""
+
+    gateway_register_timeout: Seconds = Field(
+        30.0, validation_alias="LAUNCHER_GATEWAY_REGISTER_TIMEOUT"
+    )
+    """Seconds after a registration for the gateway to list this worker before it is sent
+    again (the gateway checks the worker in the background)."""
+
+    gateway_retry_max: Seconds = Field(30.0, validation_alias="LAUNCHER_GATEWAY_RETRY_MAX")
+    """Longest wait between registration attempts while the gateway is unreachable (the wait
+    starts at 0.5 s and doubles)."""
+
+    gateway_recheck: Seconds = Field(30.0, validation_alias="LAUNCHER_GATEWAY_RECHECK")
+    """Seconds between checks that the gateway still lists this worker; it registers again
+    when the gateway forgot it (e.g. after the gateway restarted)."""
+
+    run_gateway: bool = Field(False, validation_alias="LAUNCHER_RUN_GATEWAY")
+    """Run an SGLang gateway (sglang-router) in this instance, as the supervisord program
+    `gateway`, published behind the auth edge on port 8010 (`LAUNCHER_GATEWAY_PORT` inside)."""
+
+    gateway_port: int = Field(18010, ge=1, le=65535, validation_alias="LAUNCHER_GATEWAY_PORT")
+    """Port the gateway listens on inside the container (the edge publishes it as 8010)."""
+
+    gateway_workers: str = Field("", validation_alias="LAUNCHER_GATEWAY_WORKERS")
+    """Worker URLs the gateway starts with (space or comma separated); workers can also join
+    at run time with `LAUNCHER_GATEWAY_URL`."""
+
+    gateway_args: str = Field("", validation_alias="LAUNCHER_GATEWAY_ARGS")
+    """Extra sglang-router options (e.g. `--policy round_robin`), split like a shell would."""
+
+    gateway_command: str = Field(
+        "python3 -m sglang_router.launch_router", validation_alias="LAUNCHER_GATEWAY_COMMAND"
+    )
+    """Command that starts the gateway, before its options."""
 
     @classmethod
     def settings_customise_sources(

@@ -16,7 +16,10 @@ is let through when it carries one of:
   is answered with the cookie and a redirect to the same URL without the token; any other
   request with it (an API client, the console's probe) is served directly.
 
-Anything else gets 401 with `WWW-Authenticate: Basic`. Credentials are compared exactly:
+Anything else gets 401 with `WWW-Authenticate: Basic`. One exception: in worker mode
+(`LAUNCHER_GATEWAY_URL` set) `GET /health` on the SGLang API's port passes without
+credentials, because SGLang's gateway probes a worker's `/health` without its API key (as
+SGLang's own `--api-key` lets `/health` through). Credentials are compared exactly:
 Caddyfile matchers have no constant-time comparison. User-provided strings only reach the
 Caddyfile as regular expressions in which every character but [A-Za-z0-9] is written as a
 hex escape, so quotes, spaces, braces or regex metacharacters in a token cannot change its
@@ -171,6 +174,20 @@ def _proxy_lines(entry: PortalEntry, indent: str) -> list[str]:
     ]
 
 
+def _gateway_probe_lines(entry: PortalEntry) -> list[str]:
+    """Worker mode: the gateway's `/health` probe carries no token (scaleout)."""
+    return [
+        "\t# worker mode (LAUNCHER_GATEWAY_URL): the gateway probes /health without a token",
+        "\t@edge_gateway_probe {",
+        "\t\tmethod GET",
+        "\t\tpath /health",
+        "\t}",
+        "\thandle @edge_gateway_probe {",
+        *_proxy_lines(entry, "\t\t"),
+        "\t}",
+    ]
+
+
 def _auth_lines(creds: Credentials, entry: PortalEntry, https: bool) -> list[str]:
     if not creds.configured:
         return [f"\trespond {_quoted(FAIL_CLOSED_BODY, 'body')} 401"]
@@ -261,6 +278,8 @@ def render_caddyfile(settings: Settings, entries: Sequence[PortalEntry]) -> str:
             cert = _quoted(str(settings.tls_cert), "LAUNCHER_TLS_CERT")
             key = _quoted(str(settings.tls_key), "LAUNCHER_TLS_KEY")
             lines.append(f"\ttls {cert} {key}")
+        if auth and settings.gateway_url and entry.internal == settings.sglang_port:
+            lines += _gateway_probe_lines(entry)
         lines += _auth_lines(creds, entry, https) if auth else _proxy_lines(entry, "\t")
         lines.append("}")
     return "\n".join(lines) + "\n"

@@ -15,7 +15,7 @@ from ..files import write_atomic
 from ..logs import get_logger
 from ..settings import Settings
 from .caddyfile import edge_warnings, proxied_entries, render_caddyfile
-from .portal import DEFAULT_PORTAL_CONFIG, portal_entries, portal_yaml_text
+from .portal import default_portal_config, portal_entries, portal_yaml_text
 
 SUPERVISOR_STOP_MARGIN = 30
 """Seconds supervisord waits for the launcher beyond `LAUNCHER_STOP_TIMEOUT`."""
@@ -57,7 +57,7 @@ def service_environment(settings: Settings) -> dict[str, str]:
     """What the edge needs in every service's environment: the supervisord variables and
     PORTAL_CONFIG, defaulted to the image's ports. The entrypoint exports it."""
     env = supervisor_environment(settings)
-    env["PORTAL_CONFIG"] = settings.portal_config or DEFAULT_PORTAL_CONFIG
+    env["PORTAL_CONFIG"] = settings.portal_config or default_portal_config(settings)
     return env
 
 

@@ -55,9 +55,24 @@ def parse_portal_config(text: str) -> list[PortalEntry]:
     return entries
 
 
+GATEWAY_EXTERNAL_PORT = 8010
+"""Where the edge publishes SGLang's gateway in gateway mode (scaleout)."""
+
+
+def default_portal_config(settings: Settings) -> str:
+    """The image's default PORTAL_CONFIG; in gateway mode (LAUNCHER_RUN_GATEWAY) it also
+    publishes the gateway, 8010 -> LAUNCHER_GATEWAY_PORT, behind the same authentication."""
+    if settings.run_gateway:
+        return (
+            f"{DEFAULT_PORTAL_CONFIG}|localhost:{GATEWAY_EXTERNAL_PORT}:"
+            f"{settings.gateway_port}:/:SGLang Gateway"
+        )
+    return DEFAULT_PORTAL_CONFIG
+
+
 def portal_entries(settings: Settings) -> list[PortalEntry]:
     """The entries of PORTAL_CONFIG, or of the image's default when it is unset."""
-    return parse_portal_config(settings.portal_config or DEFAULT_PORTAL_CONFIG)
+    return parse_portal_config(settings.portal_config or default_portal_config(settings))
 
 
 def portal_yaml_text(entries: Sequence[PortalEntry]) -> str:

@@ -2,7 +2,8 @@
 
 Owns SGLang's option tables and the argparse-faithful reading of the user's words
 (`options`, `option_table`, `user_args`), GPU discovery through NVML (`gpus`), the model's
-config (`model_info`), the pure planning function (`build`), the I/O around it (`prepare`)
+config (`model_info`), multi-node ranks from LeaderWorkerSet or SLURM (`ranks`), the pure
+planning function (`build`), the I/O around it (`prepare`)
 and the `plan` command (`command`).
 
 May import: the shared top level (settings, errors, files, words). Other capabilities use it

@@ -15,6 +15,7 @@ from ..settings import Settings
 from .gpus import GpuInventory
 from .model_info import ModelInfo
 from .options import OptionTable, Scan, scan
+from .ranks import Ranks, discover_ranks, user_value
 from .user_args import UserArgs
 
 SERVE_HOST = "127.0.0.1"
@@ -50,6 +51,12 @@ class LaunchPlan:
     gpus: GpuInventory | None = None
     model_info: ModelInfo | None = None
     option_table: str = ""
+    node_rank: int = 0
+    """Multi-node: this machine's rank. Only rank 0 serves the API (and joins a gateway)."""
+
+    @property
+    def serves_api(self) -> bool:
+        return self.node_rank == 0
 
     def command_line(self) -> str:
         return shlex.join(self.argv)
@@ -66,6 +73,7 @@ class LaunchPlan:
             },
             "gpus": self.gpus.as_dict() if self.gpus else None,
             "option_table": self.option_table,
+            "node_rank": self.node_rank,
             "decisions": [d.__dict__ for d in self.decisions],
             "warnings": self.warnings,
         }
@@ -118,8 +126,8 @@ def build_plan(
         )
     head = command + (["--model-path", model] if settings.model else [])
     host, port = _listen(settings, user_scan, b)
-    _multi_node(settings, user_scan, b)
-    _parallel(settings, user_scan, gpus, model_info, b)
+    nnodes, node_rank = _multi_node(discover_ranks(settings), table, user_scan, b)
+    _parallel(settings, user_scan, gpus, model_info, b, nnodes)
     env = dict(base_env)
     env.update(SGLANG_MODEL=model, MODEL_NAME=model, HOME=str(settings.workspace))
     return LaunchPlan(
@@ -134,6 +142,7 @@ def build_plan(
         gpus,
         model_info,
         table.source,
+        node_rank,
     )
 
 
@@ -209,27 +218,37 @@ def _listen(settings: Settings, user_scan: Scan, b: _Builder) -> tuple[str, int]
     return _WILDCARD_PROBE.get(host, host), port
 
 
-def _multi_node(settings: Settings, user_scan: Scan, b: _Builder) -> None:
-    if settings.nnodes <= 1:
-        return
-    why = f"SGLANG_NNODES={settings.nnodes}: one model served by several machines"
-    if not user_scan.has("nnodes"):
-        b.add("--nnodes", settings.nnodes, "SGLANG_NNODES", why)
-    if not user_scan.has("node_rank"):
-        b.add("--node-rank", settings.node_rank, "SGLANG_NODE_RANK", "this machine's rank")
-    if not user_scan.has("dist_init_addr"):
-        if settings.dist_init_addr:
+def _multi_node(ranks: Ranks, table: OptionTable, user_scan: Scan, b: _Builder) -> tuple[int, int]:
+    """Add the multi-node options the user did not give; (nnodes, this node's rank)."""
+    b.warnings += ranks.warnings
+    nnodes, rank = int(str(ranks.nnodes.value)), int(str(ranks.node_rank.value))
+    users_rank = user_value(table, user_scan, "--node-rank")
+    if isinstance(users_rank, str) and users_rank.isdigit():
+        rank = int(users_rank)
+    if nnodes <= 1:
+        return nnodes, rank
+    src = ranks.nnodes.source
+    why = f"{src}={nnodes}: one model served by several machines"
+    if ranks.orchestrator:
+        why += f" (started by {ranks.orchestrator})"
+    if user_value(table, user_scan, "--nnodes") is False:
+        b.add("--nnodes", nnodes, src, why)
+    if users_rank is False:
+        b.add("--node-rank", rank, ranks.node_rank.source, "this machine's rank (0 serves the API)")
+    if user_value(table, user_scan, "--dist-init-addr") is False:
+        if ranks.dist_init_addr is not None:
             b.add(
                 "--dist-init-addr",
-                settings.dist_init_addr,
-                "SGLANG_DIST_INIT_ADDR",
-                "where the nodes meet",
+                ranks.dist_init_addr.value,
+                ranks.dist_init_addr.source,
+                "where the nodes meet (the head node)",
             )
         else:
             b.warnings.append(
-                f"SGLANG_NNODES={settings.nnodes} but SGLANG_DIST_INIT_ADDR is "
+                f"{src}={nnodes} but SGLANG_DIST_INIT_ADDR is "
                 "not set: set it to host:port of node 0 or SGLang cannot start"
             )
+    return nnodes, rank
 
 
 def _int_of(user_scan: Scan, dest: str, b: _Builder) -> int | None:
@@ -281,9 +300,10 @@ def _parallel(
     gpus: GpuInventory,
     info: ModelInfo | None,
     b: _Builder,
+    ranked_nnodes: int = 1,
 ) -> None:
     tp, dp, pp = (_int_of(user_scan, d, b) for d in _LAYOUT_DESTS)
-    nnodes = _int_of(user_scan, "nnodes", b) or settings.nnodes
+    nnodes = _int_of(user_scan, "nnodes", b) or ranked_nnodes
     per_node = _usable_gpus(user_scan, gpus, b)
     total = per_node * nnodes
     gpu_source = gpus.source if nnodes == 1 else f"{gpus.source} x SGLANG_NNODES"

@@ -15,7 +15,7 @@ import shlex
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import psutil
@@ -42,6 +42,21 @@ from .status import iso
 Replan = Callable[[], Awaitable["LaunchPlan | None"]]
 
 
+class ServerObserver(Protocol):
+    """Told when the server became ready, and asked before its tree is taken down (a
+    gateway membership: `scaleout.join.gateway_membership`). Both are bounded in time."""
+
+    def on_ready(self) -> None: ...
+
+    async def before_stop(self) -> None: ...
+
+
+_NOT_HEAD = (
+    "this node's schedulers are ready (multi-node rank > 0: SGLang answers /health here, "
+    "the API is served by rank 0)"
+)
+
+
 def fmt_seconds(seconds: float) -> str:
     return f"{seconds:.3g}"
 
@@ -63,6 +78,7 @@ class Attempt:
         run_dir: RunDir,
         replan: Replan,
         log: Any,
+        observer: ServerObserver | None = None,
     ) -> None:
         self.settings = settings
         self.control = control
@@ -72,6 +88,7 @@ class Attempt:
         self.run_dir = run_dir
         self.replan = replan
         self.log = log
+        self.observer = observer
         self.me = psutil.Process()
         self.reason = ""
 
@@ -148,7 +165,11 @@ class Attempt:
         try:
             result = await self._watch(proto, plan, started)
         finally:
-            await self._take_down(proto, pid, leader)
+            try:
+                if self.observer is not None:  # e.g. leave the gateway before SIGTERM
+                    await self.observer.before_stop()
+            finally:
+                await self._take_down(proto, pid, leader)
             transport.close()
             self.run_dir.forget_server()
         rc = proto.returncode
@@ -240,9 +261,10 @@ class Attempt:
                     self.log.info(
                         "server ready", url=url, startup_s=round(ready_since - started, 3)
                     )
-                    self.lifecycle.to(
-                        ServerState.READY, ready_at=iso(time.time()), message=f"serving on {url}"
-                    )
+                    serving = f"serving on {url}" if plan.serves_api else _NOT_HEAD
+                    self.lifecycle.to(ServerState.READY, ready_at=iso(time.time()), message=serving)
+                    if self.observer is not None and plan.serves_api:
+                        self.observer.on_ready()
                     continue
                 if control.ready_line:
                     control.ready_line = False

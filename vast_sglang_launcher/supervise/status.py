@@ -181,6 +181,13 @@ def _ago(ts: float | None, now: float) -> str:
     return f"{secs // 3600} h {secs % 3600 // 60} min ago"
 
 
+def _gateway_line(gateway: object) -> str | None:
+    """Worker mode (scaleout): `registered: listed by ... as ...`."""
+    if not isinstance(gateway, dict) or not gateway.get("state"):
+        return None
+    return f"{gateway['state']}: {gateway.get('message') or ''}".rstrip(": ")
+
+
 def render(data: dict[str, Any], alive: bool, now: float | None = None) -> str:
     """The status for a person."""
     now = time.time() if now is None else now
@@ -208,6 +215,7 @@ def render(data: dict[str, Any], alive: bool, now: float | None = None) -> str:
         ("last exit", data.get("last_exit")),
         ("reason", data.get("last_reason")),
         ("hint", data.get("hint")),
+        ("gateway", _gateway_line(data.get("gateway"))),
     ]
     for name, value in rows:
         if value not in (None, "", []):

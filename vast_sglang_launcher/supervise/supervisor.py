@@ -22,6 +22,7 @@ from ..errors import EX_CONFIG, LauncherError
 from ..logs import get_logger
 from ..plan.build import LaunchPlan
 from ..plan.prepare import prepare_plan
+from ..scaleout.join import gateway_membership
 from ..settings import Settings
 from .attempt import Attempt, fmt_seconds
 from .control import Control
@@ -78,19 +79,26 @@ class Supervisor:
             )
         client = make_client()
         self.sink = sink
-        self.attempt = Attempt(
-            self.settings,
-            self.control,
-            self.lifecycle,
-            sink,
-            client,
-            self.run_dir,
-            self._replan,
-            self.log,
-        )
+        self.membership = None
         try:
+            self.membership = gateway_membership(
+                self.settings, client, self.log, lambda g: self.lifecycle.note(gateway=g)
+            )
+            self.attempt = Attempt(
+                self.settings,
+                self.control,
+                self.lifecycle,
+                sink,
+                client,
+                self.run_dir,
+                self._replan,
+                self.log,
+                self.membership,
+            )
             return await self._main()
         finally:
+            if self.membership is not None:
+                await self.membership.close()
             await client.aclose()
             sink.close()
             self.run_dir.release()

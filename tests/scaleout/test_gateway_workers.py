@@ -1,0 +1,264 @@
+"""Worker mode against the real SGLang gateway (sglang-router from PyPI), on loopback in a
+private network namespace: two launchers run the stand-in server and join the gateway.
+
+What a user sees: GET /workers of the gateway, answers through the gateway, the order of
+"gone from the gateway" and "server got SIGTERM", status.json and `status`.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import LauncherRig
+from gateway_rig import Gateway, ListingWatcher, Load, private_network, request_log
+
+
+@pytest.fixture
+def net() -> Iterator[None]:
+    with private_network():
+        yield
+
+
+@pytest.fixture
+def gateway(net: None, tmp_path: Path) -> Iterator[Gateway]:
+    gw = Gateway(tmp_path)
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+class Worker:
+    """One launcher (`run`) with the stand-in, in worker mode. The stand-in asks for the
+    instance token on everything but /health, as the auth edge in front of it does."""
+
+    def __init__(self, tmp: Path, name: str, gateway_url: str) -> None:
+        (tmp / name).mkdir()
+        self.rig = LauncherRig(tmp / name)
+        self.token = f"token-{name}"
+        self.url = f"http://127.0.0.1:{self.rig.port}"
+        self.requests = tmp / name / "requests.jsonl"
+        self.env = {
+            "LAUNCHER_GATEWAY_URL": gateway_url,
+            "LAUNCHER_WORKER_URL": self.url,
+            "OPEN_BUTTON_TOKEN": self.token,
+            "STANDIN_API_KEY": self.token,
+            "STANDIN_REQUEST_LOG": str(self.requests),
+            "STANDIN_DRAIN": "1.0",
+            "LAUNCHER_LIVENESS_PERIOD": "1",
+            "LAUNCHER_GATEWAY_RETRY_MAX": "0.5",
+        }
+
+    def start(self, **env: str) -> None:
+        self.launcher = self.rig.start(**{**self.env, **env})
+
+    def gateway_state(self) -> str | None:
+        data = self.rig.status() or {}
+        gw = data.get("gateway") or {}
+        return gw.get("state")
+
+    def wait_registered(self, timeout: float = 30) -> None:
+        self.rig.wait_for(lambda: self.gateway_state() == "registered", "registered", timeout)
+
+    def log(self) -> list[dict[str, object]]:
+        return request_log(self.requests)
+
+    def sigterms(self) -> list[float]:
+        return [float(e["t"]) for e in self.log() if e.get("signal") == "SIGTERM"]  # type: ignore[arg-type]
+
+    def completions(self) -> list[dict[str, object]]:
+        return [e for e in self.log() if e.get("path") == "/v1/completions"]
+
+
+@pytest.fixture
+def workers(gateway: Gateway, tmp_path: Path) -> Iterator[tuple[Worker, Worker]]:
+    a, b = Worker(tmp_path, "a", gateway.url), Worker(tmp_path, "b", gateway.url)
+    try:
+        yield a, b
+    finally:
+        a.rig.cleanup()
+        b.rig.cleanup()
+
+
+def test_two_workers_join_serve_leave_before_sigterm_and_rejoin(
+    gateway: Gateway, workers: tuple[Worker, Worker]
+) -> None:
+    gateway.start()
+    a, b = workers
+    a.start(STANDIN_WARMUP="0.5")
+    b.start()
+    a.rig.wait_state("ready")
+    b.rig.wait_state("ready")
+    a.wait_registered()
+    b.wait_registered()
+    assert set(gateway.workers()) == {a.url, b.url}
+
+    # Requests through the gateway reach both, with the worker's token.
+    for i in range(8):
+        status, body = gateway.complete(f"prompt {i}")
+        assert status == 200, body
+    assert a.completions() and b.completions()
+    assert all(e["auth"] and e["status"] == 200 for e in a.completions() + b.completions())
+
+    # `status` shows the registration.
+    shown = a.rig.cli("status")
+    assert shown.returncode == 0
+    assert f"gateway    registered: listed by {gateway.url} as {a.url}" in shown.stdout
+
+    # SIGTERM to A's launcher under load: A leaves the gateway before its server gets SIGTERM,
+    # and no request through the gateway fails.
+    watcher = ListingWatcher(gateway)
+    load = Load(gateway)
+    time.sleep(0.5)
+    a.launcher.send_signal(signal.SIGTERM)
+    assert a.rig.wait_exit(a.launcher) == 0
+    time.sleep(0.3)
+    results = load.stop()
+    watcher.stop()
+    sigterm = min(a.sigterms())  # the first SIGTERM the server got
+    assert a.url in watcher.last_seen, "A was never seen listed"
+    assert watcher.last_seen[a.url] < sigterm, (watcher.last_seen[a.url], sigterm)
+    assert a.url not in gateway.workers()
+    failed = [r for r in results if r[1] != 200]
+    assert not failed, failed[:3]
+    assert len(results) > 10
+    final = a.rig.status() or {}
+    assert final["state"] == "stopped"
+    assert final["gateway"]["state"] == "deregistered"
+    assert "deregistered from the gateway" in a.rig.stderr()
+
+    # A restart on request (SIGHUP) takes B out of the gateway first, then registers it again.
+    watcher = ListingWatcher(gateway)
+    b.launcher.send_signal(signal.SIGHUP)
+    b.rig.wait_starts(2)
+    b.rig.wait_for(
+        lambda: b.gateway_state() == "registered" and bool(b.sigterms()),
+        "B registered again after the restart",
+    )
+    watcher.stop()
+    b_sigterm = min(b.sigterms())
+    assert watcher.last_seen.get(b.url, 0) > b_sigterm  # listed again after the restart
+    assert gateway.workers() == {b.url: gateway.workers()[b.url]}
+    new_pid = b.rig.starts()[-1]["pid"]
+    for i in range(3):
+        status, body = gateway.complete(f"after restart {i}")
+        assert status == 200, body
+    assert any(e["pid"] == new_pid for e in b.completions())
+
+
+def test_worker_registers_once_the_gateway_comes_up(
+    gateway: Gateway, workers: tuple[Worker, Worker]
+) -> None:
+    a, _ = workers
+    a.start()
+    ready = a.rig.wait_state("ready")
+    assert ready["state"] == "ready"  # the missing gateway does not hold the server back
+    a.rig.wait_for(lambda: a.gateway_state() == "retrying", "retrying")
+    data = a.rig.status() or {}
+    assert f"cannot connect to the gateway at {gateway.url}" in data["gateway"]["message"]
+    assert a.rig.cli("status").returncode == 0  # serving, even with the gateway down
+
+    gateway.start()
+    a.wait_registered(timeout=30)
+    assert a.url in gateway.workers()
+    status, body = gateway.complete()
+    assert status == 200, body
+
+    # Stopping never waits on a gateway that went away again.
+    gateway.stop()
+    started = time.monotonic()
+    a.launcher.send_signal(signal.SIGTERM)
+    assert a.rig.wait_exit(a.launcher) == 0
+    assert time.monotonic() - started < 15
+    assert (a.rig.status() or {})["gateway"]["state"] == "deregister_failed"
+
+
+def test_worker_mode_needs_a_reachable_address(tmp_path: Path) -> None:
+    rig = LauncherRig(tmp_path)
+    done = rig.cli("run", LAUNCHER_GATEWAY_URL="http://127.0.0.1:9")
+    assert done.returncode == 78
+    assert "LAUNCHER_WORKER_URL" in done.stderr
+    assert "Traceback" not in done.stderr
+    bad = rig.cli("run", LAUNCHER_GATEWAY_URL="gateway:30000", LAUNCHER_WORKER_URL="http://x:1")
+    assert bad.returncode == 78
+    assert "LAUNCHER_GATEWAY_URL='gateway:30000' is not valid" in bad.stderr
+
+
+def test_only_rank_zero_joins_the_gateway(gateway: Gateway, workers: tuple[Worker, Worker]) -> None:
+    gateway.start()
+    head, other = workers
+    multi = {"SGLANG_NNODES": "2", "SGLANG_DIST_INIT_ADDR": "127.0.0.1:5000"}
+    head.start(SGLANG_NODE_RANK="0", **multi)
+    other.start(SGLANG_NODE_RANK="1", **multi)
+    head.wait_registered()
+    ready = other.rig.wait_state("ready")
+    assert "rank > 0" in ready["message"]
+    time.sleep(1.0)
+    assert other.gateway_state() == "waiting"
+    assert set(gateway.workers()) == {head.url}
+    other.launcher.send_signal(signal.SIGTERM)
+    assert other.rig.wait_exit(other.launcher) == 0
+    assert other.gateway_state() == "waiting"
+
+
+def test_worker_behind_the_auth_edge(gateway: Gateway, tmp_path: Path) -> None:
+    """The real Caddy edge in front of the worker: the gateway's token-less /health probe gets
+    through (worker mode only), everything else needs the token the worker gave as api_key."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import wait_for_port
+    from gateway_rig import free_port, http
+
+    gateway.start()
+    (tmp_path / "w").mkdir()
+    rig = LauncherRig(tmp_path / "w")
+    edge_port = free_port()
+    common = {
+        "OPEN_BUTTON_TOKEN": "edge-token",
+        "LAUNCHER_GATEWAY_URL": gateway.url,
+        "LAUNCHER_WORKER_URL": f"http://127.0.0.1:{edge_port}",
+        "PORTAL_CONFIG": f"localhost:{edge_port}:{rig.port}:/:SGLang API",
+    }
+    edge_env = {
+        **rig.env,
+        **common,
+        "LAUNCHER_RUN_DIR": str(tmp_path / "edge-run"),
+        "LAUNCHER_PORTAL_YAML": str(tmp_path / "portal.yaml"),
+    }
+    with open(tmp_path / "edge.log", "wb") as log:
+        edge = subprocess.Popen(
+            [sys.executable, "-m", "vast_sglang_launcher", "edge"],
+            env=edge_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for_port(edge_port, edge)
+        rig.start(**common)
+        rig.wait_for(
+            lambda: ((rig.status() or {}).get("gateway") or {}).get("state") == "registered",
+            "registered through the edge",
+            timeout=30,
+        )
+        assert f"http://127.0.0.1:{edge_port}" in gateway.workers()
+        for _ in range(3):
+            status, body = gateway.complete()
+            assert status == 200, body
+        edge_url = f"http://127.0.0.1:{edge_port}"
+        assert http("GET", edge_url + "/health")[0] == 200
+        assert http("GET", edge_url + "/v1/models")[0] == 401
+        assert http("GET", edge_url + "/v1/models", token="edge-token")[0] == 200
+        assert http("POST", edge_url + "/v1/completions", {"prompt": "x"})[0] == 401
+    finally:
+        rig.cleanup()
+        edge.terminate()
+        try:
+            edge.wait(10)
+        except subprocess.TimeoutExpired:
+            edge.kill()
+            edge.wait(5)
+        assert os.path.exists(tmp_path / "edge.log")
