@@ -27,6 +27,8 @@ from conftest import Reaper, wait_for_port
 from vast_sglang_launcher.edge.caddyfile import FAIL_CLOSED_BODY, auth_cookie
 
 CADDY = shutil.which("caddy")
+REPO = str(Path(__file__).resolve().parents[2])
+"""The launcher under test runs from this checkout, whatever else is installed."""
 pytestmark = pytest.mark.skipif(
     CADDY is None and not os.environ.get("CI"),
     reason="caddy is not installed here (CI installs it and runs these tests)",
@@ -159,6 +161,7 @@ def start_edge(
             "PATH": os.environ.get("PATH", os.defpath),
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": REPO,
             "LAUNCHER_RUN_DIR": str(run_dir),
             "LAUNCHER_PORTAL_YAML": str(tmp_path / f"portal{n}.yaml"),
             "SGLANG_PORT": str(upstream.port),
@@ -321,7 +324,7 @@ def test_token_link_sets_a_cookie_and_redirects_without_the_token(
         attributes[key] = val
     assert attributes["Path"] == "/"
     assert attributes["SameSite"] == "Lax"
-    assert attributes["Max-Age"] == str(7 * 24 * 3600)
+    assert attributes["Max-Age"] == str(12 * 3600)  # AUTH_COOKIE_MAX_AGE default (issue 11)
     assert "HttpOnly" in attributes and "Secure" not in attributes
     assert upstream.requests == []
     # the client kept the cookie: the redirect target is served without the token
@@ -523,7 +526,7 @@ def test_rendered_caddyfiles_adapt_cleanly(tmp_path: Path, env: dict[str, str]) 
     """Every variant is valid for this Caddy and already in `caddy fmt` form (no warnings)."""
     printed = subprocess.run(
         [sys.executable, "-m", "vast_sglang_launcher", "edge", "--print"],
-        env={"PATH": os.environ.get("PATH", ""), **env},
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": REPO, **env},
         capture_output=True,
         text=True,
         check=True,
