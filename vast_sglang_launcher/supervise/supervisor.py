@@ -32,6 +32,7 @@ from ..errors import EX_CONFIG, ConfigError, LauncherError
 from ..logs import get_logger
 from ..plan.build import LaunchPlan
 from ..plan.prepare import prepare_plan
+from ..redact import mask_argv
 from ..settings import Settings
 from .failure_hints import hint_for
 from .probes import ProbeResult, health_url, make_client, probe
@@ -384,7 +385,7 @@ class Supervisor:
             leader = None
         except OSError as exc:
             self.log.warning(f"cannot record the server in {self.run_dir}: {exc}")
-        self.log.info("server started", pid=pid, command=shlex.join(plan.argv))
+        self.log.info("server started", pid=pid, command=shlex.join(mask_argv(plan.argv)))
         self._status(server_pid=pid, message=f"loading: waiting for {url}/health")
         outcome: Outcome | None = None
         try:
