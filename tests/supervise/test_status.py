@@ -108,3 +108,59 @@ def test_render_shows_failure_details() -> None:
     assert "exited with status 2" in text and "check SGLANG_ARGS" in text
     assert "sglang serve --model-path 'a b'" in text
     assert "    error: unrecognized arguments: --x" in text
+
+
+# --- issue 11: secrets in status.json and `status` ------------------------------------------------
+
+SECRET_ARGV = [
+    "sglang",
+    "serve",
+    "--model-path",
+    "org/m",
+    "--api-key",
+    "sk-status-secret",
+    "--admin-api-key=adm-status-secret",
+]
+
+
+def test_status_file_is_private_and_masks_secret_options(tmp_path: Path) -> None:
+    me = psutil.Process()
+    status = StatusFile(
+        tmp_path / "status.json", launcher_pid=me.pid, launcher_started=me.create_time()
+    )
+    status.update(
+        state="failed",
+        argv=SECRET_ARGV,
+        last_error=["server_args=ServerArgs(api_key='sk-status-secret')"],
+        message="gave up",
+    )
+    path = tmp_path / "status.json"
+    assert (path.stat().st_mode & 0o777) == 0o600
+    text = path.read_text()
+    assert "status-secret" not in text
+    data = json.loads(text)
+    assert data["argv"][4:] == ["--api-key", "***", "--admin-api-key=***"]
+    assert data["last_error"] == ["server_args=ServerArgs(api_key='***')"]
+    assert status.data["argv"] == SECRET_ARGV  # the launcher itself keeps the real argv
+    for args in ((), ("--json",)):
+        shown = _cli(tmp_path, *args)
+        assert "status-secret" not in shown.stdout + shown.stderr
+        assert "--api-key" in shown.stdout
+
+
+def test_status_masks_a_file_written_before_masking(tmp_path: Path) -> None:
+    me = psutil.Process()
+    (tmp_path / "status.json").write_text(
+        json.dumps(
+            {
+                "state": "ready",
+                "launcher_pid": me.pid,
+                "launcher_started": me.create_time(),
+                "argv": SECRET_ARGV,
+            }
+        )
+    )
+    for args in ((), ("--json",)):
+        shown = _cli(tmp_path, *args)
+        assert shown.returncode == 0
+        assert "status-secret" not in shown.stdout and "--api-key" in shown.stdout
