@@ -943,3 +943,21 @@ def test_bad_edge_values_stop_the_edge_with_one_line(
     assert output.count("\n") == 1, output
     assert output.startswith(f"vast-sglang-launcher: {var}") and "Traceback" not in output
     assert len(output) < 600
+
+
+def test_a_token_full_of_placeholders_is_compared_literally(start_edge: StartEdge) -> None:
+    """Placeholders and metacharacters in the token are neither expanded nor interpreted: the
+    exact bytes get in, what a placeholder would expand to does not."""
+    token = 'x{env.HOME}{$PATH}{file./etc/hostname}{http.request.uri}"\\#$€ {'
+    edge = start_edge(OPEN_BUTTON_TOKEN=token)
+    client = edge.client()
+    exact = {"Authorization": f"Bearer {token}".encode()}
+    assert client.get(edge.url("/v1/models"), headers=exact).status_code == 200
+    home = os.environ.get("HOME", "/root")
+    expanded = token.replace("{env.HOME}", home)
+    for wrong in (expanded, "x", token.replace("€", "?"), "x{env.HOME}"):
+        header = {"Authorization": f"Bearer {wrong}".encode()}
+        assert client.get(edge.url("/v1/models"), headers=header).status_code == 401
+    link = edge.url("/v1/models?token=" + quote(token, safe=""))
+    assert client.get(link).status_code == 200
+    assert client.get(edge.url("/"), auth=("vastai", token)).status_code == 200

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ..settings import Settings
+from ..settings import Settings, shown_value
 from .portal import PortalEntry
 
 UPSTREAM_HOST = "127.0.0.1"
@@ -84,8 +84,8 @@ def credentials(settings: Settings) -> Credentials:
     password = settings.web_password.get_secret_value() if settings.web_password else token
     if ":" in settings.web_username:
         raise ConfigError(
-            f"WEB_USERNAME={settings.web_username!r} is not valid: HTTP Basic user names "
-            "cannot contain ':'; fix or unset WEB_USERNAME"
+            f"WEB_USERNAME={shown_value(settings.web_username)} is not valid: HTTP Basic user "
+            "names cannot contain ':'; fix or unset WEB_USERNAME"
         )
     return Credentials(token=token, username=settings.web_username, password=password)
 
@@ -155,7 +155,7 @@ def _quoted(text: str, what: str) -> str:
     """`text` as one double-quoted Caddyfile token; refuses what it cannot write safely."""
     if not _QUOTABLE.fullmatch(text):
         raise ConfigError(
-            f"{what}={text!r} is not valid: it contains a quote, backslash, brace or "
+            f"{what}={shown_value(text)} is not valid: it contains a quote, backslash, brace or "
             f"control character that the proxy configuration cannot hold; fix {what}"
         )
     return f'"{text}"'
