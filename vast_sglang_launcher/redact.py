@@ -1,18 +1,68 @@
-"""Keep secrets out of log lines: tokens in URLs, and the values of secret settings."""
+"""Keep secrets out of log lines and outputs: tokens in URLs, the values of secret settings,
+and the values of SGLang's secret options in an argv. Every output that may hold a secret
+(`plan`, `status`, status.json, the launcher's log) masks it through this module."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `status` is cheap
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any
 
-from .settings import Settings
+    from .settings import Settings
 
 MASK = "***"
 _MIN_SECRET = 4  # shorter values would mask ordinary words
 
+SECRET_OPTIONS = ("--api-key", "--admin-api-key", "--ssl-keyfile-password")
+"""SGLang options whose value is a secret, in every supported release (the tests check the
+option tables: every option named like a key, token, secret or password is here or is
+known not to hold one)."""
+_NOT_SECRET = frozenset({"--ssl-keyfile"})
+"""Options that are a prefix of a secret option but name something else (a file path)."""
+
+
+def secret_option(word: str) -> bool:
+    """True when `word` (before any `=`) is a secret option, or an abbreviation of one as
+    argparse (allow_abbrev) reads it: a prefix of a secret option that is not itself another
+    option. An abbreviation that is also a prefix of other options is masked too: SGLang
+    refuses it as ambiguous, so masking it hides nothing a user needs."""
+    name = word.split("=", 1)[0]
+    if not name.startswith("--") or len(name) < 3 or name in _NOT_SECRET:
+        return False
+    return any(option.startswith(name) for option in SECRET_OPTIONS)
+
+
+def argv_secrets(argv: Sequence[str]) -> list[str]:
+    """The values that SGLang's secret options take in `argv` (`--api-key X`, `--api-key=X`)."""
+    found = []
+    for i, word in enumerate(argv):
+        if not secret_option(word):
+            continue
+        if "=" in word:
+            found.append(word.split("=", 1)[1])
+        elif i + 1 < len(argv):
+            found.append(argv[i + 1])
+    return found
+
+
+def mask_argv(argv: Sequence[str]) -> list[str]:
+    """`argv` with the value of every secret option replaced by `***`."""
+    masked = list(argv)
+    for i, word in enumerate(argv):
+        if not secret_option(word):
+            continue
+        if "=" in word:
+            masked[i] = word.split("=", 1)[0] + "=" + MASK
+        elif i + 1 < len(argv):
+            masked[i + 1] = MASK
+    return masked
+
 
 def redact_url(url: str) -> str:
     """The URL with its password and every query value masked (`?token=***`)."""
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -31,6 +81,8 @@ def redact_url(url: str) -> str:
 
 def url_secrets(url: str) -> list[str]:
     """The parts of a URL that may be secret: query values and the userinfo."""
+    from urllib.parse import parse_qsl, urlsplit
+
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -67,6 +119,16 @@ class Redactor:
         """A URL fit for a log line."""
         return self(redact_url(url))
 
+    def data(self, value: Any) -> Any:
+        """A copy of a JSON-like value with every string masked (argv lists too)."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {k: self.data(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.data(v) for v in value]
+        return value
+
 
 def redactor_for(settings: Settings, *urls: str) -> Redactor:
     """A redactor for the secret settings and the secret parts of the given URLs."""
@@ -75,3 +137,10 @@ def redactor_for(settings: Settings, *urls: str) -> Redactor:
         if "://" in url:
             secrets += url_secrets(url)
     return Redactor(secrets)
+
+
+def argv_redactor(settings: Settings | None, argv: Sequence[str]) -> Redactor:
+    """A redactor for the secret settings (when given) and the secret option values of
+    `argv`."""
+    secrets = settings_secrets(settings) if settings is not None else []
+    return Redactor([*secrets, *argv_secrets(argv)])

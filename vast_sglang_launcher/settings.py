@@ -7,12 +7,22 @@ and a test keeps the two equal. Nothing else in the package reads ``os.environ``
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
@@ -21,7 +31,117 @@ from .errors import ConfigError
 # any other variable set to an empty string counts as unset.
 _EMPTY_IS_A_VALUE = frozenset({"CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"})
 
-Seconds = Annotated[float, Field(gt=0)]
+# --- strict values ---------------------------------------------------------------------------
+# Every value is parsed strictly: ASCII digits only, finite and bounded numbers, one boolean
+# vocabulary, paths the kernel accepts, and one-line values where a newline could forge a log
+# line. A bad value is one line naming the variable (`load_settings`), never a traceback.
+
+BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+BOOL_VOCABULARY = "true, false, 1, 0, yes, no (any case)"
+MAX_SECONDS = 30 * 24 * 3600.0
+"""Largest value of a seconds setting (30 days): finite, and safe for every timer."""
+PATH_MAX = 4095
+NAME_MAX = 255
+MAX_LINE = 8192
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_INT = re.compile(r"-?[0-9]{1,18}")
+_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?|\.[0-9]{1,9}")
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def _strict_bool(value: Any) -> Any:
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word not in BOOL_WORDS:
+            raise ValueError(f"expected one of {BOOL_VOCABULARY}")
+        return BOOL_WORDS[word]
+    return value
+
+
+def _strict_int(value: Any) -> Any:
+    if isinstance(value, str):
+        if not _INT.fullmatch(value.strip()):
+            raise ValueError("expected a whole number written with the ASCII digits 0-9")
+        return int(value.strip())
+    return value
+
+
+def _strict_seconds(value: Any) -> Any:
+    if isinstance(value, str):
+        if not _SECONDS.fullmatch(value.strip()):
+            raise ValueError(
+                "expected a number of seconds written with the ASCII digits 0-9 and an "
+                "optional decimal point (e.g. 30 or 2.5)"
+            )
+        return float(value.strip())
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("expected a finite number of seconds")
+    return value
+
+
+def _no_control(value: str) -> None:
+    if _CONTROL.search(value):
+        raise ValueError("it contains a newline or another control character")
+
+
+def _one_line(value: str) -> str:
+    _no_control(value)
+    if len(value) > MAX_LINE:
+        raise ValueError(f"it is longer than {MAX_LINE} characters")
+    return value
+
+
+def _check_path(value: Any) -> Any:
+    text = str(value) if isinstance(value, (str, Path)) else None
+    if text is None:
+        return value
+    _no_control(text)
+    raw = os.fsencode(text)
+    if len(raw) > PATH_MAX:
+        raise ValueError(f"a path may have at most {PATH_MAX} bytes")
+    if any(len(part) > NAME_MAX for part in raw.split(b"/")):
+        raise ValueError(f"each name in a path may have at most {NAME_MAX} bytes")
+    return value
+
+
+def _url_or_path(value: str) -> str:
+    _one_line(value)
+    if "://" not in value:
+        _check_path(value.strip())
+    return value
+
+
+def _path_like(value: str) -> str:
+    _check_path(value)
+    return value
+
+
+def parse_ports(text: str) -> frozenset[int]:
+    """Port numbers separated by commas or spaces (ASCII digits, 1-65535); ValueError names
+    the first item that is not one."""
+    ports = set()
+    for item in re.split(r"[ \t\n,]+", text.strip()):
+        if not item:
+            continue
+        if not _PORT.fullmatch(item) or not 1 <= int(item) <= 65535:
+            shown = item if len(item) <= 20 else item[:20] + "..."
+            raise ValueError(
+                f"{shown!r} is not a port number (1-65535 in ASCII digits); list external "
+                "ports separated by commas or spaces"
+            )
+        ports.add(int(item))
+    return frozenset(ports)
+
+
+Bool = Annotated[bool, BeforeValidator(_strict_bool)]
+Int = Annotated[int, BeforeValidator(_strict_int)]
+Seconds = Annotated[
+    float, BeforeValidator(_strict_seconds), Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+]
+Line = Annotated[str, AfterValidator(_one_line)]
+SafePath = Annotated[Path, BeforeValidator(_check_path)]
+Source = Annotated[str, AfterValidator(_url_or_path)]
+PathLike = Annotated[str, AfterValidator(_path_like)]
 
 
 class Settings(BaseSettings):
@@ -35,80 +155,82 @@ class Settings(BaseSettings):
     )
 
     # --- what to serve (plan) -------------------------------------------------------------
-    model: str | None = Field(None, validation_alias=AliasChoices("SGLANG_MODEL", "MODEL_NAME"))
+    model: PathLike | None = Field(
+        None, validation_alias=AliasChoices("SGLANG_MODEL", "MODEL_NAME")
+    )
     """Model to serve: a Hugging Face repo id or a local directory. `MODEL_NAME` is accepted
     as a fallback; `SGLANG_MODEL` wins when both are set. Unset: the server is not started."""
 
     sglang_args: str = Field("", validation_alias="SGLANG_ARGS")
     """Extra SGLang options, split like a shell would split them (never run by a shell)."""
 
-    sglang_args_file: Path = Field(
+    sglang_args_file: SafePath = Field(
         Path("/etc/sglang-args.conf"), validation_alias="SGLANG_ARGS_FILE"
     )
     """File of extra SGLang options appended after `SGLANG_ARGS`; `#` comments, several lines
     and quoted values allowed. A missing file is fine."""
 
-    auto_parallel: bool = Field(
+    auto_parallel: Bool = Field(
         True, validation_alias=AliasChoices("AUTO_PARALLEL", "USE_ALL_GPUS")
     )
     """Spread the model over every visible GPU (tensor parallel, plus data parallel when the
     heads do not divide) unless you chose a parallel layout yourself. `USE_ALL_GPUS` is the
     older name."""
 
-    sglang_command: str = Field("sglang serve", validation_alias="SGLANG_COMMAND")
+    sglang_command: Line = Field("sglang serve", validation_alias="SGLANG_COMMAND")
     """Command that starts the server, before its options (e.g. `python3 -m
     sglang.launch_server`)."""
 
-    sglang_host: str = Field("127.0.0.1", validation_alias="SGLANG_HOST")
+    sglang_host: Line = Field("127.0.0.1", validation_alias="SGLANG_HOST")
     """Address the server listens on (the auth proxy publishes it)."""
 
-    sglang_port: int = Field(18000, ge=1, le=65535, validation_alias="SGLANG_PORT")
+    sglang_port: Int = Field(18000, ge=1, le=65535, validation_alias="SGLANG_PORT")
     """Port the server listens on (published as 8000 by the auth proxy)."""
 
-    workspace: Path = Field(Path("/workspace"), validation_alias="WORKSPACE")
+    workspace: SafePath = Field(Path("/workspace"), validation_alias="WORKSPACE")
     """Working directory and HOME of the server; caches go here."""
 
-    gpu_count: int | None = Field(None, ge=0, validation_alias="GPU_COUNT")
+    gpu_count: Int | None = Field(None, ge=0, le=1024, validation_alias="GPU_COUNT")
     """Number of GPUs to assume when NVML is unavailable (ignored when NVML answers)."""
 
-    cuda_visible_devices: str | None = Field(None, validation_alias="CUDA_VISIBLE_DEVICES")
+    cuda_visible_devices: Line | None = Field(None, validation_alias="CUDA_VISIBLE_DEVICES")
     """GPUs the server may use: indices or GPU/MIG UUIDs, comma-separated; empty hides all."""
 
-    nvidia_visible_devices: str | None = Field(None, validation_alias="NVIDIA_VISIBLE_DEVICES")
+    nvidia_visible_devices: Line | None = Field(None, validation_alias="NVIDIA_VISIBLE_DEVICES")
     """GPUs given to the container (`all`, `none`, `void`, indices or UUIDs); used when
     `CUDA_VISIBLE_DEVICES` is unset."""
 
-    nnodes: int | None = Field(None, ge=1, validation_alias="SGLANG_NNODES")
+    nnodes: Int | None = Field(None, ge=1, le=65536, validation_alias="SGLANG_NNODES")
     """Number of machines serving one model together (multi-node); default from
     LeaderWorkerSet (`LWS_GROUP_SIZE`) or SLURM (`SLURM_NNODES`), else 1."""
 
-    node_rank: int | None = Field(None, ge=0, validation_alias="SGLANG_NODE_RANK")
+    node_rank: Int | None = Field(None, ge=0, le=65535, validation_alias="SGLANG_NODE_RANK")
     """This machine's rank among `SGLANG_NNODES` (0 is the head, the only one that serves
     the API); default `LWS_WORKER_INDEX` or `SLURM_NODEID`, else 0."""
 
-    dist_init_addr: str | None = Field(None, validation_alias="SGLANG_DIST_INIT_ADDR")
+    dist_init_addr: Line | None = Field(None, validation_alias="SGLANG_DIST_INIT_ADDR")
     """`host:port` of the head node for multi-node serving; default `LWS_LEADER_ADDRESS` or
     the first host of `SLURM_JOB_NODELIST`, with `LAUNCHER_DIST_INIT_PORT`."""
 
-    dist_init_port: int = Field(20000, ge=1, le=65535, validation_alias="LAUNCHER_DIST_INIT_PORT")
+    dist_init_port: Int = Field(20000, ge=1, le=65535, validation_alias="LAUNCHER_DIST_INIT_PORT")
     """Port added to a head address found through LeaderWorkerSet or SLURM."""
 
-    lws_leader_address: str | None = Field(None, validation_alias="LWS_LEADER_ADDRESS")
+    lws_leader_address: Line | None = Field(None, validation_alias="LWS_LEADER_ADDRESS")
     """Set by Kubernetes LeaderWorkerSet: the leader pod's address (the head node)."""
 
-    lws_group_size: int | None = Field(None, ge=1, validation_alias="LWS_GROUP_SIZE")
+    lws_group_size: Int | None = Field(None, ge=1, le=65536, validation_alias="LWS_GROUP_SIZE")
     """Set by LeaderWorkerSet: pods in the group (the number of nodes)."""
 
-    lws_worker_index: int | None = Field(None, ge=0, validation_alias="LWS_WORKER_INDEX")
+    lws_worker_index: Int | None = Field(None, ge=0, le=65535, validation_alias="LWS_WORKER_INDEX")
     """Set by LeaderWorkerSet: this pod's index in the group (0 is the leader)."""
 
-    slurm_nnodes: int | None = Field(None, ge=1, validation_alias="SLURM_NNODES")
+    slurm_nnodes: Int | None = Field(None, ge=1, le=65536, validation_alias="SLURM_NNODES")
     """Set by SLURM: nodes in the job."""
 
-    slurm_nodeid: int | None = Field(None, ge=0, validation_alias="SLURM_NODEID")
+    slurm_nodeid: Int | None = Field(None, ge=0, le=65535, validation_alias="SLURM_NODEID")
     """Set by SLURM: this node's index in the job."""
 
-    slurm_job_nodelist: str | None = Field(None, validation_alias="SLURM_JOB_NODELIST")
+    slurm_job_nodelist: Line | None = Field(None, validation_alias="SLURM_JOB_NODELIST")
     """Set by SLURM: the job's hosts, compressed (`node[01-04],gpu7`); the first is the head."""
 
     hf_token: SecretStr | None = Field(
@@ -116,19 +238,19 @@ class Settings(BaseSettings):
     )
     """Hugging Face token for gated models (also used to read the model's config.json)."""
 
-    hf_endpoint: str = Field("https://huggingface.co", validation_alias="HF_ENDPOINT")
+    hf_endpoint: Line = Field("https://huggingface.co", validation_alias="HF_ENDPOINT")
     """Hugging Face hub address."""
 
-    hf_home: Path | None = Field(None, validation_alias="HF_HOME")
+    hf_home: SafePath | None = Field(None, validation_alias="HF_HOME")
     """Hugging Face home; default `$WORKSPACE/.cache/huggingface`."""
 
-    hf_hub_cache: Path | None = Field(None, validation_alias="HF_HUB_CACHE")
+    hf_hub_cache: SafePath | None = Field(None, validation_alias="HF_HUB_CACHE")
     """Hugging Face model cache; default `$HF_HOME/hub`."""
 
-    hf_hub_offline: bool = Field(False, validation_alias="HF_HUB_OFFLINE")
+    hf_hub_offline: Bool = Field(False, validation_alias="HF_HUB_OFFLINE")
     """Never contact the hub: read config.json only from a local dir or the HF cache."""
 
-    option_table: Path = Field(
+    option_table: SafePath = Field(
         Path("/etc/vast-sglang-launcher/sglang-options.json"),
         validation_alias="LAUNCHER_OPTION_TABLE",
     )
@@ -151,7 +273,7 @@ class Settings(BaseSettings):
     liveness_timeout: Seconds = Field(30.0, validation_alias="LAUNCHER_LIVENESS_TIMEOUT")
     """Seconds one liveness probe may take (SGLang's own health check takes up to 20 s)."""
 
-    liveness_failures: int = Field(3, ge=1, validation_alias="LAUNCHER_LIVENESS_FAILURES")
+    liveness_failures: Int = Field(3, ge=1, le=1000, validation_alias="LAUNCHER_LIVENESS_FAILURES")
     """Consecutive failed liveness probes that make the launcher restart the server."""
 
     backoff_initial: Seconds = Field(2.0, validation_alias="LAUNCHER_BACKOFF_INITIAL")
@@ -163,17 +285,17 @@ class Settings(BaseSettings):
     backoff_reset: Seconds = Field(600.0, validation_alias="LAUNCHER_BACKOFF_RESET")
     """Seconds of healthy serving after which the restart delay starts again from the initial."""
 
-    start_retries: int = Field(3, ge=0, validation_alias="LAUNCHER_START_RETRIES")
+    start_retries: Int = Field(3, ge=0, le=1000, validation_alias="LAUNCHER_START_RETRIES")
     """Restarts tried when the server fails before it was ever ready; then the launcher gives
     up (exit 78)."""
 
     stop_timeout: Seconds = Field(30.0, validation_alias="LAUNCHER_STOP_TIMEOUT")
     """Seconds the server may drain after SIGTERM before its process group is killed."""
 
-    tail_lines: int = Field(40, ge=1, validation_alias="LAUNCHER_TAIL_LINES")
+    tail_lines: Int = Field(40, ge=1, le=10000, validation_alias="LAUNCHER_TAIL_LINES")
     """Server output lines kept to explain a failure."""
 
-    log_dir: Path = Field(Path("/var/log/portal"), validation_alias="LAUNCHER_LOG_DIR")
+    log_dir: SafePath = Field(Path("/var/log/portal"), validation_alias="LAUNCHER_LOG_DIR")
     """Directory of the log files (sglang.log, provisioning and hotfix logs)."""
 
     log_format: Literal["console", "json"] = Field(
@@ -186,17 +308,19 @@ class Settings(BaseSettings):
     )
     """Least severe launcher log level printed."""
 
-    run_dir: Path = Field(Path("/run/vast-sglang-launcher"), validation_alias="LAUNCHER_RUN_DIR")
+    run_dir: SafePath = Field(
+        Path("/run/vast-sglang-launcher"), validation_alias="LAUNCHER_RUN_DIR"
+    )
     """Directory of status.json and the launcher's pid files."""
 
-    marker_dir: Path = Field(Path("/"), validation_alias="LAUNCHER_MARKER_DIR")
+    marker_dir: SafePath = Field(Path("/"), validation_alias="LAUNCHER_MARKER_DIR")
     """Directory of the boot markers (`.first_boot_complete`, `.provisioning`, ...)."""
 
     # --- boot (entrypoint, provision) -----------------------------------------------------
-    hotfix_script: str | None = Field(None, validation_alias="HOTFIX_SCRIPT")
+    hotfix_script: Source | None = Field(None, validation_alias="HOTFIX_SCRIPT")
     """URL or path of a script run early on every boot."""
 
-    provisioning_script: str | None = Field(None, validation_alias="PROVISIONING_SCRIPT")
+    provisioning_script: Source | None = Field(None, validation_alias="PROVISIONING_SCRIPT")
     """URL or path of a script run once, before the server starts."""
 
     apt_packages: str = Field("", validation_alias="APT_PACKAGES")
@@ -205,17 +329,17 @@ class Settings(BaseSettings):
     pip_packages: str = Field("", validation_alias="PIP_PACKAGES")
     """Python packages installed on first boot into SGLang's Python (space-separated)."""
 
-    pip_python: Path | None = Field(None, validation_alias="LAUNCHER_PIP_PYTHON")
+    pip_python: SafePath | None = Field(None, validation_alias="LAUNCHER_PIP_PYTHON")
     """Python that `PIP_PACKAGES` go into; default the interpreter of `SGLANG_COMMAND`."""
 
     download_timeout: Seconds = Field(30.0, validation_alias="LAUNCHER_DOWNLOAD_TIMEOUT")
     """Seconds allowed to connect to, and between reads from, a script URL."""
 
-    download_retries: int = Field(3, ge=0, validation_alias="LAUNCHER_DOWNLOAD_RETRIES")
+    download_retries: Int = Field(3, ge=0, le=100, validation_alias="LAUNCHER_DOWNLOAD_RETRIES")
     """Retries of a script download after a network error or a 5xx answer."""
 
-    download_max_bytes: int = Field(
-        10 * 1024 * 1024, ge=1, validation_alias="LAUNCHER_DOWNLOAD_MAX_BYTES"
+    download_max_bytes: Int = Field(
+        10 * 1024 * 1024, ge=1, le=1 << 30, validation_alias="LAUNCHER_DOWNLOAD_MAX_BYTES"
     )
     """Largest script accepted, in bytes."""
 
@@ -224,7 +348,7 @@ class Settings(BaseSettings):
     API 8000->18000, the Instance Portal 1111->11111 and Jupyter 8080 (and the gateway
     8010->18010 when `LAUNCHER_RUN_GATEWAY` is true)."""
 
-    supervisord_config: Path = Field(
+    supervisord_config: SafePath = Field(
         Path("/etc/supervisor/supervisord.conf"), validation_alias="LAUNCHER_SUPERVISORD_CONFIG"
     )
     """supervisord configuration that `entrypoint` starts."""
@@ -234,36 +358,45 @@ class Settings(BaseSettings):
     """Token accepted as `Authorization: Bearer`, as a `?token=` link, and as the default
     Basic password."""
 
-    web_username: str = Field("vastai", validation_alias="WEB_USERNAME")
+    web_username: Line = Field("vastai", validation_alias="WEB_USERNAME")
     """User name for HTTP Basic authentication."""
 
     web_password: SecretStr | None = Field(None, validation_alias="WEB_PASSWORD")
     """Password for HTTP Basic authentication; default `OPEN_BUTTON_TOKEN`."""
 
-    enable_auth: bool = Field(True, validation_alias="ENABLE_AUTH")
+    enable_auth: Bool = Field(True, validation_alias="ENABLE_AUTH")
     """Require authentication on every published port."""
 
     auth_exclude: str = Field("", validation_alias="AUTH_EXCLUDE")
     """External ports served without authentication (comma or space separated)."""
 
-    enable_https: bool = Field(False, validation_alias="ENABLE_HTTPS")
+    auth_link_login: Bool = Field(True, validation_alias="AUTH_LINK_LOGIN")
+    """Accept `?token=` links and the cookie a link sets. `false`: only `Authorization`
+    (Bearer or Basic) gets in; no cookie is set or accepted."""
+
+    auth_cookie_max_age: Int = Field(
+        12 * 3600, ge=60, le=30 * 24 * 3600, validation_alias="AUTH_COOKIE_MAX_AGE"
+    )
+    """Seconds a browser keeps the cookie that a token link sets (60 to 2592000)."""
+
+    enable_https: Bool = Field(False, validation_alias="ENABLE_HTTPS")
     """Serve the published ports over TLS with `LAUNCHER_TLS_CERT` and `LAUNCHER_TLS_KEY`."""
 
-    tls_cert: Path = Field(Path("/etc/instance.crt"), validation_alias="LAUNCHER_TLS_CERT")
+    tls_cert: SafePath = Field(Path("/etc/instance.crt"), validation_alias="LAUNCHER_TLS_CERT")
     """TLS certificate used when `ENABLE_HTTPS` is true."""
 
-    tls_key: Path = Field(Path("/etc/instance.key"), validation_alias="LAUNCHER_TLS_KEY")
+    tls_key: SafePath = Field(Path("/etc/instance.key"), validation_alias="LAUNCHER_TLS_KEY")
     """TLS private key used when `ENABLE_HTTPS` is true."""
 
-    caddy_bin: str = Field("caddy", validation_alias="LAUNCHER_CADDY_BIN")
+    caddy_bin: Line = Field("caddy", validation_alias="LAUNCHER_CADDY_BIN")
     """Caddy executable that `edge` runs."""
 
-    portal_yaml: Path = Field(Path("/etc/portal.yaml"), validation_alias="LAUNCHER_PORTAL_YAML")
+    portal_yaml: SafePath = Field(Path("/etc/portal.yaml"), validation_alias="LAUNCHER_PORTAL_YAML")
     """Application list of the Instance Portal, written by `edge` from `PORTAL_CONFIG` on every
     start (the portal waits for this file)."""
 
     # --- scale-out: a gateway in front of several instances (scaleout) --------------------
-    gateway_url: str | None = Field(None, validation_alias="LAUNCHER_GATEWAY_URL")
+    gateway_url: Line | None = Field(None, validation_alias="LAUNCHER_GATEWAY_URL")
     """SGLang gateway (sglang-router) to join as a worker, e.g. `http://1.2.3.4:40510` (the
     gateway instance's published port): the launcher registers the server there once it is
     ready and deregisters it before every stop or restart. Unset: no gateway."""
@@ -272,14 +405,14 @@ class Settings(BaseSettings):
     """Bearer token sent to the gateway (the gateway instance's `OPEN_BUTTON_TOKEN` when it runs
     behind its auth edge); default this instance's `OPEN_BUTTON_TOKEN`."""
 
-    worker_url: str | None = Field(None, validation_alias="LAUNCHER_WORKER_URL")
+    worker_url: Line | None = Field(None, validation_alias="LAUNCHER_WORKER_URL")
     """URL at which the gateway reaches this server; default
     `http://$PUBLIC_IPADDR:$VAST_TCP_PORT_8000` (https with `ENABLE_HTTPS`)."""
 
-    public_ipaddr: str | None = Field(None, validation_alias="PUBLIC_IPADDR")
+    public_ipaddr: Line | None = Field(None, validation_alias="PUBLIC_IPADDR")
     """Public address of the machine (set by Vast); part of the default `LAUNCHER_WORKER_URL`."""
 
-    vast_tcp_port_8000: int | None = Field(
+    vast_tcp_port_8000: Int | None = Field(
         None, ge=1, le=65535, validation_alias="VAST_TCP_PORT_8000"
     )
     """Public port mapped to the API's port 8000 (set by Vast); part of the default
@@ -306,24 +439,30 @@ class Settings(BaseSettings):
     """Seconds between checks that the gateway still lists this worker; it registers again
     when the gateway forgot it (e.g. after the gateway restarted)."""
 
-    run_gateway: bool = Field(False, validation_alias="LAUNCHER_RUN_GATEWAY")
+    run_gateway: Bool = Field(False, validation_alias="LAUNCHER_RUN_GATEWAY")
     """Run an SGLang gateway (sglang-router) in this instance, as the supervisord program
     `gateway`, published behind the auth edge on port 8010 (`LAUNCHER_GATEWAY_PORT` inside)."""
 
-    gateway_port: int = Field(18010, ge=1, le=65535, validation_alias="LAUNCHER_GATEWAY_PORT")
+    gateway_port: Int = Field(18010, ge=1, le=65535, validation_alias="LAUNCHER_GATEWAY_PORT")
     """Port the gateway listens on inside the container (the edge publishes it as 8010)."""
 
-    gateway_workers: str = Field("", validation_alias="LAUNCHER_GATEWAY_WORKERS")
+    gateway_workers: Line = Field("", validation_alias="LAUNCHER_GATEWAY_WORKERS")
     """Worker URLs the gateway starts with (space or comma separated); workers can also join
     at run time with `LAUNCHER_GATEWAY_URL`."""
 
-    gateway_args: str = Field("", validation_alias="LAUNCHER_GATEWAY_ARGS")
+    gateway_args: Line = Field("", validation_alias="LAUNCHER_GATEWAY_ARGS")
     """Extra sglang-router options (e.g. `--policy round_robin`), split like a shell would."""
 
-    gateway_command: str = Field(
+    gateway_command: Line = Field(
         "python3 -m sglang_router.launch_router", validation_alias="LAUNCHER_GATEWAY_COMMAND"
     )
     """Command that starts the gateway, before its options."""
+
+    @field_validator("auth_exclude")
+    @classmethod
+    def _auth_exclude_ports(cls, value: str) -> str:
+        parse_ports(value)
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -347,6 +486,11 @@ class Settings(BaseSettings):
         return home / "hub"
 
     @property
+    def auth_exclude_ports(self) -> frozenset[int]:
+        """The external ports listed in AUTH_EXCLUDE."""
+        return parse_ports(self.auth_exclude)
+
+    @property
     def status_file(self) -> Path:
         return self.run_dir / "status.json"
 
@@ -365,13 +509,22 @@ def env_name(field: str) -> str:
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read the settings; a bad value raises ConfigError naming the variable and the fix."""
+    """Read the settings; a bad value raises ConfigError naming the variable and the fix
+    (one line per bad value, the value shortened and a secret's value never shown)."""
     env = dict(os.environ if environ is None else environ)
     names = {env_name(f) for f in Settings.model_fields}
     for f in Settings.model_fields.values():
         if isinstance(f.validation_alias, AliasChoices):
             names.update(c for c in f.validation_alias.choices if isinstance(c, str))
     data = {k: v for k, v in env.items() if k in names and (v.strip() or k in _EMPTY_IS_A_VALUE)}
+    not_utf8 = sorted(k for k, v in data.items() if not _is_utf8(v))
+    if not_utf8:
+        raise ConfigError(
+            "\n".join(
+                f"{var} is not valid: it contains bytes that are not UTF-8; fix or unset {var}"
+                for var in not_utf8
+            )
+        )
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
@@ -408,13 +561,40 @@ def require_writable_dirs(settings: Settings, *fields: str) -> None:
     raise ConfigError(f"cannot use {listed}: set {names} to directories you can write {where}")
 
 
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # os.environ keeps undecodable bytes as lone surrogates
+        return False
+    return True
+
+
+def _secret_names() -> frozenset[str]:
+    names: set[str] = set()
+    for name, f in Settings.model_fields.items():
+        if "SecretStr" in str(f.annotation):
+            alias = f.validation_alias
+            if isinstance(alias, AliasChoices):
+                names.update(c for c in alias.choices if isinstance(c, str))
+            names.add(env_name(name))
+    return frozenset(names)
+
+
+def shown_value(value: str, limit: int = 60) -> str:
+    """`value` for an error line: quoted, escaped (no raw newline) and shortened."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
 def _explain(exc: ValidationError, env: Mapping[str, str]) -> str:
+    secret = _secret_names()
     lines = []
     for err in exc.errors():
         var = str(err["loc"][0]) if err["loc"] else "?"
-        value = env.get(var, "")
-        msg = err["msg"]
+        value = "'***'" if var in secret else shown_value(env.get(var, ""))
+        msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"].startswith("bool"):
-            msg = "expected one of true/false/1/0/yes/no"
-        lines.append(f"{var}={value!r} is not valid: {msg}; fix or unset {var}")
+            msg = f"expected one of {BOOL_VOCABULARY}"
+        lines.append(f"{var}={value} is not valid: {msg}; fix or unset {var}")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -27,6 +28,8 @@ from conftest import Reaper, wait_for_port
 from vast_sglang_launcher.edge.caddyfile import FAIL_CLOSED_BODY, auth_cookie
 
 CADDY = shutil.which("caddy")
+REPO = str(Path(__file__).resolve().parents[2])
+"""The launcher under test runs from this checkout, whatever else is installed."""
 pytestmark = pytest.mark.skipif(
     CADDY is None and not os.environ.get("CI"),
     reason="caddy is not installed here (CI installs it and runs these tests)",
@@ -159,6 +162,7 @@ def start_edge(
             "PATH": os.environ.get("PATH", os.defpath),
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": REPO,
             "LAUNCHER_RUN_DIR": str(run_dir),
             "LAUNCHER_PORTAL_YAML": str(tmp_path / f"portal{n}.yaml"),
             "SGLANG_PORT": str(upstream.port),
@@ -321,7 +325,7 @@ def test_token_link_sets_a_cookie_and_redirects_without_the_token(
         attributes[key] = val
     assert attributes["Path"] == "/"
     assert attributes["SameSite"] == "Lax"
-    assert attributes["Max-Age"] == str(7 * 24 * 3600)
+    assert attributes["Max-Age"] == str(12 * 3600)  # AUTH_COOKIE_MAX_AGE default (issue 11)
     assert "HttpOnly" in attributes and "Secure" not in attributes
     assert upstream.requests == []
     # the client kept the cookie: the redirect target is served without the token
@@ -523,7 +527,7 @@ def test_rendered_caddyfiles_adapt_cleanly(tmp_path: Path, env: dict[str, str]) 
     """Every variant is valid for this Caddy and already in `caddy fmt` form (no warnings)."""
     printed = subprocess.run(
         [sys.executable, "-m", "vast_sglang_launcher", "edge", "--print"],
-        env={"PATH": os.environ.get("PATH", ""), **env},
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": REPO, **env},
         capture_output=True,
         text=True,
         check=True,
@@ -539,3 +543,421 @@ def test_rendered_caddyfiles_adapt_cleanly(tmp_path: Path, env: dict[str, str]) 
     assert adapted.returncode == 0, adapted.stderr
     assert "warn" not in adapted.stderr.lower(), adapted.stderr
     json.loads(adapted.stdout)
+
+
+# --- issue 11: configuration injection ---------------------------------------------------------
+
+# Every Caddyfile metacharacter, a newline, and the placeholders Caddy expands: `{$X}` while it
+# reads the Caddyfile, `{env.X}` and `{file.X}` while it serves.
+HOSTILE = [
+    "{$PORTAL_CONFIG}",
+    "{env.OPEN_BUTTON_TOKEN}",
+    "{file./etc/passwd}",
+    '"',
+    "\\",
+    "#",
+    "{",
+    "}",
+    "$",
+    "\n",
+    '"}\nhttp://:1 {\n\trespond "pwned" 200\n}\n#',
+    "\\x{41} €",
+]
+MARKER = "MARKER-OF-THE-LAUNCHER-ENVIRONMENT"
+"""Present in the environment of `caddy adapt`: a `{$X}` that reached Caddy would show it."""
+
+
+def _adapt(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
+    """`edge --print` with `env`, then Caddy's own parser on the result (`caddy adapt`), run
+    with an environment whose every variable holds MARKER."""
+    printed = subprocess.run(
+        [sys.executable, "-m", "vast_sglang_launcher", "edge", "--print"],
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": REPO, **env},
+        capture_output=True,
+        text=True,
+    )
+    assert printed.returncode == 0, printed.stderr
+    path = tmp_path / "Caddyfile"
+    path.write_text(printed.stdout)
+    assert CADDY is not None
+    marked = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "PORTAL_CONFIG": MARKER,
+        "OPEN_BUTTON_TOKEN": MARKER,
+        "X": MARKER,
+    }
+    adapted = subprocess.run(
+        [CADDY, "adapt", "--config", str(path), "--adapter", "caddyfile"],
+        capture_output=True,
+        text=True,
+        env=marked,
+    )
+    assert adapted.returncode == 0, adapted.stderr
+    assert MARKER not in adapted.stdout
+    data: dict[str, Any] = json.loads(adapted.stdout)
+    return data
+
+
+_OUR_PLACEHOLDERS = {
+    "{http.request.uri}",
+    "{http.request.uri.query}",
+    "{http.request.uri.query.token}",
+    "{http.request.header.Accept}",
+    "{http.request.header.Sec-Fetch-Dest}",
+    "{edge_location}",
+    "{edge_token_pair1}",
+    "{edge_token_pair2}",
+    "{edge_token_pair3}",
+}
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def _shape(value: Any) -> Any:
+    """The structure of an adapted config: keys, handlers, matchers, dial addresses and
+    listeners, with the regular expressions and header values (derived from secrets) left
+    out."""
+    if isinstance(value, dict):
+        shaped = {}
+        for k, v in value.items():
+            if k in ("pattern", "Set-Cookie", "input_regexp", "find"):
+                continue
+            if k.startswith("{") or k in ("Authorization", "Cookie"):
+                shaped[k] = "..."
+                continue
+            shaped[k] = _shape(v)
+        return shaped
+    if isinstance(value, list):
+        return [_shape(v) for v in value]
+    if isinstance(value, str) and len(value) > 80:
+        return "<text>"
+    return value
+
+
+def _servers(data: dict[str, Any]) -> dict[str, Any]:
+    servers: dict[str, Any] = data["apps"]["http"]["servers"]
+    return servers
+
+
+PORTS = "localhost:28000:28001:/:API|localhost:28100:28101:/:Other"
+
+
+def _baseline(tmp_path: Path, **env: str) -> dict[str, Any]:
+    return _adapt(tmp_path, {"OPEN_BUTTON_TOKEN": "plain", "PORTAL_CONFIG": PORTS, **env})
+
+
+def _check_only_ours(data: dict[str, Any]) -> None:
+    for text in _strings(data):
+        # `\x{20ac}` is a regex escape, not a placeholder
+        for placeholder in re.findall(r"(?<!\\x)\{[^{}\s]*\}", text):
+            assert placeholder in _OUR_PLACEHOLDERS or re.fullmatch(r"\{\d+\}", placeholder), (
+                placeholder,
+                text,
+            )
+    # the responses Caddy can give are ours alone
+    bodies = re.findall(r'"body": ("(?:[^"\\]|\\.)*")', json.dumps(data))
+    assert bodies and not any("pwned" in body or "leak" in body for body in bodies), bodies
+
+
+def test_the_reported_injection_adds_no_site(tmp_path: Path) -> None:
+    """The exploit of issue 11: a self-referencing name that added an open site on :28009."""
+    exploit = (
+        "localhost:28000:28001:/:API {$PORTAL_CONFIG}\nhttp://:28009 {\n"
+        '\trespond "leak={env.OPEN_BUTTON_TOKEN}"\n}\n#'
+    )
+    data = _adapt(tmp_path, {"OPEN_BUTTON_TOKEN": "plain", "PORTAL_CONFIG": exploit})
+    assert [s["listen"] for s in _servers(data).values()] == [[":28000"]]
+    _check_only_ours(data)
+    ref = _adapt(
+        tmp_path, {"OPEN_BUTTON_TOKEN": "plain", "PORTAL_CONFIG": "localhost:28000:28001:/:API"}
+    )
+    assert _shape(data) == _shape(ref)
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=[ascii(t)[1:-1][:24] for t in HOSTILE])
+@pytest.mark.parametrize("where", ["name", "host", "path", "token", "password", "username"])
+def test_hostile_values_adapt_to_exactly_the_expected_servers_and_routes(
+    tmp_path: Path, text: str, where: str
+) -> None:
+    env = {"OPEN_BUTTON_TOKEN": "plain", "PORTAL_CONFIG": PORTS}
+    if where in ("name", "host", "path"):
+        field = {"host": 0, "path": 3, "name": 4}[where]
+        parts = ["localhost", "28000", "28001", "/", "API"]
+        parts[field] = (parts[field] + text).replace("|", "")
+        if where != "name":
+            parts[field] = parts[field].replace(":", "")
+        env["PORTAL_CONFIG"] = ":".join(parts) + "|localhost:28100:28101:/:Other"
+    elif where == "token":
+        env["OPEN_BUTTON_TOKEN"] = "t" + text
+    elif where == "password":
+        env["WEB_PASSWORD"] = "p" + text
+    elif where == "username":
+        env["WEB_USERNAME"] = "u" + text.replace(":", "")  # ':' is refused, tested elsewhere
+        if "\n" in text:  # one line only: refused before anything is written
+            refused = subprocess.run(
+                [sys.executable, "-m", "vast_sglang_launcher", "edge", "--print"],
+                env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": REPO, **env},
+                capture_output=True,
+                text=True,
+            )
+            assert refused.returncode == 78 and refused.stdout == ""
+            assert refused.stderr.startswith("vast-sglang-launcher: WEB_USERNAME=")
+            assert refused.stderr.count("\n") == 1
+            return
+    data = _adapt(tmp_path, env)
+    assert sorted(s["listen"][0] for s in _servers(data).values()) == [":28000", ":28100"]
+    _check_only_ours(data)
+    extra = {"WEB_PASSWORD": "p"} if where == "password" else {}
+    assert _shape(data) == _shape(_baseline(tmp_path, **extra))
+
+
+@pytest.mark.parametrize("text", ["{$X}", "{env.X}", "{file./etc/passwd}", '"', "\\", "\n"])
+def test_tls_paths_with_metacharacters_are_refused(tmp_path: Path, text: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "vast_sglang_launcher", "edge", "--print"],
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": REPO,
+            "OPEN_BUTTON_TOKEN": "t",
+            "ENABLE_HTTPS": "true",
+            "LAUNCHER_TLS_KEY": f"/etc/k{text}.pem",
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 78
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "LAUNCHER_TLS_KEY" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_reported_injection_serves_nothing_on_the_injected_port(
+    start_edge: StartEdge, upstream: Upstream, port_factory: Callable[[], int]
+) -> None:
+    port, injected = port_factory(), port_factory()
+    exploit = (
+        f"localhost:{port}:{upstream.port}:/:API {{$PORTAL_CONFIG}}\nhttp://:{injected} {{\n"
+        '\trespond "leak={env.OPEN_BUTTON_TOKEN}"\n}\n#'
+    )
+    edge = start_edge(wait=False, OPEN_BUTTON_TOKEN=TOKEN, PORTAL_CONFIG=exploit)
+    wait_for_port(port, edge.proc)
+    assert edge.client().get(f"http://127.0.0.1:{port}/").status_code == 401
+    with pytest.raises(httpx.ConnectError):
+        edge.client().get(f"http://127.0.0.1:{injected}/")
+    assert upstream.requests == []
+
+
+def test_caddy_runs_with_a_minimal_environment(start_edge: StartEdge) -> None:
+    edge = start_edge(OPEN_BUTTON_TOKEN=TOKEN, WEB_PASSWORD="pw", HF_TOKEN="hf_secret")
+    environ = dict(
+        item.split(b"=", 1)
+        for item in Path(f"/proc/{edge.proc.pid}/environ").read_bytes().split(b"\0")
+        if item
+    )
+    allowed = {b"PATH", b"HOME", b"XDG_DATA_HOME", b"XDG_CONFIG_HOME", b"TZ", b"LANG", b"LC_ALL"}
+    assert set(environ) <= allowed | {b"SSL_CERT_FILE", b"SSL_CERT_DIR"}, environ
+    assert environ[b"HOME"] == str(edge.run_dir / "caddy").encode()
+    for value in environ.values():
+        assert b"hf_secret" not in value and value != b"pw"
+
+
+# --- issue 11: the token never reaches the service or a log --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path, seen",
+    [
+        ("/v1/models?token={t}", "/v1/models"),
+        ("/v1/models?token={t}&x=1", "/v1/models?x=1"),
+        ("/v1/models?x=1&token={t}&y=%2F", "/v1/models?x=1&y=%2F"),
+        ("/v1/models?x=1&%74oken={t}", "/v1/models?x=1"),
+        ("/v1/models?token={t}&token=other&x=1", "/v1/models?x=1"),
+        ("/v1/models?token", "/v1/models"),
+        ("/v1/models?tokens=1&mytoken=2", "/v1/models?tokens=1&mytoken=2"),
+    ],
+)
+def test_token_parameters_are_removed_before_proxying(
+    start_edge: StartEdge, upstream: Upstream, path: str, seen: str
+) -> None:
+    edge = start_edge(OPEN_BUTTON_TOKEN=TOKEN)
+    client = edge.client()
+    url = edge.url(path.format(t=quote(TOKEN, safe="")))
+    # the link alone authenticates (the console's probe); two token values do not
+    alone = "{t}" in path and path.count("oken") == 1
+    r = client.get(url, headers={} if alone else bearer(TOKEN))
+    assert r.status_code == 200, r.text
+    assert r.json()["path"] == seen
+    r = client.post(url, headers=bearer(TOKEN), json={"a": 1})
+    assert r.status_code == 200, r.text
+    assert r.json()["path"] == seen
+
+
+def test_more_token_parameters_than_the_edge_removes_are_refused(
+    start_edge: StartEdge, upstream: Upstream
+) -> None:
+    edge = start_edge(OPEN_BUTTON_TOKEN=TOKEN)
+    r = edge.client().get(edge.url("/x?token=a&token=b&token=c&token=d"), headers=bearer(TOKEN))
+    assert r.status_code == 400
+    assert upstream.requests == []
+
+
+def test_the_token_is_in_no_log_while_the_service_is_down(
+    start_edge: StartEdge, port_factory: Callable[[], int]
+) -> None:
+    """On a 502 (SGLang still loading) Caddy logs the request: without its query."""
+    port, down = port_factory(), port_factory()
+    token = "edge-log-secret-7e3f"
+    edge = start_edge(
+        wait=False, OPEN_BUTTON_TOKEN=token, PORTAL_CONFIG=f"localhost:{port}:{down}:/:API"
+    )
+    wait_for_port(port, edge.proc)
+    client = edge.client()
+    for headers in ({}, bearer(token), {"Referer": f"http://x/?token={token}"}):
+        r = client.get(f"http://127.0.0.1:{port}/v1/models?x=1&token={token}", headers=headers)
+        assert r.status_code == 502
+    r = client.get(f"http://127.0.0.1:{port}/v1/models", auth=("vastai", token))
+    assert r.status_code == 502
+    edge.proc.send_signal(signal.SIGTERM)
+    edge.proc.wait(15)
+    output = edge.output()
+    assert output.count('"status":502') == 4, output
+    assert token not in output
+    assert "/v1/models?(hidden)" in output
+
+
+# --- issue 11: the cookie ----------------------------------------------------------------------
+
+
+def test_the_cookie_value_is_not_a_token(start_edge: StartEdge, upstream: Upstream) -> None:
+    edge = start_edge(OPEN_BUTTON_TOKEN=TOKEN)
+    client = edge.client()
+    r = client.get(edge.url("/?token=" + quote(TOKEN, safe="")), headers=BROWSER)
+    name, value = auth_cookie(TOKEN)
+    assert r.headers["set-cookie"].startswith(f"{name}={value};")
+    client.cookies.clear()
+    assert client.get(edge.url("/v1/models"), headers=bearer(value)).status_code == 401
+    assert client.get(edge.url("/v1/models"), auth=("vastai", value)).status_code == 401
+    assert client.get(edge.url(f"/v1/models?token={value}")).status_code == 401
+    # a cookie named like the one under HTTPS is not accepted over HTTP
+    other = {"Cookie": f"__Host-{name}={value}"}
+    assert client.get(edge.url("/v1/models"), headers=other).status_code == 401
+    assert upstream.requests == []
+
+
+def test_cookie_lifetime_follows_the_setting(start_edge: StartEdge) -> None:
+    edge = start_edge(OPEN_BUTTON_TOKEN=TOKEN, AUTH_COOKIE_MAX_AGE="3600")
+    r = edge.client().get(edge.url("/?token=" + quote(TOKEN, safe="")), headers=BROWSER)
+    assert r.status_code == 302
+    assert "; Max-Age=3600;" in r.headers["set-cookie"]
+
+
+def test_https_cookie_has_the_host_prefix(start_edge: StartEdge, tmp_path: Path) -> None:
+    cert, key = tmp_path / "instance.crt", tmp_path / "instance.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=instance", "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    edge = start_edge(
+        OPEN_BUTTON_TOKEN=TOKEN,
+        ENABLE_HTTPS="true",
+        LAUNCHER_TLS_CERT=str(cert),
+        LAUNCHER_TLS_KEY=str(key),
+    )
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    client = edge.client(verify=context)
+    r = client.get(edge.url("/?token=" + quote(TOKEN, safe="")), headers=BROWSER)
+    assert r.status_code == 302
+    name, value = auth_cookie(TOKEN, https=True)
+    assert name.startswith("__Host-vast_sglang_auth_")
+    set_cookie = r.headers["set-cookie"]
+    assert set_cookie.startswith(f"{name}={value}; Path=/;")
+    assert "; Secure" in set_cookie and "Domain" not in set_cookie
+    client.cookies.clear()
+    with_cookie = {"Cookie": f"{name}={value}"}
+    assert client.get(edge.url("/v1/models"), headers=with_cookie).status_code == 200
+    plain_name, _ = auth_cookie(TOKEN)
+    without_prefix = {"Cookie": f"{plain_name}={value}"}
+    assert client.get(edge.url("/v1/models"), headers=without_prefix).status_code == 401
+
+
+def test_link_login_can_be_turned_off(start_edge: StartEdge, upstream: Upstream) -> None:
+    edge = start_edge(OPEN_BUTTON_TOKEN=TOKEN, AUTH_LINK_LOGIN="false")
+    client = edge.client()
+    link = "?token=" + quote(TOKEN, safe="")
+    r = client.get(edge.url("/" + link), headers=BROWSER)
+    assert r.status_code == 401 and "set-cookie" not in r.headers
+    assert client.get(edge.url("/v1/models" + link)).status_code == 401
+    name, value = auth_cookie(TOKEN)
+    assert client.get(edge.url("/"), headers={"Cookie": f"{name}={value}"}).status_code == 401
+    assert upstream.requests == []
+    # the Authorization header still works, and a token parameter is still removed
+    r = client.get(edge.url("/v1/models" + link + "&x=1"), headers=bearer(TOKEN))
+    assert r.status_code == 200 and r.json()["path"] == "/v1/models?x=1"
+    assert client.get(edge.url("/"), auth=("vastai", TOKEN)).status_code == 200
+
+
+# --- issue 11: strict values ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "env, var",
+    [
+        ({"AUTH_EXCLUDE": "²"}, "AUTH_EXCLUDE"),
+        ({"AUTH_EXCLUDE": "9" * 5000}, "AUTH_EXCLUDE"),
+        ({"AUTH_EXCLUDE": "28_000"}, "AUTH_EXCLUDE"),
+        ({"PORTAL_CONFIG": "localhost:٢٨٠٠٠:28001:/:API"}, "PORTAL_CONFIG"),
+        ({"PORTAL_CONFIG": "localhost:28_000:28001:/:API"}, "PORTAL_CONFIG"),
+        ({"PORTAL_CONFIG": "localhost:28000:" + "1" * 5000 + ":/:API"}, "PORTAL_CONFIG"),
+        ({"ENABLE_AUTH": "off"}, "ENABLE_AUTH"),
+        ({"ENABLE_AUTH": "n"}, "ENABLE_AUTH"),
+        ({"ENABLE_AUTH": "f"}, "ENABLE_AUTH"),
+        ({"AUTH_LINK_LOGIN": "off"}, "AUTH_LINK_LOGIN"),
+        ({"AUTH_COOKIE_MAX_AGE": "inf"}, "AUTH_COOKIE_MAX_AGE"),
+        ({"LAUNCHER_STOP_TIMEOUT": "inf"}, "LAUNCHER_STOP_TIMEOUT"),
+        ({"LAUNCHER_RUN_DIR": "/" + "r" * 100_000}, "LAUNCHER_RUN_DIR"),
+    ],
+    ids=lambda v: ascii(v)[:30] if isinstance(v, str) else None,
+)
+def test_bad_edge_values_stop_the_edge_with_one_line(
+    start_edge: StartEdge, upstream: Upstream, env: dict[str, str], var: str
+) -> None:
+    edge = start_edge(wait=False, OPEN_BUTTON_TOKEN=TOKEN, **env)
+    assert edge.proc.wait(30) == 78
+    output = edge.output()
+    assert output.count("\n") == 1, output
+    assert output.startswith(f"vast-sglang-launcher: {var}") and "Traceback" not in output
+    assert len(output) < 600
+
+
+def test_a_token_full_of_placeholders_is_compared_literally(start_edge: StartEdge) -> None:
+    """Placeholders and metacharacters in the token are neither expanded nor interpreted: the
+    exact bytes get in, what a placeholder would expand to does not."""
+    token = 'x{env.HOME}{$PATH}{file./etc/hostname}{http.request.uri}"\\#$€ {'
+    edge = start_edge(OPEN_BUTTON_TOKEN=token)
+    client = edge.client()
+    exact = {"Authorization": f"Bearer {token}".encode()}
+    assert client.get(edge.url("/v1/models"), headers=exact).status_code == 200
+    home = os.environ.get("HOME", "/root")
+    expanded = token.replace("{env.HOME}", home)
+    for wrong in (expanded, "x", token.replace("€", "?"), "x{env.HOME}"):
+        header = {"Authorization": f"Bearer {wrong}".encode()}
+        assert client.get(edge.url("/v1/models"), headers=header).status_code == 401
+    link = edge.url("/v1/models?token=" + quote(token, safe=""))
+    assert client.get(link).status_code == 200
+    assert client.get(edge.url("/"), auth=("vastai", token)).status_code == 200

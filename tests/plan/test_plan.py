@@ -308,3 +308,29 @@ def test_environment_exports_model_and_home(tmp_path: Path) -> None:
 def test_sglang_command_is_split_without_a_shell(tmp_path: Path) -> None:
     plan = _plan(tmp_path, gpus=1, SGLANG_COMMAND="python3 -m sglang.launch_server")
     assert plan.argv[:5] == ["python3", "-m", "sglang.launch_server", "--model-path", "org/m"]
+
+
+# --- issue 11: secrets never reach `plan`'s output ------------------------------------------------
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_secret_options_are_masked_in_plan(tmp_path: Path, as_json: bool) -> None:
+    repo = str(Path(__file__).resolve().parents[2])
+    (tmp_path / "sglang-args.conf").write_text("--admin-api-key=adm-plan-secret-2\n")
+    env = {
+        "PYTHONPATH": repo,
+        "SGLANG_MODEL": "org/m",
+        "GPU_COUNT": "1",
+        "SGLANG_ARGS": "--api-key sk-plan-secret-1",
+        "HF_TOKEN": "hf_plan_secret_3",
+    }
+    proc = run_plan(tmp_path, env, *(["--json"] if as_json else []))
+    assert proc.returncode == 0, proc.stderr
+    assert "plan-secret" not in proc.stdout + proc.stderr
+    if as_json:
+        argv = json.loads(proc.stdout)["argv"]
+        assert argv[argv.index("--api-key") + 1] == "***"
+        assert "--admin-api-key=***" in argv
+    else:
+        command = proc.stdout.splitlines()[0]
+        assert "--api-key '***'" in command and "'--admin-api-key=***'" in command

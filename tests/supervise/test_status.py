@@ -194,3 +194,59 @@ def test_times_read_back_as_datetime_reads_them() -> None:
     assert parse_iso(iso(now)) == pytest.approx(now, abs=0.001)
     assert parse_iso("2025-01-31T14:02:11") is not None  # another form: datetime's parser
     assert parse_iso("yesterday") is None and parse_iso(None) is None
+
+
+# --- issue 11: secrets in status.json and `status` ------------------------------------------------
+
+SECRET_ARGV = [
+    "sglang",
+    "serve",
+    "--model-path",
+    "org/m",
+    "--api-key",
+    "sk-status-secret",
+    "--admin-api-key=adm-status-secret",
+]
+
+
+def test_status_file_is_private_and_masks_secret_options(tmp_path: Path) -> None:
+    me = psutil.Process()
+    status = StatusFile(
+        tmp_path / "status.json", launcher_pid=me.pid, launcher_started=me.create_time()
+    )
+    status.update(
+        state="failed",
+        argv=SECRET_ARGV,
+        last_error=["server_args=ServerArgs(api_key='sk-status-secret')"],
+        message="gave up",
+    )
+    path = tmp_path / "status.json"
+    assert (path.stat().st_mode & 0o777) == 0o600
+    text = path.read_text()
+    assert "status-secret" not in text
+    data = json.loads(text)
+    assert data["argv"][4:] == ["--api-key", "***", "--admin-api-key=***"]
+    assert data["last_error"] == ["server_args=ServerArgs(api_key='***')"]
+    assert status.data["argv"] == SECRET_ARGV  # the launcher itself keeps the real argv
+    for args in ((), ("--json",)):
+        shown = _cli(tmp_path, *args)
+        assert "status-secret" not in shown.stdout + shown.stderr
+        assert "--api-key" in shown.stdout
+
+
+def test_status_masks_a_file_written_before_masking(tmp_path: Path) -> None:
+    me = psutil.Process()
+    (tmp_path / "status.json").write_text(
+        json.dumps(
+            {
+                "state": "ready",
+                "launcher_pid": me.pid,
+                "launcher_started": me.create_time(),
+                "argv": SECRET_ARGV,
+            }
+        )
+    )
+    for args in ((), ("--json",)):
+        shown = _cli(tmp_path, *args)
+        assert shown.returncode == 0
+        assert "status-secret" not in shown.stdout and "--api-key" in shown.stdout

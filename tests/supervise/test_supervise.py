@@ -436,3 +436,26 @@ def test_sighup_with_a_broken_args_file_keeps_the_server(rig: LauncherRig) -> No
     assert starts[1]["args"]["served_model_name"] == "fixed"
     launcher.send_signal(signal.SIGTERM)
     assert rig.wait_exit(launcher) == 0
+
+
+def test_secret_options_are_masked_in_the_launchers_outputs(rig: LauncherRig) -> None:
+    """Issue 11: `--api-key` reaches the server, but not the launcher's log line, status.json
+    (0600) or `status`. (SGLang itself prints its ServerArgs; that line is the server's.)"""
+    repo = str(Path(__file__).resolve().parents[2])
+    rig.args_file.write_text("--api-key sk-run-secret-1\n")
+    launcher = rig.start(PYTHONPATH=repo)
+    ready = rig.wait_state("ready")
+    (start,) = rig.starts()
+    assert "sk-run-secret-1" in start["argv"]  # the server got the real value
+    assert "--api-key" in ready["argv"] and "***" in ready["argv"]
+    assert (rig.run_dir / "status.json").stat().st_mode & 0o777 == 0o600
+    assert "run-secret" not in (rig.run_dir / "status.json").read_text()
+    for args in (("status",), ("status", "--json")):
+        shown = rig.cli(*args, PYTHONPATH=repo)
+        assert shown.returncode == 0 and "--api-key" in shown.stdout
+        assert "run-secret" not in shown.stdout + shown.stderr
+    launcher.send_signal(signal.SIGTERM)
+    assert rig.wait_exit(launcher) == 0
+    started = [line for line in rig.stderr().splitlines() if "server started" in line]
+    assert len(started) == 1 and "--api-key" in started[0] and "***" in started[0]
+    assert "run-secret" not in rig.stderr()

@@ -9,21 +9,30 @@ is let through when it carries one of:
 
 - `Authorization: Bearer $OPEN_BUTTON_TOKEN`;
 - HTTP Basic with `WEB_USERNAME` and `WEB_PASSWORD` (default: the token);
-- the cookie set by a token link (its name and value are derived from the token, so two
-  instances on one host do not overwrite each other's cookie, and the browser never
-  stores the token itself);
+- the cookie set by a token link (its name and value are hashes of the token, so two
+  instances on one host do not overwrite each other's cookie, the browser never stores the
+  token itself, and the cookie's value is not accepted as a token); `__Host-` prefixed and
+  `Secure` under HTTPS; kept `AUTH_COOKIE_MAX_AGE` seconds by the browser;
 - `?token=$OPEN_BUTTON_TOKEN`. A browser navigation (GET or HEAD asking for HTML) with it
   is answered with the cookie and a redirect to the same URL without the token; any other
-  request with it (an API client, the console's probe) is served directly.
+  request with it (an API client, the console's probe) is served directly, with every
+  `token` query parameter removed first, so the token reaches neither the service nor a log.
+
+`AUTH_LINK_LOGIN=false` turns the last two off: only the `Authorization` header gets in.
 
 Anything else gets 401 with `WWW-Authenticate: Basic`. One exception: in worker mode
 (`LAUNCHER_GATEWAY_URL` set) `GET /health` on the SGLang API's port passes without
 credentials, because SGLang's gateway probes a worker's `/health` without its API key (as
 SGLang's own `--api-key` lets `/health` through). Credentials are compared exactly:
-Caddyfile matchers have no constant-time comparison. User-provided strings only reach the
-Caddyfile as regular expressions in which every character but [A-Za-z0-9] is written as a
-hex escape, so quotes, spaces, braces or regex metacharacters in a token cannot change its
-meaning.
+Caddyfile matchers have no constant-time comparison.
+
+User-provided text reaches the Caddyfile through one path only: `regex_literal`, a regular
+expression in which every character but [A-Za-z0-9] is a hex escape, so quotes, spaces,
+braces, `$`, `#`, newlines or regex metacharacters cannot change its meaning (the TLS paths
+are quoted, and refused when they hold a character that quoting cannot neutralise). Entry
+names, hosts and paths of PORTAL_CONFIG never reach it, not even in comments; ports are
+integers. Caddy runs with a minimal environment (`command.caddy_environment`), so a `{$VAR}`
+could not read the launcher's secrets even if one slipped through.
 """
 
 from __future__ import annotations
@@ -35,12 +44,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ..settings import Settings
+from ..settings import Settings, shown_value
 from .portal import PortalEntry
 
 UPSTREAM_HOST = "127.0.0.1"
 COOKIE_PREFIX = "vast_sglang_auth_"
-COOKIE_MAX_AGE = 7 * 24 * 3600
+HOST_COOKIE_PREFIX = "__Host-"
+"""Under HTTPS: the browser accepts the cookie only with Secure, Path=/ and no Domain."""
+TOKEN_PASSES = 3
+"""`token` query parameters removed from one request; a request with more gets 400."""
 REALM = "vast-sglang"
 GRACE_PERIOD = "10s"
 """How long Caddy lets open requests finish after SIGTERM before it closes them."""
@@ -75,32 +87,23 @@ def credentials(settings: Settings) -> Credentials:
     password = settings.web_password.get_secret_value() if settings.web_password else token
     if ":" in settings.web_username:
         raise ConfigError(
-            f"WEB_USERNAME={settings.web_username!r} is not valid: HTTP Basic user names "
-            "cannot contain ':'; fix or unset WEB_USERNAME"
+            f"WEB_USERNAME={shown_value(settings.web_username)} is not valid: HTTP Basic user "
+            "names cannot contain ':'; fix or unset WEB_USERNAME"
         )
     return Credentials(token=token, username=settings.web_username, password=password)
 
 
-def auth_cookie(token: str) -> tuple[str, str]:
-    """Name and value of the cookie a token link sets (derived from the token, hex only)."""
+def auth_cookie(token: str, https: bool = False) -> tuple[str, str]:
+    """Name and value of the cookie a token link sets: hashes of the token (hex only), so the
+    value cannot be used as the token; `__Host-` prefixed under HTTPS."""
     digest = hashlib.sha256(b"vast-sglang-launcher edge cookie\0" + token.encode()).hexdigest()
-    return COOKIE_PREFIX + digest[:12], digest
+    prefix = HOST_COOKIE_PREFIX if https else ""
+    return prefix + COOKIE_PREFIX + digest[:12], digest
 
 
 def excluded_ports(settings: Settings) -> frozenset[int]:
-    """External ports listed in AUTH_EXCLUDE."""
-    ports = set()
-    for item in re.split(r"[\s,]+", settings.auth_exclude.strip()):
-        if not item:
-            continue
-        if not item.isdigit() or not 1 <= int(item) <= 65535:
-            raise ConfigError(
-                f"AUTH_EXCLUDE={settings.auth_exclude!r} is not valid: {item!r} is not a port "
-                "number; list external ports separated by commas or spaces, or unset "
-                "AUTH_EXCLUDE"
-            )
-        ports.add(int(item))
-    return frozenset(ports)
+    """External ports listed in AUTH_EXCLUDE (checked strictly when the settings load)."""
+    return settings.auth_exclude_ports
 
 
 def proxied_entries(entries: Sequence[PortalEntry]) -> list[PortalEntry]:
@@ -155,14 +158,36 @@ def _quoted(text: str, what: str) -> str:
     """`text` as one double-quoted Caddyfile token; refuses what it cannot write safely."""
     if not _QUOTABLE.fullmatch(text):
         raise ConfigError(
-            f"{what}={text!r} is not valid: it contains a quote, backslash, brace or "
+            f"{what}={shown_value(text)} is not valid: it contains a quote, backslash, brace or "
             f"control character that the proxy configuration cannot hold; fix {what}"
         )
     return f'"{text}"'
 
 
-def _comment(text: str) -> str:
-    return re.sub(r"[\x00-\x1f\x7f]", "?", text)
+# The `token` query key as Go's url.ParseQuery reads it: every letter may be percent-encoded.
+_TOKEN_KEY = "(?:t|%74)(?:o|%6[fF])(?:k|%6[bB])(?:e|%65)(?:n|%6[eE])"
+
+
+def _strip_token_lines(indent: str) -> list[str]:
+    """Remove every `token` query parameter (up to TOKEN_PASSES) before the request is
+    proxied or logged; more of them is refused with 400."""
+    lines = [
+        f"{indent}@edge_token_param vars_regexp {{http.request.uri.query}} "
+        f"(?:^|&){_TOKEN_KEY}(?:=|&|$)",
+    ]
+    for n in range(1, TOKEN_PASSES + 1):
+        lines += [
+            f"{indent}route @edge_token_param {{",
+            f"{indent}\tmap {{http.request.uri.query}} {{edge_token_pair{n}}} {{",
+            f'{indent}\t\t~^({_TOKEN_KEY}(?:=[^&]*)?(?:&|$)) "${{1}}"',
+            f'{indent}\t\t~(&{_TOKEN_KEY}(?:=[^&]*)?)(?:&|$) "${{1}}"',
+            f"{indent}\t}}",
+            f'{indent}\turi replace {{edge_token_pair{n}}} ""',
+            f"{indent}}}",
+        ]
+    body = f"400 Bad Request: more than {TOKEN_PASSES} token parameters"
+    lines.append(f"{indent}respond @edge_token_param {_quoted(body, 'body')} 400")
+    return lines
 
 
 def _proxy_lines(entry: PortalEntry, indent: str) -> list[str]:
@@ -188,7 +213,9 @@ def _gateway_probe_lines(entry: PortalEntry) -> list[str]:
     ]
 
 
-def _auth_lines(creds: Credentials, entry: PortalEntry, https: bool) -> list[str]:
+def _auth_lines(
+    creds: Credentials, entry: PortalEntry, https: bool, links: bool, max_age: int
+) -> list[str]:
     if not creds.configured:
         return [f"\trespond {_quoted(FAIL_CLOSED_BODY, 'body')} 401"]
     schemes = []
@@ -200,10 +227,10 @@ def _auth_lines(creds: Credentials, entry: PortalEntry, https: bool) -> list[str
     lines = []
     link_lines: list[str] = []
     denied = [f"\t\tnot header_regexp Authorization ^(?:{'|'.join(schemes)})$"]
-    if creds.token is not None:
+    if creds.token is not None and links:
         token_re = f"^{regex_literal(creds.token)}$"
-        name, value = auth_cookie(creds.token)
-        cookie = f"{name}={value}; Path=/; Max-Age={COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax"
+        name, value = auth_cookie(creds.token, https)
+        cookie = f"{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax"
         if https:
             cookie += "; Secure"
         denied += [
@@ -240,7 +267,10 @@ def _auth_lines(creds: Credentials, entry: PortalEntry, https: bool) -> list[str
         f"\t\trespond {_quoted(UNAUTHORIZED_BODY, 'body')} 401",
         "\t}",
         "\thandle {",
-        *_proxy_lines(entry, "\t\t"),
+        "\t\troute {",
+        *_strip_token_lines("\t\t\t"),
+        *_proxy_lines(entry, "\t\t\t"),
+        "\t\t}",
         "\t}",
     ]
     return lines
@@ -258,6 +288,16 @@ def render_caddyfile(settings: Settings, entries: Sequence[PortalEntry]) -> str:
         "\tadmin off",
         "\tauto_https off",
         f"\tgrace_period {GRACE_PERIOD}",
+        "\t# Caddy's own log: no query string (a ?token=) and no request headers",
+        "\tlog {",
+        "\t\tformat filter {",
+        "\t\t\twrap json",
+        "\t\t\tfields {",
+        "\t\t\t\trequest>uri regexp \\?.* ?(hidden)",
+        "\t\t\t\trequest>headers delete",
+        "\t\t\t}",
+        "\t\t}",
+        "\t}",
         "}",
     ]
     sites = proxied_entries(entries)
@@ -270,7 +310,7 @@ def render_caddyfile(settings: Settings, entries: Sequence[PortalEntry]) -> str:
         auth = settings.enable_auth and entry.external not in excluded
         lines += [
             "",
-            f"# {_comment(entry.name)}: :{entry.external} -> {UPSTREAM_HOST}:{entry.internal}, "
+            f"# :{entry.external} -> {UPSTREAM_HOST}:{entry.internal}, "
             + ("authentication required" if auth else "no authentication"),
             f"{'https' if https else 'http'}://:{entry.external} {{",
         ]
@@ -280,7 +320,12 @@ def render_caddyfile(settings: Settings, entries: Sequence[PortalEntry]) -> str:
             lines.append(f"\ttls {cert} {key}")
         if auth and settings.gateway_url and entry.internal == settings.sglang_port:
             lines += _gateway_probe_lines(entry)
-        lines += _auth_lines(creds, entry, https) if auth else _proxy_lines(entry, "\t")
+        if auth:
+            lines += _auth_lines(
+                creds, entry, https, settings.auth_link_login, settings.auth_cookie_max_age
+            )
+        else:
+            lines += _proxy_lines(entry, "\t")
         lines.append("}")
     return "\n".join(lines) + "\n"
 

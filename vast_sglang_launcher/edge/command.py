@@ -28,11 +28,19 @@ def caddyfile_path(settings: Settings) -> Path:
 
 
 def caddy_environment(settings: Settings, environ: dict[str, str]) -> dict[str, str]:
-    """Caddy's environment: its storage and autosaved config go under LAUNCHER_RUN_DIR."""
-    env = dict(environ)
+    """Caddy's whole environment: only what its configuration needs. Its storage, autosaved
+    config and HOME go under LAUNCHER_RUN_DIR; nothing else of the launcher's environment
+    (tokens, PORTAL_CONFIG, ...) is passed, so no placeholder could read it."""
     base = settings.run_dir / "caddy"
-    env["XDG_DATA_HOME"] = str(base / "data")
-    env["XDG_CONFIG_HOME"] = str(base / "config")
+    env = {
+        "PATH": environ.get("PATH") or os.defpath,
+        "HOME": str(base),
+        "XDG_DATA_HOME": str(base / "data"),
+        "XDG_CONFIG_HOME": str(base / "config"),
+    }
+    for key in ("TZ", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR"):
+        if environ.get(key):
+            env[key] = environ[key]
     return env
 
 

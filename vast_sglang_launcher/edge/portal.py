@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ..settings import Settings
+from ..settings import Settings, shown_value
+
+_PORT = re.compile(r"[0-9]{1,5}")
 
 DEFAULT_PORTAL_CONFIG = (
     "localhost:1111:11111:/:Instance Portal"
@@ -31,26 +34,32 @@ class PortalEntry:
 
 
 def parse_portal_config(text: str) -> list[PortalEntry]:
-    """Parse PORTAL_CONFIG; a malformed entry is a ConfigError naming it."""
+    """Parse PORTAL_CONFIG; a malformed entry is a ConfigError naming it. Ports are ASCII
+    digits (no `28_000`, no other scripts' digits) in 1-65535."""
     entries = []
     for raw in text.split("|"):
         item = raw.strip()
         if not item:
             continue
+        shown = shown_value(item)
         parts = item.split(":", 4)
         if len(parts) != 5:
             raise ConfigError(
-                f"PORTAL_CONFIG entry {item!r} is not host:external:internal:path:name"
+                f"PORTAL_CONFIG entry {shown} is not host:external:internal:path:name; "
+                "fix or unset PORTAL_CONFIG"
             )
         host, ext, internal, path, name = parts
-        try:
-            ports = int(ext), int(internal)
-        except ValueError:
+        if not (_PORT.fullmatch(ext.strip()) and _PORT.fullmatch(internal.strip())):
             raise ConfigError(
-                f"PORTAL_CONFIG entry {item!r} has a port that is not a number"
-            ) from None
+                f"PORTAL_CONFIG entry {shown} has a port that is not a number written with "
+                "the ASCII digits 0-9; fix or unset PORTAL_CONFIG"
+            )
+        ports = int(ext), int(internal)
         if not all(1 <= p <= 65535 for p in ports):
-            raise ConfigError(f"PORTAL_CONFIG entry {item!r} has a port outside 1-65535")
+            raise ConfigError(
+                f"PORTAL_CONFIG entry {shown} has a port outside 1-65535; fix or unset "
+                "PORTAL_CONFIG"
+            )
         entries.append(PortalEntry(host or "localhost", ports[0], ports[1], path or "/", name))
     return entries
 

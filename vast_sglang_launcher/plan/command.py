@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
+from ..redact import argv_redactor, mask_argv
 from ..settings import Settings
 from .build import LaunchPlan
 from .prepare import prepare_plan
@@ -40,7 +42,10 @@ def render_text(plan: LaunchPlan) -> str:
 
 
 def command_plan(settings: Settings, args: argparse.Namespace) -> int:
-    plan = prepare_plan(settings)
+    planned = prepare_plan(settings)
+    # Secrets (--api-key and the like, HF_TOKEN, OPEN_BUTTON_TOKEN) never reach the output.
+    redact = argv_redactor(settings, planned.argv)
+    plan = dataclasses.replace(planned, argv=mask_argv(planned.argv))
     if args.json:
         data = plan.as_dict()
         # The environment holds secrets and is long; show only what the launcher sets.
@@ -49,13 +54,13 @@ def command_plan(settings: Settings, args: argparse.Namespace) -> int:
         }
         if plan.model is None:
             data["warnings"] = [NO_MODEL, *data["warnings"]]
-        json.dump(data, sys.stdout, indent=2)
+        json.dump(redact.data(data), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     if plan.model is None:
         print(NO_MODEL)
         for w in plan.warnings:
-            print(f"warning: {w}")
+            print(redact(f"warning: {w}"))
         return 0
-    print(render_text(plan))
+    print(redact(render_text(plan)))
     return 0

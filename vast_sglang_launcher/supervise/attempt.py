@@ -21,6 +21,7 @@ import httpx
 import psutil
 
 from ..plan.build import LaunchPlan
+from ..redact import mask_argv
 from ..settings import Settings
 from .control import Control
 from .lifecycle import Lifecycle
@@ -159,7 +160,7 @@ class Attempt:
             leader = None
         except OSError as exc:
             self.log.warning(f"cannot record the server in {self.run_dir.path}: {exc}")
-        self.log.info("server started", pid=pid, command=shlex.join(plan.argv))
+        self.log.info("server started", pid=pid, command=shlex.join(mask_argv(plan.argv)))
         self.lifecycle.note(server_pid=pid, message=f"loading: waiting for {url}/health")
         result: Outcome | LaunchPlan | None = None
         try:

@@ -17,6 +17,7 @@ import shlex
 import sys
 import time
 
+from ..redact import Redactor, argv_secrets, mask_argv
 from .states import ServerState
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -97,15 +98,30 @@ def parse_iso(text: object) -> float | None:
         return None
 
 
+def masked(data: dict[str, Any], secrets: list[str] | None = None) -> dict[str, Any]:
+    """`data` with the argv's secret option values (and `secrets`) masked everywhere."""
+    argv = data.get("argv")
+    argv = [str(a) for a in argv] if isinstance(argv, list) else []
+    redact = Redactor([*(secrets or []), *argv_secrets(argv)])
+    shown: dict[str, Any] = redact.data(data)
+    if argv:
+        shown["argv"] = redact.data(mask_argv(argv))
+    return shown
+
+
 class StatusFile:
-    """The launcher's status document; ``update`` rewrites the file (tmp + os.replace)."""
+    """The launcher's status document; ``update`` rewrites the file (tmp + os.replace,
+    mode 0600). Secret option values of the argv are masked in every field."""
 
     def __init__(self, path: Path, **initial: Any) -> None:
         self.path = path
         self.data: dict[str, Any] = {**EMPTY, **initial}
         self.error: str | None = None
+        self._secrets: list[str] = argv_secrets(self.data.get("argv") or [])
 
     def update(self, **changes: Any) -> None:
+        if isinstance(changes.get("argv"), list):
+            self._secrets = argv_secrets(changes["argv"])
         state = changes.get("state")
         if state is not None:
             assert state in STATES, state
@@ -120,7 +136,8 @@ class StatusFile:
 
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, json.dumps(self.data, indent=1) + "\n")
+            shown = masked(self.data, self._secrets)
+            write_atomic(self.path, json.dumps(shown, indent=1) + "\n", 0o600)
             self.error = None
         except OSError as exc:
             self.error = f"cannot write {self.path}: {exc.strerror or exc}"
@@ -248,6 +265,7 @@ def command_status(as_json: bool, environ: Mapping[str, str] | None = None) -> i
             print(msg, file=sys.stderr)
         return 1
     alive = launcher_alive(data)
+    data = masked(data)  # also for a file written before secrets were masked
     if as_json:
         print(json.dumps({**data, "launcher_alive": alive}, indent=1))
     else:
