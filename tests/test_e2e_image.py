@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 import psutil
 import pytest
-from conftest import Reaper, wait_for_port
+from conftest import CHECKOUT, Reaper, wait_for_port
 
 from vast_sglang_launcher.edge.caddyfile import auth_cookie
 
@@ -71,6 +71,7 @@ class Container:
             "PATH": os.environ.get("PATH", os.defpath),
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": CHECKOUT,  # the launcher of this checkout, not an installed one
             # the image (Dockerfile ENV) and the paths of this temporary root
             "LAUNCHER_RUN_DIR": str(self.run_dir),
             "LAUNCHER_LOG_DIR": str(self.logs),
