@@ -143,10 +143,10 @@ class Settings(BaseSettings):
     """Restarts tried when the server fails before it was ever ready; then the launcher gives
     up (exit 78)."""
 
-    stop_timeout: Seconds = Field(7.0, validation_alias="LAUNCHER_STOP_TIMEOUT")
+    stop_timeout: Seconds = Field(5.0, validation_alias="LAUNCHER_STOP_TIMEOUT")
     """Seconds the server may drain after SIGTERM before its process group is killed. The
-    default fits `docker stop`'s 10 s; for a longer drain raise it and give the container as
-    much more (`docker run --stop-timeout N`, N at least this plus 3)."""
+    default fits `docker stop`'s 10 s (supervisord's stop sequence takes up to 4 s more); for
+    a longer drain raise it and give the container 5 s more (`docker run --stop-timeout N`)."""
 
     flap_threshold: int = Field(5, ge=1, validation_alias="LAUNCHER_FLAP_THRESHOLD")
     """Restarts within the last hour past which the launcher warns that the server is

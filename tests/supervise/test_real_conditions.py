@@ -242,7 +242,7 @@ def test_new_settings_reject_bad_values_in_one_line(rig: LauncherRig, var: str, 
 
 def test_defaults_fit_docker_stop() -> None:
     settings = load_settings({})
-    assert settings.stop_timeout <= 7  # docker stop: 10 s for everything
+    assert settings.stop_timeout <= 6  # docker stop: 10 s for everything
     assert settings.log_max_bytes == 100 * 1024 * 1024 and settings.log_backups == 3
 
 
