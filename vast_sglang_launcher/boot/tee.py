@@ -66,6 +66,11 @@ def _pump(source: BinaryIO, log_file: RotatingLog | None, tail: deque[str]) -> N
     out = getattr(sys.stdout, "buffer", None)
     for line in iter(source.readline, b""):
         tail.append(line.decode("utf-8", errors="replace").rstrip("\r\n"))
+        if log_file is not None:  # first: a stalled stdout must not keep it from the log
+            try:
+                log_file.write(line)
+            except (OSError, ValueError):
+                log_file = None
         with contextlib.suppress(OSError, ValueError):
             if out is not None:
                 out.write(line)
@@ -73,12 +78,6 @@ def _pump(source: BinaryIO, log_file: RotatingLog | None, tail: deque[str]) -> N
             else:
                 sys.stdout.write(line.decode("utf-8", errors="replace"))
                 sys.stdout.flush()
-        if log_file is not None:
-            try:
-                log_file.write(line)
-                log_file.flush()
-            except (OSError, ValueError):
-                log_file = None
 
 
 def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
