@@ -40,6 +40,7 @@ import contextlib
 import datetime
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -425,13 +426,26 @@ def fail_like_sglang(kind: str, release: str, children: list[subprocess.Popen[by
     os._exit(1)
 
 
-def record_signal(signum: int) -> None:
+def record_signals() -> None:
+    """Append each delivered signal to STANDIN_STATE_DIR/signals-<pid>.txt: one line per
+    delivery, counted from the wake-up fd (Python runs a handler once for signals that arrive
+    together; the C-level handler writes one byte for each)."""
     state_dir = os.environ.get("STANDIN_STATE_DIR")
     if not state_dir:
         return
     path = Path(state_dir) / f"signals-{os.getpid()}.txt"
-    with contextlib.suppress(OSError), open(path, "a") as fh:
-        fh.write(signal.Signals(signum).name + "\n")
+    read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def pump() -> None:
+        while True:
+            select.select([read_fd], [], [])
+            with contextlib.suppress(BlockingIOError):
+                data = os.read(read_fd, 64)
+                with contextlib.suppress(OSError), open(path, "a") as fh:
+                    fh.write("".join(signal.Signals(b).name + "\n" for b in data))
+
+    threading.Thread(target=pump, daemon=True).start()
 
 
 def stop_children(children: list[subprocess.Popen[bytes]], sig: int, grace: float) -> None:
@@ -501,9 +515,9 @@ def main() -> None:
     term_requested: list[str] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
-        record_signal(signum)
         term_requested.append(signal.Signals(signum).name)
 
+    record_signals()
     if os.environ.get("STANDIN_IGNORE_SIGTERM") == "1":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:

@@ -422,3 +422,57 @@ def test_flapping_is_counted_and_warned_about(rig: LauncherRig) -> None:
     assert "in the last hour)" in shown
     launcher.send_signal(signal.SIGTERM)
     assert rig.wait_exit(launcher) == 0
+
+
+COUNTER = """\
+import os, select, signal, subprocess, sys, time
+sig = signal.SIGRTMIN + 1
+out = sys.argv[1]
+r, w = os.pipe2(os.O_NONBLOCK)
+signal.signal(sig, lambda *a: None)
+signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+if len(sys.argv) > 2:  # the leader: one child in its process group
+    subprocess.Popen([sys.executable, "-c", sys.argv[2], out + ".child"])
+open(out + ".ready", "w").close()
+count = 0
+while True:
+    select.select([r], [], [], 0.05)
+    try:
+        count += len(os.read(r, 64))
+    except BlockingIOError:
+        pass
+    with open(out, "w") as fh:
+        fh.write(str(count))
+"""
+
+
+def test_each_process_of_the_tree_gets_a_signal_once(tmp_path: Path) -> None:
+    """Real-time signals are queued, never merged: each delivery is counted."""
+    import asyncio
+
+    from vast_sglang_launcher.supervise.process import Tree
+
+    out = tmp_path / "count"
+    leader = subprocess.Popen(
+        [sys.executable, "-c", COUNTER, str(out), COUNTER], start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while (
+            not (tmp_path / "count.ready").exists() or not (tmp_path / "count.child.ready").exists()
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+        async def send() -> None:
+            tree = Tree(leader.pid, [psutil.Process(leader.pid)], keep_pids=[leader.pid])
+            assert len(tree.scan()) == 2
+            tree.signal(int(signal.SIGRTMIN) + 1)
+
+        asyncio.run(send())
+        time.sleep(0.5)
+        assert out.read_text() == "1"
+        assert (tmp_path / "count.child").read_text() == "1"
+    finally:
+        os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait()
