@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
+CHECKOUT = str(Path(__file__).resolve().parent.parent)
+
 # --- boot steps (hotfix, packages, provisioning, entrypoint): tests/test_boot*.py,
 # --- test_scripts*.py, test_packages*.py, test_entrypoint*.py
 
@@ -47,6 +49,7 @@ class BootRoot:
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": CHECKOUT,  # the launcher of this checkout, not an installed one
             "LAUNCHER_MARKER_DIR": str(self.markers),
             "LAUNCHER_LOG_DIR": str(self.logs),
             "LAUNCHER_RUN_DIR": str(self.run_dir),
@@ -216,8 +219,7 @@ class LauncherRig:
             "PATH": os.environ.get("PATH", os.defpath),
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
-            # the launcher under test is this checkout's, whatever is installed
-            "PYTHONPATH": str(STANDIN.parent.parent),
+            "PYTHONPATH": CHECKOUT,  # the launcher of this checkout, not an installed one
             "SGLANG_MODEL": str(self.model),
             "SGLANG_COMMAND": shlex.join([sys.executable, str(STANDIN)]),
             "SGLANG_PORT": str(self.port),

@@ -23,11 +23,20 @@ off), all measured from process start unless noted:
 ``STANDIN_STATE_DIR``       write ``start-<n>.json`` there at start (pid, pgid, sid, args, env)
 ``STANDIN_STREAM_INTERVAL`` seconds between streamed chat chunks (default 0.2)
 ``STANDIN_ACCESS_LOG``      ``1``: log each HTTP request to stderr
+``STANDIN_FAILURE``         fail at start as the real release does, with its exact last lines:
+                          ``no_accelerator``, ``unsupported_arch``, ``model_not_found``,
+                          ``gated``, ``tp_heads`` (see FAILURES; the release is
+                          STANDIN_RELEASE, default: read from the option table's file name)
+``STANDIN_CHATTER``         print this many log lines every 10 ms, from start until exit
+``STANDIN_HEALTH_HANG``     ``1``: a /health request before ready never gets an answer
+``STANDIN_ORPHANS``         ``1``: the STANDIN_CHILDREN outlive the server (no PDEATHSIG)
+``STANDIN_STATE_DIR``       also gets ``signals-<pid>.txt``: one line per signal received
 ``STANDIN_API_KEY``         every request but ``/health*`` needs ``Authorization: Bearer`` this
                             (401 otherwise), as SGLang's ``--api-key`` and the edge ask
 ``STANDIN_REQUEST_LOG``     append one JSON line per answered request to this file
                             (time, method, path, status, pid, authorization present), and
                             one per SIGTERM/SIGINT received (time, signal, pid)
+
 
 Endpoints: ``/health``, ``/health_generate``, ``/v1/models``, ``/model_info`` and
 ``/get_model_info``, ``/server_info`` and ``/get_server_info``, ``POST /v1/chat/completions``
@@ -42,6 +51,7 @@ import contextlib
 import datetime
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -78,6 +88,87 @@ while os.getppid() == ppid:
     time.sleep(1.0)
 os._exit(0)
 """
+
+# Child process that outlives the server (a worker that escaped PDEATHSIG): sleeps forever.
+ORPHAN_CODE = """\
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+while True:
+    time.sleep(1.0)
+"""
+
+# The real releases' last lines for failures that no restart fixes, and how the process ends
+# ("exit": status 1 from the main process; "crash": a scheduler failed, the tree is SIGKILLed).
+# Sources (read in each release's wheel): sglang/srt/utils/common.py get_device(),
+# sglang/srt/models/registry.py, sglang/srt/distributed/utils.py ensure_divisibility(); the
+# model lookups are transformers / huggingface_hub errors raised through SGLang's get_config.
+FAILURES: dict[str, tuple[str, list[str]]] = {
+    "no_accelerator": (
+        "exit",
+        [
+            "Traceback (most recent call last):",
+            '  File "/usr/local/lib/python3.12/dist-packages/sglang/srt/server_args.py", '
+            "in __post_init__",
+            "    self._handle_missing_default_values()",
+            '  File "/usr/local/lib/python3.12/dist-packages/sglang/srt/utils/common.py", '
+            "in get_device",
+            "{no_accelerator}",
+        ],
+    ),
+    "unsupported_arch": (
+        "crash",
+        [
+            "[2025-01-01 00:00:00 TP0] Scheduler hit an exception: Traceback (most recent "
+            "call last):",
+            '  File "/usr/local/lib/python3.12/dist-packages/sglang/srt/models/registry.py", '
+            "in resolve_model_cls",
+            "ValueError: Model architectures ['FancyNewForCausalLM'] are not supported for now. "
+            "Supported architectures: dict_keys(['LlamaForCausalLM', 'Qwen2ForCausalLM'])",
+        ],
+    ),
+    "model_not_found": (
+        "exit",
+        [
+            "Traceback (most recent call last):",
+            "huggingface_hub.errors.RepositoryNotFoundError: 404 Client Error. (Request ID: "
+            "Root=1-0000)",
+            "",
+            "Repository Not Found for url: https://huggingface.co/api/models/no-such-org/"
+            "no-such-model/revision/main.",
+            "OSError: no-such-org/no-such-model is not a local folder and is not a valid model "
+            "identifier listed on 'https://huggingface.co/models'",
+        ],
+    ),
+    "gated": (
+        "exit",
+        [
+            "Traceback (most recent call last):",
+            "huggingface_hub.errors.GatedRepoError: 401 Client Error. (Request ID: Root=1-0000)",
+            "",
+            "Cannot access gated repo for url https://huggingface.co/meta-llama/Llama-3.1-8B/"
+            "resolve/main/config.json.",
+            "OSError: You are trying to access a gated repo.",
+        ],
+    ),
+    "tp_heads": (
+        "crash",
+        [
+            "[2025-01-01 00:00:00 TP0] Scheduler hit an exception: Traceback (most recent "
+            "call last):",
+            '  File "/usr/local/lib/python3.12/dist-packages/sglang/srt/distributed/utils.py", '
+            "in ensure_divisibility",
+            "AssertionError: 14 is not divisible by 4",
+        ],
+    ),
+}
+
+NO_ACCELERATOR = {
+    "0.5.6.post2": "RuntimeError: No accelerator (CUDA, XPU, HPU, NPU) is available.",
+    "0.5.8": "RuntimeError: No accelerator (CUDA, XPU, HPU, NPU) is available.",
+    "0.5.23": "RuntimeError: No accelerator (CUDA, XPU, HPU, NPU, MUSA, MPS) or platform plugin "
+    "is available.",
+}
 
 # ServerArgs field names that differ from the argparse dest (ServerArgs.from_cli_args).
 SERVER_ARGS_ALIASES = {
@@ -223,6 +314,9 @@ class Handler(BaseHTTPRequestHandler):
         st = self.state
         path = self.path.split("?", 1)[0]
         if path in ("/health", "/health_generate"):
+            if not st.ready and os.environ.get("STANDIN_HEALTH_HANG") == "1":
+                while True:  # a health check stuck in the loading server: no answer ever
+                    time.sleep(3600)
             self._send(200 if st.ready and not st.shutting_down else 503)
         elif path == "/v1/models":
             self._send_json(
@@ -383,16 +477,63 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
-def spawn_children(n: int) -> list[subprocess.Popen[bytes]]:
+def spawn_children(n: int, orphans: bool = False) -> list[subprocess.Popen[bytes]]:
     children = []
     for i in range(n):
+        code = ORPHAN_CODE if orphans else CHILD_CODE
         children.append(
             subprocess.Popen(
-                [sys.executable, "-c", CHILD_CODE, str(os.getpid()), f"standin-child-{i}"],
+                [sys.executable, "-c", code, str(os.getpid()), f"standin-child-{i}"],
                 stdin=subprocess.DEVNULL,
             )
         )
     return children
+
+
+def release_of(table: Path) -> str:
+    name = table.name
+    if name.startswith("server-args-") and name.endswith(".json"):
+        return name[len("server-args-") : -len(".json")]
+    return "0.5.6.post2"
+
+
+def fail_like_sglang(kind: str, release: str, children: list[subprocess.Popen[bytes]]) -> None:
+    how, lines = FAILURES[kind]
+    text = NO_ACCELERATOR.get(release, NO_ACCELERATOR["0.5.6.post2"])
+    for line in lines:
+        print(line.replace("{no_accelerator}", text), file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    if how == "crash":
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)
+    os._exit(1)
+
+
+def record_signals() -> None:
+    """Append each delivered signal to STANDIN_STATE_DIR/signals-<pid>.txt: one line per
+    delivery, counted from the wake-up fd (Python runs a handler once for signals that arrive
+    together; the C-level handler writes one byte for each)."""
+    state_dir = os.environ.get("STANDIN_STATE_DIR")
+    if not state_dir:
+        return
+    path = Path(state_dir) / f"signals-{os.getpid()}.txt"
+    read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def pump() -> None:
+        while True:
+            select.select([read_fd], [], [])
+            with contextlib.suppress(BlockingIOError):
+                data = os.read(read_fd, 64)
+                with contextlib.suppress(OSError), open(path, "a") as fh:
+                    fh.write("".join(signal.Signals(b).name + "\n" for b in data))
+
+    threading.Thread(target=pump, daemon=True).start()
 
 
 def stop_children(children: list[subprocess.Popen[bytes]], sig: int, grace: float) -> None:
@@ -450,7 +591,8 @@ def main() -> None:
     fields = ", ".join(f"{SERVER_ARGS_ALIASES.get(k, k)}={show(v)}" for k, v in vars(args).items())
     log(f"server_args=ServerArgs({fields})")
 
-    children = spawn_children(int(os.environ.get("STANDIN_CHILDREN") or 0))
+    orphans = os.environ.get("STANDIN_ORPHANS") == "1"
+    children = spawn_children(int(os.environ.get("STANDIN_CHILDREN") or 0), orphans)
 
     def finish(code: int) -> None:
         stop_children(children, signal.SIGTERM, 2.0)
@@ -469,6 +611,7 @@ def main() -> None:
                 event = {"t": time.time(), "signal": signal.Signals(signum).name}
                 fh.write(json.dumps({**event, "pid": os.getpid()}) + "\n")
 
+    record_signals()
     if os.environ.get("STANDIN_IGNORE_SIGTERM") == "1":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:
@@ -489,6 +632,11 @@ def main() -> None:
     message = os.environ.get("STANDIN_CRASH_MESSAGE")
 
     state = State(args)
+    failure = os.environ.get("STANDIN_FAILURE")
+    if failure:
+        fail_like_sglang(failure, os.environ.get("STANDIN_RELEASE") or release_of(table), children)
+    chatter = int(os.environ.get("STANDIN_CHATTER") or 0)
+    chatter_line = "Decode batch. #running-req: 1, #token: 512, token usage: 0.01, " + "x" * 60
     for i in range(len(children)):
         log(f"Scheduler process {i} started (pid={children[i].pid})")
     log("Load weight begin. avail mem=78.50 GB")
@@ -545,6 +693,8 @@ def main() -> None:
             log("INFO:     Application startup complete.")
             log(f"INFO:     Uvicorn running on http://{host}:{port} (Press CTRL+C to quit)")
             ready_at = now + warmup
+        for _ in range(chatter):
+            log(chatter_line)
         ready_due = ready_at is not None and now >= ready_at
         if ready_due and not state.ready and not state.shutting_down:
             state.ready = True

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from urllib.parse import quote
 import httpx
 import psutil
 import pytest
-from conftest import Reaper, wait_for_port
+from conftest import CHECKOUT, Reaper, wait_for_port
 
 from vast_sglang_launcher.edge.caddyfile import auth_cookie
 
@@ -71,6 +72,7 @@ class Container:
             "PATH": os.environ.get("PATH", os.defpath),
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": CHECKOUT,  # the launcher of this checkout, not an installed one
             # the image (Dockerfile ENV) and the paths of this temporary root
             "LAUNCHER_RUN_DIR": str(self.run_dir),
             "LAUNCHER_LOG_DIR": str(self.logs),
@@ -307,3 +309,112 @@ def test_boot_serve_authenticate_stream_stop(container: Container) -> None:
     assert not running(everything | {proc.pid}), c.output()
     output = c.output()
     assert "exited: sglang (exit status 0; expected)" in output or "stopped: sglang" in output
+
+
+# --- docker stop: TERM to PID 1 -------------------------------------------------------------
+
+
+ENTRYPOINT = [sys.executable, "-m", "vast_sglang_launcher", "entrypoint"]
+
+
+def pid1_of(unshare: subprocess.Popen[bytes]) -> psutil.Process:
+    """PID 1 of the new PID namespace: the child that `unshare --fork` started."""
+    kids = psutil.Process(unshare.pid).children()
+    assert len(kids) == 1, kids
+    return kids[0]
+
+
+def status_file_state(c: Container) -> str | None:
+    """The state in status.json (the `status` command cannot tell, from outside the PID
+    namespace, whether the launcher's pid is alive)."""
+    try:
+        data = json.loads((c.run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("state") if isinstance(data, dict) else None
+
+
+@pytest.mark.parametrize(
+    "drain",
+    [
+        pytest.param(2.5, id="server-drains-quickly"),
+        pytest.param(3600, id="server-drains-slowly"),
+    ],
+)
+def test_docker_stop_ends_every_process_on_its_own_within_10_s(
+    container: Container, drain: float
+) -> None:
+    """As `docker stop` does: TERM to PID 1 (`entrypoint`, exec'd into supervisord) in a PID
+    namespace of its own; with the default LAUNCHER_STOP_TIMEOUT, everything must have exited
+    by itself before Docker's SIGKILL at 10 s; a request in flight completes through the edge,
+    which stops after the server."""
+    c = container
+    del c.env["LAUNCHER_STOP_TIMEOUT"]  # the defaults are what is tested
+    c.env["STANDIN_DRAIN"] = str(drain)
+    unshare = shutil.which("unshare")
+    assert unshare is not None
+    with open(c.out, "wb") as out:
+        c.proc = c.reaper.add(
+            subprocess.Popen(
+                [unshare, "--pid", "--fork", "--mount-proc", *ENTRYPOINT],
+                env=c.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=c.tmp,
+                start_new_session=True,
+            )
+        )
+    c.wait(lambda: status_file_state(c) == "ready", "status.json to say ready")
+    try:
+        wait_for_port(c.api_port, c.proc, timeout=60)
+    except AssertionError as exc:
+        c.fail(str(exc))
+    pid1 = pid1_of(c.proc)
+    assert pid1.name().startswith("supervisord")
+    everything = {p.pid for p in pid1.children(recursive=True)}
+
+    # a streamed answer is in flight through the edge when the container is stopped
+    chunks: list[str] = []
+    started = threading.Event()
+
+    def stream() -> None:
+        with (
+            httpx.Client(base_url=f"http://127.0.0.1:{c.api_port}", timeout=30) as client,
+            client.stream(
+                "POST",
+                "/v1/chat/completions",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                json={"model": c.model, "stream": True, "messages": []},
+            ) as r,
+        ):
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    chunks.append(line)
+                    started.set()
+
+    reader = threading.Thread(target=stream, daemon=True)
+    reader.start()
+    assert started.wait(10), "the stream did not start"
+
+    t0 = time.monotonic()
+    pid1.send_signal(signal.SIGTERM)
+    try:
+        rc = c.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        c.fail("PID 1 still running 15 s after SIGTERM")
+    elapsed = time.monotonic() - t0
+    output = c.output()
+    assert elapsed < 10, f"{elapsed:.1f} s\n{output}"
+    assert rc == 0, output
+    # supervisord never had to SIGKILL a program: each one exited by itself
+    assert "with SIGKILL" not in output, output
+    assert "stopped: sglang (exit status 0)" in output, output
+    assert "stopped: caddy (exit status 0)" in output, output
+    # the edge stopped after the server
+    assert output.index("stopped: sglang") < output.index("stopped: caddy"), output
+    # the answer in flight completed through the edge
+    reader.join(10)
+    assert chunks and chunks[-1] == "data: [DONE]", chunks
+    # and nothing of the container is left (checked before PID 1 exited: see supervisord)
+    assert not running(everything)

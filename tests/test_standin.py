@@ -308,3 +308,56 @@ def test_streaming_chunks_arrive_over_time(launch: Callable[..., Standin]) -> No
     assert arrivals[4][0] - arrivals[0][0] >= 0.45
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(arrivals[:5])]
     assert min(gaps) >= 0.08
+
+
+@pytest.mark.parametrize(
+    ("failure", "release", "last", "rc"),
+    [
+        (
+            "no_accelerator",
+            "0.5.6.post2",
+            "RuntimeError: No accelerator (CUDA, XPU, HPU, NPU) is available.",
+            1,
+        ),
+        (
+            "no_accelerator",
+            "0.5.23",
+            "RuntimeError: No accelerator (CUDA, XPU, HPU, NPU, MUSA, MPS) or platform plugin "
+            "is available.",
+            1,
+        ),
+        ("unsupported_arch", "0.5.8", "are not supported for now", -signal.SIGKILL),
+        ("tp_heads", "0.5.8", "AssertionError: 14 is not divisible by 4", -signal.SIGKILL),
+        ("model_not_found", "0.5.8", "is not a valid model identifier", 1),
+        ("gated", "0.5.8", "You are trying to access a gated repo.", 1),
+    ],
+)
+def test_failure_modes_print_the_real_lines(
+    launch: Callable[..., Standin], failure: str, release: str, last: str, rc: int
+) -> None:
+    run = launch(STANDIN_FAILURE=failure, STANDIN_RELEASE=release, STANDIN_CHILDREN=1)
+    assert run.wait(10) == rc
+    assert last in run.stderr[-1]
+
+
+def test_health_hangs_before_ready_when_asked(launch: Callable[..., Standin]) -> None:
+    run = launch(STANDIN_HEALTH_HANG=1, STANDIN_WARMUP=1.0)
+    wait_until(lambda: "Uvicorn running" in run.out(), 10)
+    with pytest.raises(httpx.ReadTimeout):
+        run.get("/health", timeout=0.5)
+    wait_until(lambda: READY_LINE in run.out(), 10)
+    assert run.status() == 200
+
+
+def test_orphans_outlive_the_server(launch: Callable[..., Standin], tmp_path: Path) -> None:
+    run = launch(STANDIN_CHILDREN=1, STANDIN_ORPHANS=1, STANDIN_STATE_DIR=tmp_path)
+    wait_until(lambda: list(tmp_path.glob("start-*.json")), 10)
+    kid = json.loads(next(tmp_path.glob("start-*.json")).read_text())["children"][0]
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.wait(5)
+    time.sleep(1.5)
+    try:
+        assert psutil.Process(kid).status() != psutil.STATUS_ZOMBIE
+    finally:
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(kid).kill()

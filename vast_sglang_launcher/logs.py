@@ -6,9 +6,10 @@ clean on stdout; supervisord merges the two streams for the ``sglang`` program.
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -21,10 +22,11 @@ _LEVELS = {
 
 
 def configure(
-    log_format: str = "console", level: str = "info", stream: TextIO | None = None
+    log_format: str = "console", level: str = "info", stream: TextIO | io.TextIOBase | None = None
 ) -> None:
-    """Set structlog up once per process, before the first log line."""
-    out = stream or sys.stderr
+    """Set structlog up once per process, before the first log line (`run` sets it up again
+    with a stream that never blocks)."""
+    out = cast(TextIO, stream) if stream is not None else sys.stderr
     renderer: Any
     if log_format == "json":
         renderer = structlog.processors.JSONRenderer()

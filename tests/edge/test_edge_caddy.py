@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import Reaper, wait_for_port
+from conftest import CHECKOUT, Reaper, wait_for_port
 
 from vast_sglang_launcher.edge.caddyfile import FAIL_CLOSED_BODY, auth_cookie
 
@@ -162,7 +162,7 @@ def start_edge(
             "PATH": os.environ.get("PATH", os.defpath),
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONPATH": REPO,
+            "PYTHONPATH": CHECKOUT,  # the launcher of this checkout, not an installed one
             "LAUNCHER_RUN_DIR": str(run_dir),
             "LAUNCHER_PORTAL_YAML": str(tmp_path / f"portal{n}.yaml"),
             "SGLANG_PORT": str(upstream.port),

@@ -5,6 +5,7 @@ fetching and running user scripts (`scripts`, `tee`), the provisioning script
 (`provisioning`), signal handling while they run (`interrupts`), step results (`steps`) and
 the `entrypoint` command that ends by exec'ing supervisord (`entrypoint`).
 
-May import: the shared top level (settings, errors, files, logs, markers, redact, words) and,
+May import: the shared top level (settings, errors, files, logs, markers, redact, words,
+rotating_log) and,
 from the edge, only `service_environment`.
 """

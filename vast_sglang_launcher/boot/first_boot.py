@@ -12,12 +12,12 @@ import os
 import shlex
 import shutil
 from collections.abc import Callable, Mapping
-from typing import BinaryIO
 
 from .. import markers
 from ..edge.command import service_environment
 from ..logs import get_logger
 from ..redact import Redactor, redactor_for
+from ..rotating_log import RotatingLog
 from ..settings import Settings
 from .interrupts import Interrupted, signals_raise
 from .packages import (
@@ -91,7 +91,7 @@ def _run_installer(
     argv: list[str],
     what: str,
     env: Mapping[str, str],
-    log_file: BinaryIO | None,
+    log_file: RotatingLog | None,
     redact: Redactor,
 ) -> None:
     log.info(f"first boot: running {what}", command=redact(shlex.join(argv)))
@@ -112,7 +112,7 @@ def _install_apt(
     settings: Settings,
     packages: list[str],
     env: Mapping[str, str],
-    log_file: BinaryIO | None,
+    log_file: RotatingLog | None,
     redact: Redactor,
 ) -> None:
     apt_get = shutil.which("apt-get", path=env.get("PATH", os.defpath))
@@ -130,7 +130,7 @@ def _install_pip(
     settings: Settings,
     packages: list[str],
     env: Mapping[str, str],
-    log_file: BinaryIO | None,
+    log_file: RotatingLog | None,
     redact: Redactor,
 ) -> None:
     python = pip_python(settings, env)
@@ -153,7 +153,11 @@ def run_first_boot(
     if marker.exists() and not force:
         return StepResult(FIRST_BOOT, "skipped", f"{marker} exists; --force reruns it")
     redact = redactor_for(settings, *lists.apt, *lists.pip)
-    log_file = open_log(settings.log_dir / FIRST_BOOT_LOG) if lists.apt or lists.pip else None
+    log_file = (
+        open_log(settings.log_dir / FIRST_BOOT_LOG, settings.log_max_bytes, settings.log_backups)
+        if lists.apt or lists.pip
+        else None
+    )
     try:
         if lists.apt:
             _install_apt(settings, lists.apt, env, log_file, redact)

@@ -13,7 +13,6 @@ import contextlib
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,6 +22,7 @@ from ..errors import LauncherError
 from ..files import write_atomic
 from ..logs import get_logger
 from ..redact import Redactor, redactor_for
+from ..rotating_log import RotatingLog
 from ..settings import Settings
 from .tee import Completed, open_log, run_tee
 
@@ -197,7 +197,7 @@ def run_script(
     dest = settings.run_dir / f"{name}.sh"
     data = fetch(var, source, dest, settings, redact)
     cwd = settings.workspace if settings.workspace.is_dir() else None
-    log_file = open_log(log_path)
+    log_file = open_log(log_path, settings.log_max_bytes, settings.log_backups)
     try:
         _note(log_file, f"==> {time.strftime('%Y-%m-%d %H:%M:%S')} {name}: {shown}\n")
         log.info(f"{name}: running {var}", source=shown, log=str(log_path))
@@ -212,7 +212,7 @@ def run_script(
             log_file.close()
 
 
-def _note(log_file: BinaryIO | None, text: str) -> None:
+def _note(log_file: RotatingLog | None, text: str) -> None:
     """A line of our own in the log file, between the runs of a script."""
     if log_file is None:
         return

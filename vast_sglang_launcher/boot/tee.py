@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..logs import get_logger
+from ..rotating_log import RotatingLog, open_rotating
 
 log = get_logger(__name__)
 
+DEFAULT_LOG_MAX_BYTES = 100 * 1024 * 1024
+DEFAULT_LOG_BACKUPS = 3
 _DRAIN_SECONDS = 2.0  # after exit, wait this long for output still in the pipe
 
 
@@ -42,14 +45,16 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def open_log(path: Path | None) -> BinaryIO | None:
-    """Open a log file for appending, creating its directory; None (with a warning) when
-    it cannot be written, so that a read-only log directory never stops a boot."""
+def open_log(
+    path: Path | None, max_bytes: int = DEFAULT_LOG_MAX_BYTES, backups: int = DEFAULT_LOG_BACKUPS
+) -> RotatingLog | None:
+    """Open a log file for appending (rotated by size: LAUNCHER_LOG_MAX_BYTES,
+    LAUNCHER_LOG_BACKUPS), creating its directory; None (with a warning) when it cannot be
+    written, so that a read-only log directory never stops a boot."""
     if path is None:
         return None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path.open("ab")
+        return open_rotating(path, max_bytes, backups)
     except OSError as exc:
         log.warning(
             "cannot write the log file; output goes to stdout only", path=str(path), error=str(exc)
@@ -57,10 +62,15 @@ def open_log(path: Path | None) -> BinaryIO | None:
         return None
 
 
-def _pump(source: BinaryIO, log_file: BinaryIO | None, tail: deque[str]) -> None:
+def _pump(source: BinaryIO, log_file: RotatingLog | None, tail: deque[str]) -> None:
     out = getattr(sys.stdout, "buffer", None)
     for line in iter(source.readline, b""):
         tail.append(line.decode("utf-8", errors="replace").rstrip("\r\n"))
+        if log_file is not None:  # first: a stalled stdout must not keep it from the log
+            try:
+                log_file.write(line)
+            except (OSError, ValueError):
+                log_file = None
         with contextlib.suppress(OSError, ValueError):
             if out is not None:
                 out.write(line)
@@ -68,12 +78,6 @@ def _pump(source: BinaryIO, log_file: BinaryIO | None, tail: deque[str]) -> None
             else:
                 sys.stdout.write(line.decode("utf-8", errors="replace"))
                 sys.stdout.flush()
-        if log_file is not None:
-            try:
-                log_file.write(line)
-                log_file.flush()
-            except (OSError, ValueError):
-                log_file = None
 
 
 def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
@@ -95,7 +99,7 @@ def run_tee(
     argv: Sequence[str],
     *,
     env: Mapping[str, str],
-    log_file: BinaryIO | None,
+    log_file: RotatingLog | None,
     cwd: Path | None = None,
     tail_lines: int = 20,
     stop_grace: float = 5.0,

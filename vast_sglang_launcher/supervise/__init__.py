@@ -2,7 +2,8 @@
 
 Owns the server's process tree (`process`), the `/health` probes (`probes`), the restart
 policy (`restart_policy`), hints read from the server's last lines (`failure_hints`), the
-server's output (`server_output`), the wait for provisioning (`provisioning_gate`), and:
+server's output (`server_output`, relayed to stdout without ever blocking by
+`stdout_relay`), the wait for provisioning (`provisioning_gate`), and:
 
 - `states` / `lifecycle`: the server's state machine and status.json, which mirrors it;
   `status`: reading status.json, and the `status` command;
@@ -11,8 +12,8 @@ server's output (`server_output`), the wait for provisioning (`provisioning_gate
 - `attempt`: one start of the server (start, watch, take down);
 - `supervisor`: the restart loop; `commands`: the `run` and `restart` commands.
 
-May import: the shared top level (settings, errors, files, logs, markers); from the plan,
-only `prepare.prepare_plan` and the `build.LaunchPlan` it returns; from scaleout, only
-`join.gateway_membership` (the observer `attempt.ServerObserver` of READY and of the moment
-before the server is taken down).
+May import: the shared top level (settings, errors, files, logs, markers, redact,
+rotating_log); from the plan, only `prepare.prepare_plan` and the `build.LaunchPlan` it
+returns; from scaleout, only `join.gateway_membership` (the observer
+`attempt.ServerObserver` of READY and of the moment before the server is taken down).
 """

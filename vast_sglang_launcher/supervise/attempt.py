@@ -96,8 +96,7 @@ class Attempt:
     def _cannot_start(self, problem: str, failure: Failure) -> Outcome:
         self.reason = problem
         self.log.error(problem if failure is not Failure.PORT_BUSY else f"not starting: {problem}")
-        self.sink.tail.append(problem)
-        return Outcome(failure)
+        return Outcome(failure)  # the launcher's words, not the server's: not in the tail
 
     async def run(self, plan: LaunchPlan, restarts: int) -> Outcome | LaunchPlan | None:
         self.control.ready_line = False
@@ -161,6 +160,8 @@ class Attempt:
         except OSError as exc:
             self.log.warning(f"cannot record the server in {self.run_dir.path}: {exc}")
         self.log.info("server started", pid=pid, command=shlex.join(mask_argv(plan.argv)))
+        for warning in plan.warnings:  # the container log is all most users ever see
+            self.log.warning(f"plan: {warning}")
         self.lifecycle.note(server_pid=pid, message=f"loading: waiting for {url}/health")
         result: Outcome | LaunchPlan | None = None
         try:
@@ -193,8 +194,15 @@ class Attempt:
         return bool(self.control.stop_signal or self.control.reload_requested or proto.exited)
 
     async def _probe(self, url: str, timeout: float, proto: ServerProtocol) -> ProbeResult | None:
-        """One probe; None when interrupted by a signal or the server's exit."""
-        wakeup = self.control.wakeup
+        """One probe; None when interrupted by a signal or the server's exit.
+
+        When the server prints its ready line while the probe is in flight (a `/health` sent
+        during loading may hang for the whole timeout), that probe is dropped and a fresh one
+        sent at once.
+        """
+        control = self.control
+        wakeup = control.wakeup
+        sent_after_ready_line = control.ready_line
         task = asyncio.ensure_future(probe(self.client, url, timeout))
         try:
             while True:
@@ -202,6 +210,13 @@ class Attempt:
                     return task.result()
                 if self._interrupted(proto):
                     return None
+                if control.ready_line and not sent_after_ready_line:
+                    sent_after_ready_line = True
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                    task = asyncio.ensure_future(probe(self.client, url, timeout))
+                    continue
                 waiter = asyncio.ensure_future(wakeup.wait())
                 await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
@@ -221,6 +236,7 @@ class Attempt:
         url = health_url(plan.host, plan.port)
         deadline = started + s.startup_timeout
         ready_since: float | None = None
+        last_probe: ProbeResult | None = None
         failures = 0
         while True:
             control.wakeup.clear()
@@ -250,13 +266,19 @@ class Attempt:
                 if loop.time() >= deadline:
                     self.reason = (
                         f"the server was not ready within {fmt_seconds(s.startup_timeout)} s "
-                        "(LAUNCHER_STARTUP_TIMEOUT)"
+                        "(LAUNCHER_STARTUP_TIMEOUT); "
+                        + (
+                            f"the last probe of {url} got {last_probe.describe()}"
+                            if last_probe is not None
+                            else f"no probe of {url} was answered"
+                        )
                     )
                     self.log.error(self.reason)
                     return Outcome(Failure.STARTUP_TIMEOUT)
                 result = await self._probe(url, s.liveness_timeout, proto)
                 if result is None:
                     continue
+                last_probe = result
                 if result.ok:
                     ready_since = loop.time()
                     self.log.info(

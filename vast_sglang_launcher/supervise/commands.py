@@ -8,22 +8,30 @@ import os
 import signal
 import sys
 import time
-from typing import BinaryIO
 
 from ..errors import LauncherError
-from ..logs import get_logger
+from ..logs import configure, get_logger
 from ..settings import Settings
 from .attempt import fmt_seconds
 from .run_dir import running_launcher
+from .stdout_relay import StdioRelays
 from .supervisor import Supervisor
 
 
 def command_run(settings: Settings, args: argparse.Namespace) -> int:
-    """``run``: supervise the server until stopped (0) or given up (78)."""
+    """``run``: supervise the server until stopped (0) or given up (78).
+
+    The server's lines and the launcher's own log go out through relays (`stdout_relay`), so
+    a reader that stops reading never blocks the launcher.
+    """
     sys.stdout.flush()
-    stdout: BinaryIO | None = getattr(sys.stdout, "buffer", None)
+    sys.stderr.flush()
+    relays = StdioRelays()
+    stream = relays.log_stream()
+    if stream is not None:
+        configure(settings.log_format, settings.log_level, stream=stream)
     try:
-        return asyncio.run(Supervisor(settings, stdout).run())
+        return asyncio.run(Supervisor(settings, relays.stdout).run())
     except LauncherError:
         raise  # explained in one line by the CLI, with its own exit status
     except Exception:
@@ -35,6 +43,9 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
         )
         time.sleep(settings.backoff_max)
         return 1
+    finally:
+        relays.close(timeout=1.0)
+        configure(settings.log_format, settings.log_level)
 
 
 def command_restart(settings: Settings, args: argparse.Namespace) -> int:

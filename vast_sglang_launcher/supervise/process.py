@@ -131,6 +131,24 @@ def same_process(pid: int, started: float) -> psutil.Process | None:
         return None
 
 
+def recorded_or_gone(pid: int, started: float) -> bool:
+    """True when ``pid`` is gone, or is still the process that started at ``started``, in
+    whatever state (a zombie not yet reaped counts): False only when the pid was reused."""
+    try:
+        return abs(psutil.Process(pid).create_time() - started) <= 0.5
+    except psutil.NoSuchProcess:
+        return True
+    except (psutil.Error, ValueError):
+        return False
+
+
+def started_after(proc: psutil.Process, started: float) -> bool:
+    try:
+        return bool(proc.create_time() >= started - 0.5)
+    except psutil.Error:
+        return False
+
+
 # --- the tree -----------------------------------------------------------------------------
 
 
@@ -223,10 +241,16 @@ class Tree:
         return live(self.known.values())
 
     def signal(self, sig: int) -> None:
-        """Send ``sig`` to the group and to every remembered member (pid reuse checked)."""
+        """Send ``sig`` to the group, and to every remembered process outside it (pid reuse
+        checked): each process gets the signal once (SGLang's leader handles every SIGTERM)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pgid, sig)
         for proc in live(self.known.values()):
+            try:
+                if os.getpgid(proc.pid) == self.pgid:
+                    continue  # the group signal reached it
+            except OSError:
+                continue
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(sig)
 

@@ -5,12 +5,17 @@
   ``backoff_reset`` seconds.
 - A server that fails before it was ever ready is retried ``start_retries`` times in a row
   (with the same growing delays); the next failure gives up.
-- A bad argument (exit status 2 before ready) and a command that cannot be executed are not
+- A bad argument (exit status 2 before ready), a command that cannot be executed, and a
+  failure that the server's last lines show to be permanent (`failure_hints`: no GPU, an
+  unknown architecture, a missing or gated model, heads that --tp does not divide) are not
   retried at all: nothing changes until the configuration does.
+
+`RestartHistory` counts restarts over the last hour, to report a flapping server.
 """
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 from enum import Enum
 
@@ -42,6 +47,8 @@ class Outcome:
     """Seconds it served after becoming ready."""
     returncode: int | None = None
     """The wait status (negative: killed by that signal); None when it did not exit itself."""
+    permanent: bool = False
+    """The server's last lines name a cause that a restart cannot fix."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,8 @@ class RestartPolicy:
                 return Verdict(True, reason="the server cannot be started")
             if outcome.failure is Failure.EXITED and outcome.returncode == BAD_ARGUMENT_STATUS:
                 return Verdict(True, reason="the server rejected its arguments (exit status 2)")
+            if outcome.permanent:
+                return Verdict(True, reason="the server failed in a way that a restart cannot fix")
             self.start_failures += 1
             if self.start_failures > self.start_retries:
                 tries = self.start_failures
@@ -101,3 +110,21 @@ class RestartPolicy:
         delay = self.next_delay()
         self.restarts += 1
         return Verdict(False, delay=delay)
+
+
+class RestartHistory:
+    """When the server was restarted (monotonic seconds, given by the caller): how many
+    restarts fell in the last ``window`` seconds."""
+
+    def __init__(self, window: float = 3600.0) -> None:
+        self.window = window
+        self._times: collections.deque[float] = collections.deque()
+
+    def record(self, now: float) -> int:
+        self._times.append(now)
+        return self.count(now)
+
+    def count(self, now: float) -> int:
+        while self._times and self._times[0] <= now - self.window:
+            self._times.popleft()
+        return len(self._times)

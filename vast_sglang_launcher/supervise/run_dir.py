@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
-
 from ..errors import ConfigError
-from .process import ServerRecord, Tree, group_members, same_process
+from .process import (
+    ServerRecord,
+    Tree,
+    group_members,
+    recorded_or_gone,
+    same_process,
+    started_after,
+)
 
 LAUNCHER_PID_FILE = "launcher.pid"
 SERVER_RECORD_FILE = "server.json"
@@ -84,8 +90,18 @@ class RunDir:
                 f"another launcher is already running (pid {other}, LAUNCHER_RUN_DIR="
                 f"{self.path}); stop it first, or use `restart`"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{self.pid}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{self.pid}\n".encode())
+        except OSError as exc:
+            os.close(fd)
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise ConfigError(
+                f"LAUNCHER_RUN_DIR={self.path}: cannot write {LAUNCHER_PID_FILE}: "
+                f"{exc.strerror or exc}; "
+                + ("free some space on its disk" if full else "fix it")
+                + " or set LAUNCHER_RUN_DIR"
+            ) from None
         self._fd = fd
 
     def release(self) -> None:
@@ -117,9 +133,13 @@ class RunDir:
             return
         leader = same_process(record.pid, record.create_time)
         members = group_members(record.pgid)
-        if leader is None and psutil.pid_exists(record.pgid):
-            # The group id now names another process's group: not ours to touch.
+        if leader is None and not recorded_or_gone(record.pgid, record.create_time):
+            # The group id now names another process's group: not ours to touch. (A zombie
+            # leader, not yet reaped, is still the recorded one: its group is swept.)
             members = []
+        # Members of the recorded group started after its leader (a pid is not reused while a
+        # group of that id has members, so these are the old server's processes).
+        members = [p for p in members if started_after(p, record.create_time)]
         if leader is not None or members:
             announce(sorted({p.pid for p in members} | ({leader.pid} if leader else set())))
             tree = Tree(record.pgid, [leader] if leader else [])

@@ -1,10 +1,12 @@
-"""The server's output: passed through unchanged, line by line, to stdout and sglang.log.
+"""The server's output: passed through unchanged, line by line, to sglang.log and stdout.
 
 The server's stdout and stderr arrive merged on one pipe. Complete lines are written as the
-bytes they are (no re-encoding, no prefix) to the launcher's stdout, which supervisord
-captures, and appended to ``$LAUNCHER_LOG_DIR/sglang.log``; the last few are kept, decoded,
-to explain a failure. The asyncio protocol also reports the server's exit as soon as the
-process is reaped, without waiting for the pipe to close (children may still hold it).
+bytes they are (no re-encoding, no prefix) first to ``$LAUNCHER_LOG_DIR/sglang.log`` (rotated
+by size), then handed to a relay for the launcher's stdout, which supervisord captures: the
+relay never blocks the event loop, whoever reads stdout (`stdout_relay`). The last few lines
+are kept, decoded, to explain a failure. The asyncio protocol also reports the server's exit
+as soon as the process is reaped, without waiting for the pipe to close (children may still
+hold it).
 """
 
 from __future__ import annotations
@@ -12,50 +14,97 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+from ..rotating_log import RotatingLog
+from .stdout_relay import DirectRelay, LineRelay
 
 READY_MARK = b"The server is fired up and ready to roll"
 MAX_LINE = 64 * 1024
 """A "line" longer than this is passed on in pieces."""
 _TAIL_CHARS = 2000
+DEFAULT_LOG_MAX_BYTES = 100 * 1024 * 1024
+DEFAULT_LOG_BACKUPS = 3
+
+
+def _no_warning(message: str) -> None:
+    pass
 
 
 class OutputSink:
-    """Where server lines go: the launcher's stdout, the log file, and the tail."""
+    """Where server lines go: the log file, the launcher's stdout (through a relay), the tail.
 
-    def __init__(self, stdout: BinaryIO | None, log_path: Path | None, tail_lines: int) -> None:
-        self.stdout = stdout
+    ``stdout`` is a relay, a binary file object (written at once: tests, regular files), or
+    None. A log file that cannot be written (a full disk) is reported once through ``warn``;
+    writing resumes, with a second note, as soon as it works again.
+    """
+
+    def __init__(
+        self,
+        stdout: LineRelay | BinaryIO | None,
+        log_path: Path | None,
+        tail_lines: int,
+        *,
+        max_bytes: int = DEFAULT_LOG_MAX_BYTES,
+        backups: int = DEFAULT_LOG_BACKUPS,
+        warn: Callable[[str], None] = _no_warning,
+    ) -> None:
+        self.relay: LineRelay | None
+        if stdout is None or isinstance(stdout, LineRelay):
+            self.relay = stdout
+        else:
+            self.relay = DirectRelay(stdout)
         self.log_path = log_path
         self.log_error: str | None = None
-        self._log: BinaryIO | None = None
+        self.warn = warn
+        self._failing = False
+        self._missed = 0
+        self._log: RotatingLog | None = None
         if log_path is not None:
+            log = RotatingLog(log_path, max_bytes, backups)
             try:
-                log_path.parent.mkdir(parents=True, exist_ok=True)
-                self._log = open(log_path, "ab")  # noqa: SIM115 - open for the launcher's life
+                log.open()
+                self._log = log
             except OSError as exc:
                 self.log_error = f"{log_path}: {exc.strerror or exc}"
         self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
 
+    def _to_log(self, blob: bytes, lines: int) -> None:
+        if self._log is None:
+            return
+        try:
+            self._log.write(blob)
+        except OSError as exc:
+            self._missed += lines
+            if not self._failing:
+                self._failing = True
+                self.log_error = f"{self.log_path}: {exc.strerror or exc}"
+                full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                self.warn(
+                    f"cannot write the server's output to {self.log_path}: "
+                    f"{exc.strerror or exc}"
+                    + ("; free some disk space" if full else "")
+                    + "; serving goes on, and the lines still go to stdout"
+                )
+            return
+        if self._failing:
+            self._failing = False
+            self.log_error = None
+            self.warn(
+                f"{self.log_path} is writable again; {self._missed} line"
+                f"{'s' if self._missed != 1 else ''} of server output are missing from it"
+            )
+            self._missed = 0
+
     def write(self, lines: list[bytes]) -> None:
         """Pass complete lines (each ending in a newline, or a final fragment) through."""
         blob = b"".join(lines)
-        if self.stdout is not None:
-            try:
-                self.stdout.write(blob)
-                self.stdout.flush()
-            except (OSError, ValueError):
-                self.stdout = None  # stdout is gone (closed pipe): keep the log file going
-        if self._log is not None:
-            try:
-                self._log.write(blob)
-                self._log.flush()
-            except OSError as exc:
-                self.log_error = f"{self.log_path}: {exc.strerror or exc}"
-                with contextlib.suppress(OSError):
-                    self._log.close()
-                self._log = None
+        self._to_log(blob, len(lines))
+        if self.relay is not None:
+            self.relay.put(blob, len(lines))
         for line in lines:
             text = line.decode("utf-8", "replace").rstrip("\r\n")
             if "\r" in text:  # a progress bar redrawn in place: keep what it shows last
@@ -65,18 +114,17 @@ class OutputSink:
     def note(self, lines: list[str]) -> None:
         """Add the launcher's own lines to the log file only (a reader of sglang.log sees why
         the server was given up on); stdout gets them from the launcher's log instead."""
-        if self._log is not None:
+        if self._log is not None and not self._failing:
+            blob = b"".join(f"[vast-sglang-launcher] {x}\n".encode() for x in lines)
             with contextlib.suppress(OSError):
-                self._log.write(b"".join(f"[vast-sglang-launcher] {x}\n".encode() for x in lines))
-                self._log.flush()
+                self._log.write(blob)
 
     def last_lines(self) -> list[str]:
         return list(self.tail)
 
     def close(self) -> None:
         if self._log is not None:
-            with contextlib.suppress(OSError):
-                self._log.close()
+            self._log.close()
             self._log = None
 
 

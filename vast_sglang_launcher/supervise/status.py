@@ -45,6 +45,7 @@ EMPTY: dict[str, Any] = {
     "argv": [],
     "ready_at": None,
     "restarts": 0,
+    "restarts_last_hour": 0,
     "last_exit": None,
     "last_reason": None,
     "last_error": [],
@@ -205,6 +206,14 @@ def _gateway_line(gateway: object) -> str | None:
     return f"{gateway['state']}: {gateway.get('message') or ''}".rstrip(": ")
 
 
+def _restarts(data: dict[str, Any]) -> str | None:
+    total = data.get("restarts") or 0
+    if not total:
+        return None
+    recent = data.get("restarts_last_hour")
+    return f"{total} ({recent} in the last hour)" if isinstance(recent, int) else str(total)
+
+
 def render(data: dict[str, Any], alive: bool, now: float | None = None) -> str:
     """The status for a person."""
     now = time.time() if now is None else now
@@ -227,7 +236,7 @@ def render(data: dict[str, Any], alive: bool, now: float | None = None) -> str:
         ("url", data.get("url")),
         ("server", f"pid {data['server_pid']}" if data.get("server_pid") else None),
         ("ready at", data.get("ready_at")),
-        ("restarts", data.get("restarts") or None),
+        ("restarts", _restarts(data)),
         ("next start", data.get("next_start_at")),
         ("last exit", data.get("last_exit")),
         ("reason", data.get("last_reason")),

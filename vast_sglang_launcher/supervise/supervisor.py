@@ -11,6 +11,7 @@ model is set), 78 (EX_CONFIG) when it gives up: supervisord treats 78 as final.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from typing import BinaryIO
@@ -26,16 +27,17 @@ from ..scaleout.join import gateway_membership
 from ..settings import Settings
 from .attempt import Attempt, fmt_seconds
 from .control import Control
-from .failure_hints import hint_for
+from .failure_hints import PORT_BUSY_HINT, Diagnosis, diagnose
 from .lifecycle import Lifecycle
 from .probes import make_client
 from .process import describe_exit, set_child_subreaper
 from .provisioning_gate import wait_until_gone
-from .restart_policy import Outcome, RestartPolicy, Verdict
+from .restart_policy import Failure, Outcome, RestartHistory, RestartPolicy, Verdict
 from .run_dir import RunDir
 from .server_output import OutputSink
 from .states import ServerState
 from .status import StatusFile, iso
+from .stdout_relay import LineRelay
 
 SERVER_LOG_FILE = "sglang.log"
 
@@ -43,7 +45,7 @@ SERVER_LOG_FILE = "sglang.log"
 class Supervisor:
     """The ``run`` command; one instance per launcher process."""
 
-    def __init__(self, settings: Settings, stdout: BinaryIO | None) -> None:
+    def __init__(self, settings: Settings, stdout: LineRelay | BinaryIO | None) -> None:
         self.settings = settings
         self.stdout = stdout
         self.log = get_logger("vast_sglang_launcher.supervise")
@@ -62,6 +64,7 @@ class Supervisor:
             start_retries=settings.start_retries,
         )
         self.restarts = 0
+        self.history = RestartHistory()
         self.last_reason = ""
 
     async def run(self) -> int:
@@ -70,7 +73,12 @@ class Supervisor:
         set_child_subreaper()
         self.run_dir.claim()
         sink = OutputSink(
-            self.stdout, self.settings.log_dir / SERVER_LOG_FILE, self.settings.tail_lines
+            self.stdout,
+            self.settings.log_dir / SERVER_LOG_FILE,
+            self.settings.tail_lines,
+            max_bytes=self.settings.log_max_bytes,
+            backups=self.settings.log_backups,
+            warn=self.log.warning,
         )
         if sink.log_error:
             self.log.warning(
@@ -128,19 +136,34 @@ class Supervisor:
             if isinstance(result, LaunchPlan):  # SIGHUP with a good new plan
                 plan = result
                 self.policy.reset()
-                self.restarts += 1
+                self._count_restart()
                 continue
             assert result is not None
+            diagnosis = self._diagnose(result)
+            result = dataclasses.replace(result, permanent=diagnosis.permanent)
             verdict = self.policy.decide(result)
             if verdict.give_up:
-                return self._give_up(verdict, result)
-            next_plan = await self._backoff(verdict.delay, self._hint(result))
+                return self._give_up(verdict, result, diagnosis)
+            next_plan = await self._backoff(verdict.delay, diagnosis.hint)
             if control.stop_signal:
                 return self._stopped()
             if next_plan is not None:
                 plan = next_plan
                 self.policy.reset()
-            self.restarts += 1
+            self._count_restart()
+
+    def _count_restart(self) -> None:
+        """One more restart: counted in status.json, with a warning when it flaps."""
+        self.restarts += 1
+        recent = self.history.record(time.monotonic())
+        self.lifecycle.note(restarts=self.restarts, restarts_last_hour=recent)
+        threshold = self.settings.flap_threshold
+        if recent > threshold:
+            self.log.warning(
+                f"the server is flapping: {recent} restarts in the last hour "
+                f"(more than LAUNCHER_FLAP_THRESHOLD={threshold}); the last one because "
+                f"{self.last_reason or 'of a restart request'}"
+            )
 
     def _announce_leftover(self, pids: list[int]) -> None:
         self.log.warning("stopping a server left over by an earlier launcher", pids=pids)
@@ -211,10 +234,16 @@ class Supervisor:
 
     # --- after a failure ------------------------------------------------------------------
 
-    def _hint(self, outcome: Outcome) -> str | None:
-        """A likely cause read from the server's last lines, for the user's next step."""
-        hf_token_set = self.settings.hf_token is not None
-        return hint_for(self.sink.last_lines(), outcome.returncode, hf_token_set=hf_token_set)
+    def _diagnose(self, outcome: Outcome) -> Diagnosis:
+        """A likely cause read from the server's last lines, for the user's next step; also
+        recorded in status.json (``hint``, null when there is none)."""
+        if outcome.failure is Failure.PORT_BUSY:
+            found = Diagnosis(PORT_BUSY_HINT)
+        else:
+            hf_token_set = self.settings.hf_token is not None
+            found = diagnose(self.sink.last_lines(), outcome.returncode, hf_token_set)
+        self.lifecycle.note(hint=found.hint or None)
+        return found
 
     async def _backoff(self, delay: float, hint: str | None) -> LaunchPlan | None:
         """Wait before the next start; a fresh plan when a restart was requested meanwhile
@@ -226,6 +255,7 @@ class Supervisor:
             ServerState.BACKOFF,
             next_start_at=iso(time.time() + delay),
             message=f"restarting in {fmt_seconds(delay)} s: {self.last_reason}",
+            hint=hint or None,
         )
         self.log.warning(
             f"restarting the server in {fmt_seconds(delay)} s",
@@ -245,9 +275,9 @@ class Supervisor:
                 return None
             await control.pause(remaining)
 
-    def _give_up(self, verdict: Verdict, outcome: Outcome) -> int:
+    def _give_up(self, verdict: Verdict, outcome: Outcome, diagnosis: Diagnosis) -> int:
         lines = self.sink.last_lines()
-        hint = self._hint(outcome)
+        hint = diagnosis.hint
         last_exit = describe_exit(outcome.returncode) if outcome.returncode is not None else None
         reason = f"{verdict.reason}: {self.last_reason}" if self.last_reason else verdict.reason
         self.lifecycle.to(

@@ -1,0 +1,152 @@
+"""Benchmark `docker stop` without Docker: TERM to PID 1 -> every process exited.
+
+`entrypoint` runs as PID 1 of a new PID namespace (`unshare --pid --fork --mount-proc`, as
+root), execs supervisord with the project's supervisor/ files, which start the launcher
+(serving tests/sglang_standin.py with 2 child processes) and the real Caddy. Once the server
+is ready, PID 1 gets SIGTERM, as from `docker stop`; measured, per run:
+
+- TERM -> all exited: until PID 1 has exited (supervisord exits after every program did, and
+  the launcher after the server's whole tree did; PID 1 exiting would kill the rest);
+- TERM -> "stopped: sglang" and "stopped: caddy" as supervisord logs them (ms resolution).
+
+Two servers: one that drains in 0.5 s, one that would drain for an hour (the launcher kills
+it at LAUNCHER_STOP_TIMEOUT). The default settings are used.
+
+Run (as root, with caddy and supervisord on PATH):
+    python bench/bench_docker_stop.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDIN = ROOT / "tests" / "sglang_standin.py"
+ENTRYPOINT = [sys.executable, "-m", "vast_sglang_launcher", "entrypoint"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def supervisord_time(line: str) -> float:
+    stamp = " ".join(line.split()[:2])
+    return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def one_run(tmp: Path, drain: float) -> dict[str, float]:
+    model = tmp / "model"
+    model.mkdir()
+    (model / "config.json").write_text(
+        json.dumps({"num_attention_heads": 8, "num_key_value_heads": 8})
+    )
+    (tmp / "markers").mkdir()
+    api, sglang = free_port(), free_port()
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": str(ROOT),
+        "LAUNCHER_RUN_DIR": str(tmp / "run"),
+        "LAUNCHER_LOG_DIR": str(tmp / "logs"),
+        "LAUNCHER_MARKER_DIR": str(tmp / "markers"),
+        "LAUNCHER_SUPERVISORD_CONFIG": str(ROOT / "supervisor" / "supervisord.conf"),
+        "LAUNCHER_PORTAL_YAML": str(tmp / "portal.yaml"),
+        "SGLANG_ARGS_FILE": str(tmp / "none.conf"),
+        "WORKSPACE": str(tmp / "workspace"),
+        "PORTAL_DIR": str(tmp / "no-portal"),
+        "SGLANG_MODEL": str(model),
+        "SGLANG_COMMAND": shlex.join([sys.executable, str(STANDIN)]),
+        "SGLANG_PORT": str(sglang),
+        "PORTAL_CONFIG": f"localhost:{api}:{sglang}:/:SGLang API",
+        "OPEN_BUTTON_TOKEN": "bench",
+        "GPU_COUNT": "1",
+        "HF_HUB_OFFLINE": "1",
+        "STANDIN_CHILDREN": "2",
+        "STANDIN_DRAIN": str(drain),
+    }
+    out_path = tmp / "container.log"
+    unshare = shutil.which("unshare") or "unshare"
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(
+            [unshare, "--pid", "--fork", "--mount-proc", *ENTRYPOINT],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                state = json.loads((tmp / "run" / "status.json").read_text()).get("state")
+            except (OSError, ValueError):
+                state = None
+            if state == "ready":
+                break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"not ready:\n{out_path.read_text()}")
+            time.sleep(0.05)
+        time.sleep(0.5)
+        pid1 = psutil.Process(proc.pid).children()[0]
+        t0_wall = time.time()
+        t0 = time.monotonic()
+        pid1.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+        total = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = out_path.read_text(errors="replace")
+    if rc != 0 or "with SIGKILL" in text:
+        raise SystemExit(f"unclean stop (rc {rc}):\n{text}")
+    found = {}
+    for line in text.splitlines():
+        for name in ("sglang", "caddy"):
+            if f"stopped: {name} " in line:
+                found[name] = supervisord_time(line) - t0_wall
+    return {"total": total, "sglang": found["sglang"], "caddy": found["caddy"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--runs", type=int, default=5)
+    args = p.parse_args()
+    for label, drain in (("drains in 0.5 s", 0.5), ("drains for an hour", 3600.0)):
+        results = []
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                results.append(one_run(Path(tmp), drain))
+        print(f"server that {label} ({args.runs} runs)")
+        for key, what in (
+            ("sglang", 'TERM to PID 1 -> "stopped: sglang"'),
+            ("caddy", 'TERM to PID 1 -> "stopped: caddy"'),
+            ("total", "TERM to PID 1 -> every process exited"),
+        ):
+            values = [r[key] for r in results]
+            print(
+                f"  {what:<45} median {statistics.median(values):6.2f} s  "
+                f"min {min(values):6.2f}  max {max(values):6.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
