@@ -40,8 +40,18 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("edge", help="render the auth proxy's Caddyfile and exec Caddy")
     s.add_argument("--print", action="store_true", help="only print the Caddyfile")
 
-    s = sub.add_parser("option-table", help="write SGLang's option table from an installed sglang")
-    s.add_argument("--output", required=True, help="file to write (LAUNCHER_OPTION_TABLE)")
+    s = sub.add_parser(
+        "option-table", help="write SGLang's option table, or check tables for drift"
+    )
+    what = s.add_mutually_exclusive_group(required=True)
+    what.add_argument("--output", help="file to write from the installed sglang")
+    what.add_argument(
+        "--check",
+        nargs="+",
+        metavar="FILE",
+        help="fail (exit 1) naming each option the launcher uses that is missing or "
+        "ambiguous in a table",
+    )
 
     s = sub.add_parser("settings", help="list every setting with its variable and default")
     s.add_argument("--markdown", action="store_true", help="print the README table")

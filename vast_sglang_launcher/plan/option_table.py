@@ -80,6 +80,12 @@ def write_installed_table(output: Path) -> str:
 
 
 def command_option_table(settings: Settings, args: argparse.Namespace) -> int:
+    if args.check:
+        from .drift_check import check_tables
+
+        ok, lines = check_tables([Path(p) for p in args.check])
+        print("\n".join(lines))
+        return 0 if ok else 1
     print(write_installed_table(Path(args.output)))
     return 0
 
