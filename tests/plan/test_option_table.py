@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vast_sglang_launcher.plan.option_table import table_from_parser
 from vast_sglang_launcher.plan.known_options import TP
+from vast_sglang_launcher.plan.option_table import table_from_parser
 from vast_sglang_launcher.plan.options import (
     OptionTable,
     read_table,

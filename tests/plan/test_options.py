@@ -99,9 +99,7 @@ def _ours(table: OptionTable, argv: list[str]) -> dict[str, object]:
         occ = result.last(dest)
         if occ is not None:
             out[dest] = (
-                True
-                if occ.values == ()
-                else (list(occ.values) if option in LISTS else occ.value)
+                True if occ.values == () else (list(occ.values) if option in LISTS else occ.value)
             )
     return out
 
@@ -147,7 +145,9 @@ def test_ambiguous_prefix_names_the_candidates() -> None:
 
 
 def test_unknown_option_names_source_and_version() -> None:
-    problems = scan(snapshot("0.5.6.post2"), ["--bogus", "3"], ["/etc/sglang-args.conf"] * 2).problems
+    problems = scan(
+        snapshot("0.5.6.post2"), ["--bogus", "3"], ["/etc/sglang-args.conf"] * 2
+    ).problems
     assert problems == [
         "/etc/sglang-args.conf: unknown option '--bogus' for SGLang 0.5.6.post2; "
         "SGLang will refuse it"

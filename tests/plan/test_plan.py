@@ -17,7 +17,6 @@ from vast_sglang_launcher.plan.options import scan, snapshot
 from vast_sglang_launcher.plan.user_args import read_user_args
 from vast_sglang_launcher.settings import load_settings
 
-
 DATA = Path(__file__).resolve().parents[2] / "vast_sglang_launcher" / "plan" / "data"
 
 
@@ -312,3 +311,46 @@ def test_environment_exports_model_and_home(tmp_path: Path) -> None:
 def test_sglang_command_is_split_without_a_shell(tmp_path: Path) -> None:
     plan = _plan(tmp_path, gpus=1, SGLANG_COMMAND="python3 -m sglang.launch_server")
     assert plan.argv[:5] == ["python3", "-m", "sglang.launch_server", "--model-path", "org/m"]
+
+
+# --- saying why (issue 14) -----------------------------------------------------------------
+
+
+def test_dp_only_layout_says_why_tp_stays_one(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, gpus=3, info=heads(32, 8))
+    assert resolved(plan.argv, "--dp-size") == "3" and "--tp-size" not in plan.argv
+    why = next(d for d in plan.decisions if d.what == "tensor parallel")
+    assert why.value == "1"
+    assert "32 attention heads, 8 kv heads do not divide by 3 GPUs" in why.why
+
+
+def test_users_tp_leaving_gpus_idle_is_a_warning(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "--tp 2", gpus=8, info=heads(32, 8))
+    assert resolved(plan.argv, "--tp-size") == "2"
+    assert (
+        "tp=2 x pp=1 x dp=1 uses 2 of the 8 visible GPUs: 6 stay idle; add --dp-size 4 to "
+        "serve with all of them"
+    ) in plan.warnings
+    plan = _plan(tmp_path, "--tp 2 --dp 4", gpus=8, info=heads(32, 8))
+    assert not any("idle" in w for w in plan.warnings)
+
+
+def test_plan_says_whether_the_args_file_was_read(tmp_path: Path) -> None:
+    env = {"SGLANG_MODEL": "org/m", "GPU_COUNT": "1"}
+    conf = tmp_path / "sglang-args.conf"
+    assert (
+        plan_json(tmp_path, env)["args_file"] == f"{conf}: not found, nothing added (that is fine)"
+    )
+    conf.write_text("# nothing yet\n")
+    assert plan_json(tmp_path, env)["args_file"] == f"{conf}: read, no options in it"
+    conf.write_text("--context-length 8192\n")
+    proc = run_plan(tmp_path, env)
+    assert f"Args file: {conf}: read, 2 words appended after SGLANG_ARGS" in proc.stdout
+
+
+def test_args_file_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    (tmp_path / "sglang-args.conf").mkdir()
+    proc = run_plan(tmp_path, {"SGLANG_MODEL": "org/m"})
+    assert proc.returncode == 78
+    assert "is a directory" in proc.stderr and "permissions" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -13,7 +13,6 @@ from typing import Any
 
 from ..settings import Settings
 from .gpus import GpuInventory
-from .model_info import ModelInfo
 from .known_options import (
     BASE_GPU_ID,
     DIST_INIT_ADDR,
@@ -29,6 +28,7 @@ from .known_options import (
     TP,
     Known,
 )
+from .model_info import ModelInfo
 from .options import OptionTable, UserOptions, read_user_options
 from .user_args import UserArgs
 

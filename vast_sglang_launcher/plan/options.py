@@ -60,8 +60,10 @@ class OptionTable:
         if len(options) > 1:
             split = ", ".join(f"{s} -> {opt.dest}" for s, opt in found)
             return Resolved(
-                known, None, None, f"{known} is ambiguous in {where}: its spellings name "
-                f"different options ({split})"
+                known,
+                None,
+                None,
+                f"{known} is ambiguous in {where}: its spellings name different options ({split})",
             )
         return Resolved(known, found[0][1], found[0][0], None)
 

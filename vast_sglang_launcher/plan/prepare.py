@@ -55,6 +55,4 @@ def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -
         if warning:
             notes.append(warning)
     notes += user_opts.problems  # e.g. a table without --revision; build_plan drops repeats
-    return build_plan(
-        settings, user, gpus, info, choice.table, base_env, tuple(notes), choice.why
-    )
+    return build_plan(settings, user, gpus, info, choice.table, base_env, tuple(notes), choice.why)

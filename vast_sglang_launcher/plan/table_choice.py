@@ -30,8 +30,11 @@ def version_key(version: str) -> tuple[int, ...] | None:
     release, pre, pre_n, post, dev = m.groups()
     numbers = [int(n) for n in release.split(".")]
     numbers += [0] * (4 - len(numbers))
-    # final releases sort after their pre-releases, dev builds before both
-    stage = (_PRE[pre], int(pre_n or 0)) if pre else (3, 0)
+    # a release's dev builds sort first, then its pre-releases, then the release itself
+    if pre:
+        stage = (_PRE[pre], int(pre_n or 0))
+    else:
+        stage = (-1, 0) if dev is not None and post is None else (3, 0)
     return (
         *numbers,
         *stage,
@@ -47,9 +50,7 @@ class TableChoice:
     warnings: tuple[str, ...] = ()
 
 
-def choose_table(
-    option_table: Path, explicit: bool, installed: Installed | None
-) -> TableChoice:
+def choose_table(option_table: Path, explicit: bool, installed: Installed | None) -> TableChoice:
     """The table to read with. ``explicit``: LAUNCHER_OPTION_TABLE was set by the user."""
     if explicit:
         if not option_table.is_file():
@@ -72,9 +73,7 @@ def choose_table(
 
 
 def _snapshot_for(option_table: Path, installed: Installed | None) -> TableChoice:
-    keyed = sorted(
-        (key, v) for v in snapshot_versions() if (key := version_key(v)) is not None
-    )
+    keyed = sorted((key, v) for v in snapshot_versions() if (key := version_key(v)) is not None)
     absent = f"no table written at image build ({option_table})"
     if installed is None:
         newest = keyed[-1][1]

@@ -52,6 +52,4 @@ def read_user_args(sglang_args: str, args_file: Path) -> UserArgs:
         if file_tokens
         else f"{args_file}: read, no options in it"
     )
-    return UserArgs(
-        tokens + file_tokens, sources + [str(args_file)] * len(file_tokens), state
-    )
+    return UserArgs(tokens + file_tokens, sources + [str(args_file)] * len(file_tokens), state)
