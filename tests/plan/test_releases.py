@@ -276,3 +276,42 @@ def test_drift_check_names_an_unreadable_table(tmp_path: Path) -> None:
     proc = check(bad)
     assert proc.returncode == 1 and f"{bad}: FAIL:" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+# --- what `sglang serve` itself reads, by release ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "command", "unknown"),
+    [
+        ("0.5.23", "sglang serve", False),
+        ("0.5.8", "sglang serve", True),
+        ("0.5.23", "python3 -m sglang.launch_server", True),
+    ],
+)
+def test_model_type_belongs_to_sglang_serve_from_0_5_10(
+    tmp_path: Path, version: str, command: str, unknown: bool
+) -> None:
+    table = DATA / f"server-args-{version}.json"
+    plan = plan_for(tmp_path, table, "--model-type llm --tp 2", SGLANG_COMMAND=command)
+    assert "--model-type" in plan.argv
+    assert any("unknown option '--model-type'" in w for w in plan.warnings) is unknown
+    decision = next(d for d in plan.decisions if d.what == "tensor parallel")
+    assert decision.value == "2"
+
+
+@pytest.mark.parametrize(("version", "warned"), [("0.5.6.post2", True), ("0.5.23", False)])
+def test_model_given_as_model_alias(tmp_path: Path, version: str, warned: bool) -> None:
+    environ = {"SGLANG_ARGS": "--model org/other"}
+    settings = load_settings(environ)
+    user = read_user_args(settings.sglang_args, tmp_path / "none.conf")
+    plan = build_plan(
+        settings,
+        user,
+        GpuInventory((), "GPU_COUNT", (), assumed_count=1),
+        None,
+        read_table(DATA / f"server-args-{version}.json"),
+        environ,
+    )
+    assert plan.model == "org/other"
+    assert any("finds the model only when it is written as" in w for w in plan.warnings) is warned

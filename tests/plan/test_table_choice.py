@@ -14,7 +14,8 @@ import pytest
 from vast_sglang_launcher.errors import ConfigError
 from vast_sglang_launcher.plan.installed import Installed
 from vast_sglang_launcher.plan.options import snapshot_versions
-from vast_sglang_launcher.plan.table_choice import choose_table, version_key
+from vast_sglang_launcher.plan.table_choice import choose_table
+from vast_sglang_launcher.plan.versions import version_key
 
 DATA = Path(__file__).resolve().parents[2] / "vast_sglang_launcher" / "plan" / "data"
 BUILD_TABLE = Path("/etc/vast-sglang-launcher/sglang-options.json")

@@ -30,6 +30,7 @@ from .known_options import (
 )
 from .model_info import ModelInfo
 from .options import OptionTable, UserOptions, read_user_options
+from .serve_cli import is_serve, model_spellings, server_words
 from .user_args import UserArgs
 
 SERVE_HOST = "127.0.0.1"
@@ -127,11 +128,13 @@ def build_plan(
     table_why: str = "",
 ) -> LaunchPlan:
     """Decide the server's argv and environment. Pure: no I/O, no environment reads."""
-    user_opts = read_user_options(table, user.tokens, user.sources)
+    command = shlex.split(settings.sglang_command)
+    user_opts = read_user_options(
+        table, *server_words(command, table.version, user.tokens, user.sources)
+    )
     b = _Builder(user_opts, warnings=list(notes))
     b.warnings += list(gpus.warnings)
     b.warnings += user_opts.scan.problems
-    command = shlex.split(settings.sglang_command)
     model_source = "SGLANG_MODEL" if base_env.get("SGLANG_MODEL", "").strip() else "MODEL_NAME"
     model = _model(settings.model, model_source, user_opts, command, b)
     about = {
@@ -200,10 +203,12 @@ def _model(
             in_args.source,
             "SGLANG_MODEL is not set; the model comes from the user's own --model-path",
         )
-        if command[-1:] == ["serve"] and in_args.written.split("=")[0] != MODEL_PATH.canonical:
+        written = in_args.written.split("=")[0]
+        spellings = model_spellings(user.table.version)
+        if is_serve(command) and written not in spellings:
             b.warnings.append(
-                f"{in_args.source}: `sglang serve` finds the model only when it is "
-                f"written as --model-path, not {in_args.written.split('=')[0]}"
+                f"{in_args.source}: `sglang serve` of SGLang {user.table.version} finds the "
+                f"model only when it is written as {' or '.join(spellings)}, not {written}"
             )
         return in_args.value
     b.decide(MODEL_PATH.canonical, configured, source, "the model to serve")

@@ -7,6 +7,7 @@ hands plain values to the pure ``build_plan``.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 
 from ..settings import Settings
@@ -16,6 +17,7 @@ from .installed import installed_sglang
 from .known_options import MODEL_PATH, REVISION
 from .model_info import HubAccess, read_model_info
 from .options import read_user_options
+from .serve_cli import server_words
 from .table_choice import choose_table
 from .user_args import read_user_args
 
@@ -32,7 +34,10 @@ def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -
     choice = choose_table(settings.option_table, explicit, installed)
     user = read_user_args(settings.sglang_args, settings.sglang_args_file)
     # The user's own --model-path / --revision count, exactly as SGLang would read them.
-    user_opts = read_user_options(choice.table, user.tokens, user.sources)
+    words = server_words(
+        shlex.split(settings.sglang_command), choice.table.version, user.tokens, user.sources
+    )
+    user_opts = read_user_options(choice.table, *words)
     in_args = user_opts.last(MODEL_PATH)
     model = in_args.value if in_args is not None and in_args.value else settings.model
     notes: list[str] = list(choice.warnings)

@@ -8,39 +8,13 @@ versions. With no sglang found at all, the newest snapshot.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
 from .installed import Installed
 from .options import OptionTable, read_table, snapshot, snapshot_versions
-
-_VERSION = re.compile(
-    r"^v?(\d+(?:\.\d+)*)(?:[-_.]?(a|b|rc)(\d*))?(?:[-_.]?post(\d*))?(?:[-_.]?dev(\d*))?(?:\+.*)?$"
-)
-_PRE = {"a": 0, "b": 1, "rc": 2}
-
-
-def version_key(version: str) -> tuple[int, ...] | None:
-    """A sort key of a PEP 440 release such as ``0.5.6.post2`` or ``0.5.9rc1``; None if odd."""
-    m = _VERSION.match(version.strip().lower())
-    if m is None:
-        return None
-    release, pre, pre_n, post, dev = m.groups()
-    numbers = [int(n) for n in release.split(".")]
-    numbers += [0] * (4 - len(numbers))
-    # a release's dev builds sort first, then its pre-releases, then the release itself
-    if pre:
-        stage = (_PRE[pre], int(pre_n or 0))
-    else:
-        stage = (-1, 0) if dev is not None and post is None else (3, 0)
-    return (
-        *numbers,
-        *stage,
-        int(post or 0) if post is not None else -1,
-        0 if dev is None else -1,
-    )
+from .versions import version_key
 
 
 @dataclass(frozen=True)
