@@ -354,3 +354,12 @@ def test_args_file_that_is_a_directory_says_so(tmp_path: Path) -> None:
     assert proc.returncode == 78
     assert "is a directory" in proc.stderr and "permissions" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_unbalanced_quotes_in_sglang_command_are_one_line(tmp_path: Path) -> None:
+    proc = run_plan(tmp_path, {"SGLANG_MODEL": "org/m", "SGLANG_COMMAND": "sglang 'serve"})
+    assert proc.returncode == 78
+    assert proc.stderr.strip().splitlines() == [
+        'vast-sglang-launcher: SGLANG_COMMAND="sglang \'serve" cannot be split (No closing '
+        "quotation); fix its quotes"
+    ]

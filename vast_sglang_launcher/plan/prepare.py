@@ -10,6 +10,7 @@ import os
 import shlex
 from collections.abc import Mapping
 
+from ..errors import ConfigError
 from ..settings import Settings
 from .build import LaunchPlan, build_plan
 from .gpus import GpuInventory, discover
@@ -34,9 +35,13 @@ def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -
     choice = choose_table(settings.option_table, explicit, installed)
     user = read_user_args(settings.sglang_args, settings.sglang_args_file)
     # The user's own --model-path / --revision count, exactly as SGLang would read them.
-    words = server_words(
-        shlex.split(settings.sglang_command), choice.table.version, user.tokens, user.sources
-    )
+    try:
+        command = shlex.split(settings.sglang_command)
+    except ValueError as exc:
+        raise ConfigError(
+            f"SGLANG_COMMAND={settings.sglang_command!r} cannot be split ({exc}); fix its quotes"
+        ) from None
+    words = server_words(command, choice.table.version, user.tokens, user.sources)
     user_opts = read_user_options(choice.table, *words)
     in_args = user_opts.last(MODEL_PATH)
     model = in_args.value if in_args is not None and in_args.value else settings.model
