@@ -14,7 +14,8 @@
 #
 # Environment: PYTHON (interpreter for the venv, default python3), WORKDIR (where the venv
 # goes; default a temporary directory, removed at the end), TORCH_INDEX (CPU wheels, default
-# https://download.pytorch.org/whl/cpu).
+# https://download.pytorch.org/whl/cpu), TORCH (the torch requirement, default the release's
+# pin as a +cpu build).
 set -euo pipefail
 
 if [ "$#" -ne 1 ]; then
@@ -55,20 +56,24 @@ for req in md.requires("sglang") or []:
         break
 PY
 }
-torch_req=$(pin torch)
-echo "== CPU ${torch_req:-torch} from $torch_index"
-# torch alone from the CPU index (PyPI's Linux torch is the CUDA build, gigabytes), then its
-# small dependencies from the usual index.
-cpu_torch() { pip_install --retries 1 --timeout 30 --no-deps --index-url "$torch_index" "$1"; }
-if ! cpu_torch "${torch_req:-torch}"; then
-    echo "   ${torch_req:-torch} is not available from $torch_index: trying its newest torch" >&2
-    if ! cpu_torch torch; then
-        echo "cannot reach $torch_index (set TORCH_INDEX to a mirror of the CPU wheels)" >&2
-        exit 1
-    fi
+# CPU torch only: PyPI's Linux torch is the CUDA build (gigabytes with its nvidia-* wheels).
+# A `+cpu` local version exists only among the CPU wheels, so asking for one keeps pip off it.
+# TORCH overrides the requirement, e.g. TORCH='torch==2.13.0+cpu' when the pinned version
+# has no CPU wheel where you can reach.
+pinned=$(pin torch | sed -n 's/^torch *== *\([^,; ]*\)$/\1/p')
+torch_req=${TORCH:-torch==${pinned:?sglang $version pins no exact torch: set TORCH}+cpu}
+echo "== $torch_req (from $torch_index, or pip's configured find-links)"
+if ! pip_install --retries 1 --timeout 30 --no-deps --extra-index-url "$torch_index" "$torch_req"; then
+    echo "cannot install $torch_req: set TORCH_INDEX to a reachable mirror of the CPU wheels," \
+        "or TORCH to a CPU torch you can reach" >&2
+    exit 1
 fi
 torch_version=$("$vpy" -c 'import importlib.metadata as m; print(m.version("torch"))')
-pip_install "torch==$torch_version"
+case "$torch_version" in
+    *+cpu) ;;
+    *) echo "torch $torch_version is not a CPU build; refusing to pull its CUDA wheels" >&2; exit 1 ;;
+esac
+pip_install "torch==$torch_version"  # its small dependencies, torch itself stays
 reqs=()
 for name in transformers tokenizers; do
     r=$(pin "$name")

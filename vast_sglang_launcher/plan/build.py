@@ -157,7 +157,8 @@ def build_plan(
             model_info,
             **about,
         )
-    head = command + ([_model_flag(user_opts), model] if settings.model else [])
+    # Always the literal --model-path: the one spelling every `sglang serve` finds (serve_cli).
+    head = command + ([MODEL_PATH.canonical, model] if settings.model else [])
     host, port = _listen(settings, user_opts, b)
     _multi_node(settings, user_opts, b)
     _parallel(settings, user_opts, gpus, model_info, b)
@@ -180,14 +181,6 @@ def build_plan(
 
 def _unique(lines: list[str]) -> list[str]:
     return list(dict.fromkeys(lines))
-
-
-def _model_flag(user: UserOptions) -> str:
-    """`sglang serve` (0.5.6.x) finds the model only under the literal --model-path, so the
-    model always goes there, even when the table (wrongly) lacks it: it is the server's one
-    required option."""
-    user.resolve(MODEL_PATH)  # a table without it is reported
-    return MODEL_PATH.canonical
 
 
 def _model(
