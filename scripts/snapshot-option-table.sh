@@ -38,7 +38,7 @@ venv="$work/venv-sglang-$version"
 
 "$python" -m venv "$venv"
 vpy="$venv/bin/python"
-pip_install() { "$vpy" -m pip install -q --disable-pip-version-check "$@"; }
+pip_install() { "$vpy" -m pip install -q --disable-pip-version-check --no-warn-conflicts "$@"; }
 
 echo "== sglang $version (no dependencies)"
 pip_install --no-deps "sglang==$version"
