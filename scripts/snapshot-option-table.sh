@@ -74,6 +74,17 @@ case "$torch_version" in
     *) echo "torch $torch_version is not a CPU build; refusing to pull its CUDA wheels" >&2; exit 1 ;;
 esac
 pip_install "torch==$torch_version"  # its small dependencies, torch itself stays
+
+# The CPU torchvision / torchaudio release to install: torchvision 0.(x+15) goes with torch
+# 2.x; torchaudio at the release's pin when it pins one exactly.
+torch_for() {
+    local minor=${torch_version#2.}
+    minor=${minor%%.*}
+    case "$1" in
+        torchvision) echo "0.$((minor + 15)).*" ;;
+        *) pin "$1" | sed -n 's/^[a-z]* *== *\([^,; ]*\)$/\1+cpu/p' | grep . || echo "*" ;;
+    esac
+}
 reqs=()
 for name in transformers tokenizers; do
     r=$(pin "$name")
@@ -104,8 +115,24 @@ for _ in $(seq 1 60); do
         *) dist=$missing ;;
     esac
     req=$(pin "$(printf '%s' "$dist" | tr '_.' '--' | tr '[:upper:]' '[:lower:]')")
-    echo "== ${req:-$dist} (server_args needs module $missing)"
-    pip_install "${req:-$dist}"
+    req=${req:-$dist}
+    echo "== $req (server_args needs module $missing)"
+    case "$dist" in
+        torchvision | torchaudio)
+            # Built against one torch: only a CPU build for the installed torch will do, and
+            # anything else would pull torch's CUDA wheels.
+            cpu=$(printf '%s' "$req" | sed 's/[=<>!~].*//')
+            if ! pip_install --retries 1 --timeout 30 --no-deps --extra-index-url "$torch_index" \
+                "$cpu==$(torch_for "$cpu")"; then
+                echo "cannot install a CPU $cpu for torch $torch_version from $torch_index" >&2
+                exit 1
+            fi
+            ;;
+        *)
+            # No dependencies: what the module itself still lacks is the next missing module.
+            pip_install --no-deps "$req"
+            ;;
+    esac
 done
 
 echo "== writing $out"

@@ -85,12 +85,12 @@ def test_command_found_on_path(tmp_path: Path) -> None:
 
 
 def test_unknown_release_uses_the_nearest_older_snapshot_with_a_warning(tmp_path: Path) -> None:
-    script = install_sglang(tmp_path / "venv", "0.5.15")
+    script = install_sglang(tmp_path / "venv", "0.5.9")
     data = plan_json(tmp_path, {"SGLANG_COMMAND": f"{script} serve"})
     assert data["option_table"]["sglang_version"] == "0.5.8"
     assert "the nearest older snapshot is SGLang 0.5.8" in data["option_table"]["why"]
     assert any(
-        "installed SGLang 0.5.15" in w and "SGLang 0.5.8's table" in w for w in data["warnings"]
+        "installed SGLang 0.5.9" in w and "SGLang 0.5.8's table" in w for w in data["warnings"]
     )
 
 
