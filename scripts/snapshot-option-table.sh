@@ -94,7 +94,7 @@ echo "== ${reqs[*]}"
 pip_install "${reqs[@]}"
 
 # Import sglang.srt.server_args; install whatever light module it still lacks, and retry.
-for _ in $(seq 1 60); do
+for _ in $(seq 1 150); do
     if err=$("$vpy" -c "import sglang.srt.server_args" 2>&1); then
         break
     fi
@@ -112,6 +112,9 @@ for _ in $(seq 1 60); do
         google) dist=protobuf ;;
         sklearn) dist=scikit-learn ;;
         dateutil) dist="python-dateutil" ;;
+        attr) dist=attrs ;;
+        jwt) dist=PyJWT ;;
+        multipart) dist="python-multipart" ;;
         *) dist=$missing ;;
     esac
     req=$(pin "$(printf '%s' "$dist" | tr '_.' '--' | tr '[:upper:]' '[:lower:]')")
