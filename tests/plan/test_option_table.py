@@ -130,3 +130,22 @@ def test_standalone_module_needs_only_the_standard_library(tmp_path: Path) -> No
     )
     assert proc.returncode == 0, proc.stderr
     assert read_table(out).version == "0.5.6.post2"
+
+
+def test_standalone_drift_check_needs_only_the_standard_library() -> None:
+    """`python -m vast_sglang_launcher.option_table --check` runs in SGLang's Python too."""
+    data = Path(__file__).resolve().parents[2] / "vast_sglang_launcher" / "plan" / "data"
+    tables = sorted(str(p) for p in data.glob("server-args-*.json"))
+    blocked = "; ".join(
+        f"sys.modules[{m!r}] = None"
+        for m in ("pydantic", "pydantic_settings", "structlog", "httpx", "psutil")
+    )
+    code = (
+        f"import runpy, sys; {blocked}; sys.argv = ['x', '--check', *{tables!r}]; "
+        "runpy.run_module('vast_sglang_launcher.option_table', run_name='__main__')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split(": ")[1] for line in proc.stdout.splitlines()] == [
+        "ok (13 launcher options resolve to one option each)"
+    ] * len(tables)
