@@ -148,12 +148,18 @@ _COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "option-table": (
-        "write SGLang's option table from an installed sglang",
-        "Describe the options of the sglang importable by this Python into a JSON file, "
-        "which `plan` reads from LAUNCHER_OPTION_TABLE. The image writes it at build time with "
-        "SGLang's own Python (`python3 -m vast_sglang_launcher.option_table --output FILE`).",
+        "write SGLang's option table, or check tables for drift",
+        "--output: describe the options of the sglang importable by this Python into a JSON "
+        "file, which `plan` reads from LAUNCHER_OPTION_TABLE. The image writes it at build "
+        "time with SGLang's own Python (`python3 -m vast_sglang_launcher.option_table "
+        "--output FILE`). --check: name each option the launcher uses that is missing or "
+        "ambiguous in the given tables (CI runs it over every shipped table).",
         "none",
-        [("0", "written"), ("1", "sglang is not importable by this Python"), _USAGE],
+        [
+            ("0", "written, or every table has every option the launcher uses"),
+            ("1", "sglang is not importable by this Python, or a table drifted"),
+            _USAGE,
+        ],
     ),
     "settings": (
         "print every setting's current value, or the settings reference",
@@ -218,8 +224,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "cmd", nargs=argparse.REMAINDER, help="-- CMD ... runs CMD instead of supervisord"
     )
     subs["edge"].add_argument("--print", action="store_true", help="only print the Caddyfile")
-    subs["option-table"].add_argument(
-        "--output", required=True, help="file to write (LAUNCHER_OPTION_TABLE)"
+    what = subs["option-table"].add_mutually_exclusive_group(required=True)
+    what.add_argument("--output", help="file to write from the installed sglang")
+    what.add_argument(
+        "--check",
+        nargs="+",
+        metavar="FILE",
+        help="fail (exit 1) naming each option the launcher uses that is missing or "
+        "ambiguous in a table",
     )
     s = subs["settings"]
     s.add_argument(

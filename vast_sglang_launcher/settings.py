@@ -254,8 +254,9 @@ class Settings(BaseSettings):
         Path("/etc/vast-sglang-launcher/sglang-options.json"),
         validation_alias="LAUNCHER_OPTION_TABLE",
     )
-    """SGLang option table written at image build (`option-table --output`); the package's
-    snapshot is used when it is missing."""
+    """SGLang option table. Set, it is used (and must exist); unset, the table written at image
+    build at this default path, else the shipped snapshot of the installed sglang's version
+    (or the nearest older one)."""
 
     model_info_timeout: Seconds = Field(5.0, validation_alias="LAUNCHER_MODEL_INFO_TIMEOUT")
     """Seconds allowed to fetch the model's config.json from the hub."""

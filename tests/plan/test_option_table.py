@@ -9,8 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vast_sglang_launcher.plan.known_options import TP
 from vast_sglang_launcher.plan.option_table import table_from_parser
-from vast_sglang_launcher.plan.options import OptionTable, load_table, scan
+from vast_sglang_launcher.plan.options import (
+    OptionTable,
+    read_table,
+    read_user_options,
+    scan,
+    snapshot,
+)
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +60,7 @@ def test_table_from_parser_describes_every_option() -> None:
 
 def test_written_table_resolves_like_sglang(tmp_path: Path) -> None:
     table = OptionTable.from_json(table_from_parser(add_cli_args, "9.9.9"), "built")
-    occ = scan(table, ["--tp", "4", "--cuda-graph-bs", "1", "2"]).last("tensor_parallel_size")
+    occ = read_user_options(table, ["--tp", "4", "--cuda-graph-bs", "1", "2"]).last(TP)
     assert occ is not None and occ.value == "4"
 
 
@@ -76,10 +83,10 @@ def test_command_writes_the_file_the_launcher_prefers(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "sglang 0.5.9" in proc.stdout
-    table = load_table(out)
+    table = read_table(out)
     assert table.version == "0.5.9"
     assert scan(table, ["--brand-new-flag"]).problems == []
-    assert scan(load_table(None), ["--brand-new-flag"]).problems  # the snapshot lacks it
+    assert scan(snapshot("0.5.8"), ["--brand-new-flag"]).problems  # the snapshot lacks it
 
 
 def test_command_without_sglang_says_which_python(tmp_path: Path) -> None:
@@ -122,4 +129,23 @@ def test_standalone_module_needs_only_the_standard_library(tmp_path: Path) -> No
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
     )
     assert proc.returncode == 0, proc.stderr
-    assert load_table(out).version == "0.5.6.post2"
+    assert read_table(out).version == "0.5.6.post2"
+
+
+def test_standalone_drift_check_needs_only_the_standard_library() -> None:
+    """`python -m vast_sglang_launcher.option_table --check` runs in SGLang's Python too."""
+    data = Path(__file__).resolve().parents[2] / "vast_sglang_launcher" / "plan" / "data"
+    tables = sorted(str(p) for p in data.glob("server-args-*.json"))
+    blocked = "; ".join(
+        f"sys.modules[{m!r}] = None"
+        for m in ("pydantic", "pydantic_settings", "structlog", "httpx", "psutil")
+    )
+    code = (
+        f"import runpy, sys; {blocked}; sys.argv = ['x', '--check', *{tables!r}]; "
+        "runpy.run_module('vast_sglang_launcher.option_table', run_name='__main__')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split(": ")[1] for line in proc.stdout.splitlines()] == [
+        "ok (13 launcher options resolve to one option each)"
+    ] * len(tables)

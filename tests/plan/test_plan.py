@@ -13,9 +13,11 @@ import pytest
 from vast_sglang_launcher.plan.build import LaunchPlan, build_plan
 from vast_sglang_launcher.plan.gpus import GpuInventory
 from vast_sglang_launcher.plan.model_info import ModelInfo
-from vast_sglang_launcher.plan.options import load_table, scan
+from vast_sglang_launcher.plan.options import scan, snapshot
 from vast_sglang_launcher.plan.user_args import read_user_args
 from vast_sglang_launcher.settings import load_settings
+
+DATA = Path(__file__).resolve().parents[2] / "vast_sglang_launcher" / "plan" / "data"
 
 
 def run_plan(tmp_path: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
@@ -24,7 +26,7 @@ def run_plan(tmp_path: Path, env: dict[str, str], *extra: str) -> subprocess.Com
         "SGLANG_ARGS_FILE": str(tmp_path / "sglang-args.conf"),
         "WORKSPACE": str(tmp_path / "ws"),
         "HF_HUB_OFFLINE": "1",
-        "LAUNCHER_OPTION_TABLE": str(tmp_path / "no-table.json"),
+        "LAUNCHER_OPTION_TABLE": str(DATA / "server-args-0.5.6.post2.json"),
     }
     return subprocess.run(
         [sys.executable, "-m", "vast_sglang_launcher", "plan", *extra],
@@ -41,9 +43,10 @@ def plan_json(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
     return json.loads(proc.stdout)
 
 
-def resolved(argv: list[str], dest: str) -> str | None:
+def resolved(argv: list[str], option: str) -> str | None:
     """What SGLang's own parsing makes of the planned argv (the launcher's command stripped)."""
-    occ = scan(load_table(None), argv[2:]).last(dest)
+    table = snapshot("0.5.6.post2")
+    occ = scan(table, argv[2:]).last(table.by_string[option].dest)
     return occ.value if occ else None
 
 
@@ -58,7 +61,7 @@ def test_users_tp_is_never_overridden(tmp_path: Path, spelling: str, where: str)
     else:
         (tmp_path / "sglang-args.conf").write_text(f"# my layout\n{spelling}\n")
     plan = plan_json(tmp_path, env)
-    assert resolved(plan["argv"], "tensor_parallel_size") == "2"
+    assert resolved(plan["argv"], "--tp-size") == "2"
     assert "--dp-size" not in plan["argv"]
     assert plan["argv"][:4] == ["sglang", "serve", "--model-path", "org/m"]
     assert plan["argv"][-4:] == ["--host", "127.0.0.1", "--port", "18000"]
@@ -174,8 +177,8 @@ def test_a_model_directory_forces_tp_and_dp(tmp_path: Path) -> None:
         )
     )
     plan = plan_json(tmp_path, {"SGLANG_MODEL": str(model), "GPU_COUNT": "8"})
-    assert resolved(plan["argv"], "tensor_parallel_size") == "4"
-    assert resolved(plan["argv"], "data_parallel_size") == "2"
+    assert resolved(plan["argv"], "--tp-size") == "4"
+    assert resolved(plan["argv"], "--dp-size") == "2"
     assert plan["model"]["heads"] == 28 and plan["model"]["kv_heads"] == 4
     tp = next(d for d in plan["decisions"] if d["what"] == "--tp-size")
     assert tp["source"] == "GPU_COUNT" and "28 attention heads" in tp["why"]
@@ -205,7 +208,7 @@ def _plan(
     settings = load_settings(environ)
     user = read_user_args(settings.sglang_args, tmp_path / "none.conf")
     inv = GpuInventory((), "NVML", (), assumed_count=gpus)
-    return build_plan(settings, user, inv, info, load_table(None), environ)
+    return build_plan(settings, user, inv, info, snapshot("0.5.6.post2"), environ)
 
 
 def heads(h: int, kv: int | None = None) -> ModelInfo:
@@ -229,25 +232,25 @@ def test_auto_layout(
     tmp_path: Path, gpus: int, info: ModelInfo | None, tp: str | None, dp: str | None
 ) -> None:
     plan = _plan(tmp_path, gpus=gpus, info=info)
-    assert resolved(plan.argv, "tensor_parallel_size") == tp
-    assert resolved(plan.argv, "data_parallel_size") == dp
+    assert resolved(plan.argv, "--tp-size") == tp
+    assert resolved(plan.argv, "--dp-size") == dp
 
 
 def test_user_dp_is_kept_and_tp_fills_the_rest(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "--dp 2", gpus=8, info=heads(32, 8))
-    assert resolved(plan.argv, "data_parallel_size") == "2"
-    assert resolved(plan.argv, "tensor_parallel_size") == "4"
+    assert resolved(plan.argv, "--dp-size") == "2"
+    assert resolved(plan.argv, "--tp-size") == "4"
 
 
 def test_user_pp_is_kept_and_tp_fills_the_rest(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "--pp-size 2", gpus=8, info=heads(32, 8))
-    assert resolved(plan.argv, "pipeline_parallel_size") == "2"
-    assert resolved(plan.argv, "tensor_parallel_size") == "4"
+    assert resolved(plan.argv, "--pp-size") == "2"
+    assert resolved(plan.argv, "--tp-size") == "4"
 
 
 def test_impossible_user_tp_is_kept_with_warnings(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "--tp 16", gpus=8, info=heads(28, 4))
-    assert resolved(plan.argv, "tensor_parallel_size") == "16"
+    assert resolved(plan.argv, "--tp-size") == "16"
     assert "tp=16 x pp=1 x dp=1 needs 16 GPUs but 8 are visible" in plan.warnings
     assert any("tp=16 does not divide the model's 28 attention heads" in w for w in plan.warnings)
 
@@ -260,9 +263,9 @@ def test_auto_parallel_off_adds_nothing(tmp_path: Path) -> None:
 
 def test_base_gpu_id_reduces_the_usable_gpus(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "--base-gpu-id 4", gpus=8, info=heads(32))
-    assert resolved(plan.argv, "tensor_parallel_size") == "4"
+    assert resolved(plan.argv, "--tp-size") == "4"
     plan = _plan(tmp_path, "--base-gpu-id 0 --gpu-id-step 2", gpus=8, info=heads(32))
-    assert resolved(plan.argv, "tensor_parallel_size") == "4"
+    assert resolved(plan.argv, "--tp-size") == "4"
 
 
 def test_multi_node_counts_tp_across_nodes(tmp_path: Path) -> None:
@@ -274,10 +277,10 @@ def test_multi_node_counts_tp_across_nodes(tmp_path: Path) -> None:
         SGLANG_NODE_RANK="1",
         SGLANG_DIST_INIT_ADDR="10.1.1.1:5000",
     )
-    assert resolved(plan.argv, "tensor_parallel_size") == "16"
-    assert resolved(plan.argv, "nnodes") == "2"
-    assert resolved(plan.argv, "node_rank") == "1"
-    assert resolved(plan.argv, "dist_init_addr") == "10.1.1.1:5000"
+    assert resolved(plan.argv, "--tp-size") == "16"
+    assert resolved(plan.argv, "--nnodes") == "2"
+    assert resolved(plan.argv, "--node-rank") == "1"
+    assert resolved(plan.argv, "--dist-init-addr") == "10.1.1.1:5000"
 
 
 def test_multi_node_without_init_address_warns(tmp_path: Path) -> None:
@@ -334,3 +337,55 @@ def test_secret_options_are_masked_in_plan(tmp_path: Path, as_json: bool) -> Non
     else:
         command = proc.stdout.splitlines()[0]
         assert "--api-key '***'" in command and "'--admin-api-key=***'" in command
+
+
+# --- saying why (issue 14) -----------------------------------------------------------------
+
+
+def test_dp_only_layout_says_why_tp_stays_one(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, gpus=3, info=heads(32, 8))
+    assert resolved(plan.argv, "--dp-size") == "3" and "--tp-size" not in plan.argv
+    why = next(d for d in plan.decisions if d.what == "tensor parallel")
+    assert why.value == "1"
+    assert "32 attention heads, 8 kv heads do not divide by 3 GPUs" in why.why
+
+
+def test_users_tp_leaving_gpus_idle_is_a_warning(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "--tp 2", gpus=8, info=heads(32, 8))
+    assert resolved(plan.argv, "--tp-size") == "2"
+    assert (
+        "tp=2 x pp=1 x dp=1 uses 2 of the 8 visible GPUs: 6 stay idle; add --dp-size 4 to "
+        "serve with all of them"
+    ) in plan.warnings
+    plan = _plan(tmp_path, "--tp 2 --dp 4", gpus=8, info=heads(32, 8))
+    assert not any("idle" in w for w in plan.warnings)
+
+
+def test_plan_says_whether_the_args_file_was_read(tmp_path: Path) -> None:
+    env = {"SGLANG_MODEL": "org/m", "GPU_COUNT": "1"}
+    conf = tmp_path / "sglang-args.conf"
+    assert (
+        plan_json(tmp_path, env)["args_file"] == f"{conf}: not found, nothing added (that is fine)"
+    )
+    conf.write_text("# nothing yet\n")
+    assert plan_json(tmp_path, env)["args_file"] == f"{conf}: read, no options in it"
+    conf.write_text("--context-length 8192\n")
+    proc = run_plan(tmp_path, env)
+    assert f"Args file: {conf}: read, 2 words appended after SGLANG_ARGS" in proc.stdout
+
+
+def test_args_file_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    (tmp_path / "sglang-args.conf").mkdir()
+    proc = run_plan(tmp_path, {"SGLANG_MODEL": "org/m"})
+    assert proc.returncode == 78
+    assert "is a directory" in proc.stderr and "permissions" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_unbalanced_quotes_in_sglang_command_are_one_line(tmp_path: Path) -> None:
+    proc = run_plan(tmp_path, {"SGLANG_MODEL": "org/m", "SGLANG_COMMAND": "sglang 'serve"})
+    assert proc.returncode == 78
+    assert proc.stderr.strip().splitlines() == [
+        'vast-sglang-launcher: SGLANG_COMMAND="sglang \'serve" cannot be split (No closing '
+        "quotation); fix its quotes"
+    ]

@@ -12,7 +12,7 @@ import pytest
 
 from vast_sglang_launcher.plan.build import LaunchPlan, build_plan
 from vast_sglang_launcher.plan.gpus import GpuInventory
-from vast_sglang_launcher.plan.options import load_table, scan
+from vast_sglang_launcher.plan.options import OptionTable, scan, snapshot, snapshot_versions
 from vast_sglang_launcher.plan.ranks import first_host
 from vast_sglang_launcher.plan.user_args import read_user_args
 from vast_sglang_launcher.settings import load_settings
@@ -20,16 +20,23 @@ from vast_sglang_launcher.settings import load_settings
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def _plan(tmp_path: Path, args: str = "", **env: str) -> LaunchPlan:
+@pytest.fixture(params=sorted(snapshot_versions()))
+def table(request: pytest.FixtureRequest) -> OptionTable:
+    """Every shipped release's table: the ranks mean the same under each."""
+    return snapshot(request.param)
+
+
+def _plan(tmp_path: Path, table: OptionTable, args: str = "", **env: str) -> LaunchPlan:
     environ = {"SGLANG_MODEL": "org/m", "SGLANG_ARGS": args, **env}
     settings = load_settings(environ)
     user = read_user_args(settings.sglang_args, tmp_path / "none.conf")
     inv = GpuInventory((), "NVML", (), assumed_count=8)
-    return build_plan(settings, user, inv, None, load_table(None), environ)
+    return build_plan(settings, user, inv, None, table, environ)
 
 
-def resolved(plan: LaunchPlan, dest: str) -> str | None:
-    occ = scan(load_table(None), plan.argv[2:]).last(dest)
+def resolved(plan: LaunchPlan, table: OptionTable, option: str) -> str | None:
+    """The value SGLang reads for ``option`` (an option string) from the plan's argv."""
+    occ = scan(table, plan.argv[2:]).last(table.by_string[option].dest)
     return occ.value if occ else None
 
 
@@ -56,17 +63,18 @@ def test_first_host_of_a_slurm_nodelist(nodelist: str, host: str | None) -> None
     assert first_host(nodelist) == host
 
 
-def test_leaderworkerset_fills_the_three_options(tmp_path: Path) -> None:
+def test_leaderworkerset_fills_the_three_options(tmp_path: Path, table: OptionTable) -> None:
     plan = _plan(
         tmp_path,
+        table,
         LWS_LEADER_ADDRESS="sglang-0.sglang.default",
         LWS_GROUP_SIZE="2",
         LWS_WORKER_INDEX="1",
     )
-    assert resolved(plan, "nnodes") == "2"
-    assert resolved(plan, "node_rank") == "1"
-    assert resolved(plan, "dist_init_addr") == "sglang-0.sglang.default:20000"
-    assert resolved(plan, "tensor_parallel_size") == "16"  # tp counts GPUs on both nodes
+    assert resolved(plan, table, "--nnodes") == "2"
+    assert resolved(plan, table, "--node-rank") == "1"
+    assert resolved(plan, table, "--dist-init-addr") == "sglang-0.sglang.default:20000"
+    assert resolved(plan, table, "--tp-size") == "16"  # tp counts GPUs on both nodes
     found = sources(plan)
     assert found["--nnodes"] == "LWS_GROUP_SIZE"
     assert found["--node-rank"] == "LWS_WORKER_INDEX"
@@ -74,58 +82,63 @@ def test_leaderworkerset_fills_the_three_options(tmp_path: Path) -> None:
     assert plan.node_rank == 1 and not plan.serves_api
 
 
-def test_slurm_fills_the_three_options_from_the_compressed_nodelist(tmp_path: Path) -> None:
+def test_slurm_fills_the_three_options_from_the_compressed_nodelist(
+    tmp_path: Path, table: OptionTable
+) -> None:
     plan = _plan(
         tmp_path,
+        table,
         SLURM_NNODES="4",
         SLURM_NODEID="0",
         SLURM_JOB_NODELIST="gpu[017-020],login1",
         LAUNCHER_DIST_INIT_PORT="5000",
     )
-    assert resolved(plan, "nnodes") == "4"
-    assert resolved(plan, "node_rank") == "0"
-    assert resolved(plan, "dist_init_addr") == "gpu017:5000"
+    assert resolved(plan, table, "--nnodes") == "4"
+    assert resolved(plan, table, "--node-rank") == "0"
+    assert resolved(plan, table, "--dist-init-addr") == "gpu017:5000"
     assert sources(plan)["--dist-init-addr"] == "SLURM_JOB_NODELIST (first host)"
     assert plan.serves_api
 
 
-def test_sglang_settings_win_value_by_value(tmp_path: Path) -> None:
+def test_sglang_settings_win_value_by_value(tmp_path: Path, table: OptionTable) -> None:
     plan = _plan(
         tmp_path,
+        table,
         SLURM_NNODES="4",
         SLURM_NODEID="3",
         SLURM_JOB_NODELIST="gpu[017-020]",
         SGLANG_NODE_RANK="2",
         SGLANG_DIST_INIT_ADDR="10.0.0.5:7000",
     )
-    assert (resolved(plan, "nnodes"), resolved(plan, "node_rank")) == ("4", "2")
-    assert resolved(plan, "dist_init_addr") == "10.0.0.5:7000"
+    assert (resolved(plan, table, "--nnodes"), resolved(plan, table, "--node-rank")) == ("4", "2")
+    assert resolved(plan, table, "--dist-init-addr") == "10.0.0.5:7000"
     assert sources(plan)["--nnodes"] == "SLURM_NNODES"
     assert sources(plan)["--node-rank"] == "SGLANG_NODE_RANK"
     assert sources(plan)["--dist-init-addr"] == "SGLANG_DIST_INIT_ADDR"
 
 
-def test_users_own_options_are_kept_and_its_rank_counts(tmp_path: Path) -> None:
+def test_users_own_options_are_kept_and_its_rank_counts(tmp_path: Path, table: OptionTable) -> None:
     plan = _plan(
         tmp_path,
+        table,
         "--node-rank 3 --dist-init-addr=head:1234",
         LWS_LEADER_ADDRESS="leader",
         LWS_GROUP_SIZE="4",
         LWS_WORKER_INDEX="1",
     )
-    assert resolved(plan, "node_rank") == "3"
-    assert resolved(plan, "dist_init_addr") == "head:1234"
+    assert resolved(plan, table, "--node-rank") == "3"
+    assert resolved(plan, table, "--dist-init-addr") == "head:1234"
     assert plan.argv.count("--node-rank") == 1
     assert plan.node_rank == 3
 
 
-def test_one_node_job_adds_nothing(tmp_path: Path) -> None:
-    plan = _plan(tmp_path, SLURM_NNODES="1", SLURM_NODEID="0", SLURM_JOB_NODELIST="n1")
+def test_one_node_job_adds_nothing(tmp_path: Path, table: OptionTable) -> None:
+    plan = _plan(tmp_path, table, SLURM_NNODES="1", SLURM_NODEID="0", SLURM_JOB_NODELIST="n1")
     assert "--nnodes" not in plan.argv and "--dist-init-addr" not in plan.argv
 
 
-def test_unreadable_nodelist_warns_and_names_the_fix(tmp_path: Path) -> None:
-    plan = _plan(tmp_path, SLURM_NNODES="2", SLURM_NODEID="1", SLURM_JOB_NODELIST="n[1-2")
+def test_unreadable_nodelist_warns_and_names_the_fix(tmp_path: Path, table: OptionTable) -> None:
+    plan = _plan(tmp_path, table, SLURM_NNODES="2", SLURM_NODEID="1", SLURM_JOB_NODELIST="n[1-2")
     assert "--dist-init-addr" not in plan.argv
     assert any("SLURM_JOB_NODELIST" in w and "SGLANG_DIST_INIT_ADDR" in w for w in plan.warnings)
 

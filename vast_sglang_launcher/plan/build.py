@@ -13,15 +13,30 @@ from typing import Any
 
 from ..settings import Settings
 from .gpus import GpuInventory
+from .known_options import (
+    BASE_GPU_ID,
+    DIST_INIT_ADDR,
+    DP,
+    ENABLE_DP_ATTENTION,
+    GPU_ID_STEP,
+    HOST,
+    MODEL_PATH,
+    NNODES,
+    NODE_RANK,
+    PORT,
+    PP,
+    TP,
+    Known,
+)
 from .model_info import ModelInfo
-from .options import OptionTable, Scan, scan
-from .ranks import Ranks, discover_ranks, user_value
+from .options import OptionTable, UserOptions, read_user_options
+from .ranks import Ranks, discover_ranks
+from .serve_cli import is_serve, model_spellings, server_words
 from .user_args import UserArgs
 
 SERVE_HOST = "127.0.0.1"
 SERVE_PORT = 18000
 _WILDCARD_PROBE = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
-_LAYOUT_DESTS = ("tensor_parallel_size", "data_parallel_size", "pipeline_parallel_size")
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,11 @@ class LaunchPlan:
     gpus: GpuInventory | None = None
     model_info: ModelInfo | None = None
     option_table: str = ""
+    """Where the SGLang option table came from (a file or a shipped snapshot)."""
+    option_table_version: str = ""
+    option_table_why: str = ""
+    args_file: str = ""
+    """What became of the args file: read (how many words), empty, or not found."""
     node_rank: int = 0
     """Multi-node: this machine's rank. Only rank 0 serves the API (and joins a gateway)."""
 
@@ -72,7 +92,12 @@ class LaunchPlan:
                 **(self.model_info.as_dict() if self.model_info else {"source": None}),
             },
             "gpus": self.gpus.as_dict() if self.gpus else None,
-            "option_table": self.option_table,
+            "option_table": {
+                "source": self.option_table,
+                "sglang_version": self.option_table_version,
+                "why": self.option_table_why,
+            },
+            "args_file": self.args_file,
             "node_rank": self.node_rank,
             "decisions": [d.__dict__ for d in self.decisions],
             "warnings": self.warnings,
@@ -81,6 +106,7 @@ class LaunchPlan:
 
 @dataclass
 class _Builder:
+    user: UserOptions
     decisions: list[Decision] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     additions: list[str] = field(default_factory=list)
@@ -88,9 +114,15 @@ class _Builder:
     def decide(self, what: str, value: object, source: str, why: str) -> None:
         self.decisions.append(Decision(what, str(value), source, why))
 
-    def add(self, option: str, value: object, source: str, why: str) -> None:
-        self.additions += [option, str(value)]
-        self.decide(option, value, source, why)
+    def add(self, known: Known, value: object, source: str, why: str) -> None:
+        """Append ``known`` with its value, spelled as the loaded table spells it; never an
+        option the table lacks (it could duplicate one the user gave under another name)."""
+        resolved = self.user.resolve(known)
+        if resolved.flag is None:
+            self.warnings.append(f"not adding {known} {value} ({why}): {resolved.problem}")
+            return
+        self.additions += [resolved.flag, str(value)]
+        self.decide(resolved.flag, value, source, why)
 
 
 def build_plan(
@@ -101,15 +133,24 @@ def build_plan(
     table: OptionTable,
     base_env: dict[str, str],
     notes: tuple[str, ...] = (),
+    table_why: str = "",
 ) -> LaunchPlan:
     """Decide the server's argv and environment. Pure: no I/O, no environment reads."""
-    b = _Builder(warnings=list(notes))
-    b.warnings += list(gpus.warnings)
-    user_scan = scan(table, user.tokens, user.sources)
-    b.warnings += user_scan.problems
     command = shlex.split(settings.sglang_command)
+    user_opts = read_user_options(
+        table, *server_words(command, table.version, user.tokens, user.sources)
+    )
+    b = _Builder(user_opts, warnings=list(notes))
+    b.warnings += list(gpus.warnings)
+    b.warnings += user_opts.scan.problems
     model_source = "SGLANG_MODEL" if base_env.get("SGLANG_MODEL", "").strip() else "MODEL_NAME"
-    model = _model(settings.model, model_source, user_scan, command, b)
+    model = _model(settings.model, model_source, user_opts, command, b)
+    about: dict[str, Any] = {
+        "option_table": table.source,
+        "option_table_version": table.version,
+        "option_table_why": table_why,
+        "args_file": user.args_file,
+    }
     if model is None:
         return LaunchPlan(
             [],
@@ -119,15 +160,16 @@ def build_plan(
             SERVE_PORT,
             None,
             b.decisions,
-            b.warnings,
+            _unique(b.warnings + user_opts.problems),
             gpus,
             model_info,
-            table.source,
+            **about,
         )
-    head = command + (["--model-path", model] if settings.model else [])
-    host, port = _listen(settings, user_scan, b)
-    nnodes, node_rank = _multi_node(discover_ranks(settings), table, user_scan, b)
-    _parallel(settings, user_scan, gpus, model_info, b, nnodes)
+    # Always the literal --model-path: the one spelling every `sglang serve` finds (serve_cli).
+    head = command + ([MODEL_PATH.canonical, model] if settings.model else [])
+    host, port = _listen(settings, user_opts, b)
+    nnodes, node_rank = _multi_node(discover_ranks(settings), user_opts, b)
+    _parallel(settings, user_opts, gpus, model_info, b, nnodes)
     env = dict(base_env)
     env.update(SGLANG_MODEL=model, MODEL_NAME=model, HOME=str(settings.workspace))
     return LaunchPlan(
@@ -138,18 +180,22 @@ def build_plan(
         port,
         model,
         b.decisions,
-        b.warnings,
+        _unique(b.warnings + user_opts.problems),
         gpus,
         model_info,
-        table.source,
-        node_rank,
+        **about,
+        node_rank=node_rank,
     )
 
 
+def _unique(lines: list[str]) -> list[str]:
+    return list(dict.fromkeys(lines))
+
+
 def _model(
-    configured: str | None, source: str, user_scan: Scan, command: list[str], b: _Builder
+    configured: str | None, source: str, user: UserOptions, command: list[str], b: _Builder
 ) -> str | None:
-    in_args = user_scan.last("model_path")
+    in_args = user.last(MODEL_PATH)
     if configured is None:
         if in_args is None or in_args.value is None:
             return None
@@ -159,13 +205,15 @@ def _model(
             in_args.source,
             "SGLANG_MODEL is not set; the model comes from the user's own --model-path",
         )
-        if command[-1:] == ["serve"] and in_args.written.split("=")[0] != "--model-path":
+        written = in_args.written.split("=")[0]
+        spellings = model_spellings(user.table.version)
+        if is_serve(command) and written not in spellings:
             b.warnings.append(
-                f"{in_args.source}: `sglang serve` finds the model only when it is "
-                f"written as --model-path, not {in_args.written.split('=')[0]}"
+                f"{in_args.source}: `sglang serve` of SGLang {user.table.version} finds the "
+                f"model only when it is written as {' or '.join(spellings)}, not {written}"
             )
         return in_args.value
-    b.decide("--model-path", configured, source, "the model to serve")
+    b.decide(MODEL_PATH.canonical, configured, source, "the model to serve")
     if in_args is not None and in_args.value != configured:
         b.warnings.append(
             f"{in_args.source} sets {in_args.written.split('=')[0]} "
@@ -175,13 +223,13 @@ def _model(
     return configured
 
 
-def _listen(settings: Settings, user_scan: Scan, b: _Builder) -> tuple[str, int]:
+def _listen(settings: Settings, user: UserOptions, b: _Builder) -> tuple[str, int]:
     """--host/--port: the user's when given (then probed there), else the image's own."""
-    host_occ, port_occ = user_scan.last("host"), user_scan.last("port")
+    host_occ, port_occ = user.last(HOST), user.last(PORT)
     if host_occ is None:
         host = settings.sglang_host
         b.add(
-            "--host",
+            HOST,
             host,
             "SGLANG_HOST" if host != SERVE_HOST else "default",
             "the auth proxy publishes the server from this address",
@@ -198,7 +246,7 @@ def _listen(settings: Settings, user_scan: Scan, b: _Builder) -> tuple[str, int]
     if port_occ is None:
         port = settings.sglang_port
         b.add(
-            "--port",
+            PORT,
             port,
             "SGLANG_PORT" if port != SERVE_PORT else "default",
             "the auth proxy publishes this port as 8000",
@@ -218,27 +266,27 @@ def _listen(settings: Settings, user_scan: Scan, b: _Builder) -> tuple[str, int]
     return _WILDCARD_PROBE.get(host, host), port
 
 
-def _multi_node(ranks: Ranks, table: OptionTable, user_scan: Scan, b: _Builder) -> tuple[int, int]:
+def _multi_node(ranks: Ranks, user: UserOptions, b: _Builder) -> tuple[int, int]:
     """Add the multi-node options the user did not give; (nnodes, this node's rank)."""
     b.warnings += ranks.warnings
     nnodes, rank = int(str(ranks.nnodes.value)), int(str(ranks.node_rank.value))
-    users_rank = user_value(table, user_scan, "--node-rank")
-    if isinstance(users_rank, str) and users_rank.isdigit():
-        rank = int(users_rank)
+    users_rank = user.last(NODE_RANK)
+    if users_rank is not None and users_rank.value is not None and users_rank.value.isdigit():
+        rank = int(users_rank.value)
     if nnodes <= 1:
         return nnodes, rank
     src = ranks.nnodes.source
     why = f"{src}={nnodes}: one model served by several machines"
     if ranks.orchestrator:
         why += f" (started by {ranks.orchestrator})"
-    if user_value(table, user_scan, "--nnodes") is False:
-        b.add("--nnodes", nnodes, src, why)
-    if users_rank is False:
-        b.add("--node-rank", rank, ranks.node_rank.source, "this machine's rank (0 serves the API)")
-    if user_value(table, user_scan, "--dist-init-addr") is False:
+    if not user.has(NNODES):
+        b.add(NNODES, nnodes, src, why)
+    if users_rank is None:
+        b.add(NODE_RANK, rank, ranks.node_rank.source, "this machine's rank (0 serves the API)")
+    if not user.has(DIST_INIT_ADDR):
         if ranks.dist_init_addr is not None:
             b.add(
-                "--dist-init-addr",
+                DIST_INIT_ADDR,
                 ranks.dist_init_addr.value,
                 ranks.dist_init_addr.source,
                 "where the nodes meet (the head node)",
@@ -251,8 +299,8 @@ def _multi_node(ranks: Ranks, table: OptionTable, user_scan: Scan, b: _Builder) 
     return nnodes, rank
 
 
-def _int_of(user_scan: Scan, dest: str, b: _Builder) -> int | None:
-    occ = user_scan.last(dest)
+def _int_of(user: UserOptions, known: Known, b: _Builder) -> int | None:
+    occ = user.last(known)
     if occ is None:
         return None
     try:
@@ -278,17 +326,17 @@ def _heads_text(info: ModelInfo | None) -> str:
     return f"{info.heads} attention heads, {info.kv_heads} kv heads"
 
 
-def _usable_gpus(user_scan: Scan, gpus: GpuInventory, b: _Builder) -> int:
+def _usable_gpus(user: UserOptions, gpus: GpuInventory, b: _Builder) -> int:
     """GPUs SGLang will use on this node: --base-gpu-id and --gpu-id-step skip some."""
-    base = _int_of(user_scan, "base_gpu_id", b) or 0
-    step = _int_of(user_scan, "gpu_id_step", b) or 1
+    base = _int_of(user, BASE_GPU_ID, b) or 0
+    step = _int_of(user, GPU_ID_STEP, b) or 1
     if base == 0 and step == 1:
         return gpus.count
     usable = len(range(base, gpus.count, max(step, 1)))
     b.decide(
         "usable GPUs",
         usable,
-        "--base-gpu-id/--gpu-id-step",
+        f"{BASE_GPU_ID}/{GPU_ID_STEP}",
         f"{gpus.count} visible, starting at {base} every {step}",
     )
     return usable
@@ -296,19 +344,19 @@ def _usable_gpus(user_scan: Scan, gpus: GpuInventory, b: _Builder) -> int:
 
 def _parallel(
     settings: Settings,
-    user_scan: Scan,
+    user: UserOptions,
     gpus: GpuInventory,
     info: ModelInfo | None,
     b: _Builder,
     ranked_nnodes: int = 1,
 ) -> None:
-    tp, dp, pp = (_int_of(user_scan, d, b) for d in _LAYOUT_DESTS)
-    nnodes = _int_of(user_scan, "nnodes", b) or ranked_nnodes
-    per_node = _usable_gpus(user_scan, gpus, b)
+    tp, dp, pp = (_int_of(user, known, b) for known in (TP, DP, PP))
+    nnodes = _int_of(user, NNODES, b) or ranked_nnodes
+    per_node = _usable_gpus(user, gpus, b)
     total = per_node * nnodes
     gpu_source = gpus.source if nnodes == 1 else f"{gpus.source} x SGLANG_NNODES"
     if tp is not None:
-        _check_user_tp(user_scan, tp, dp or 1, pp or 1, nnodes, per_node, info, b)
+        _check_user_tp(user, tp, dp or 1, pp or 1, nnodes, per_node, info, b)
         return
     if not settings.auto_parallel:
         b.decide(
@@ -338,7 +386,7 @@ def _parallel(
         return
     best = max(t for t in range(1, room + 1) if room % t == 0 and tp_fits(t, info))
     b.add(
-        "--tp-size",
+        TP,
         best,
         gpu_source,
         f"the user set dp/pp ({fixed} groups); {total} GPUs leave tp={room}"
@@ -356,7 +404,7 @@ def _auto_layout(total: int, nnodes: int, source: str, info: ModelInfo | None, b
     if tp_fits(total, info):
         if total > 1:
             b.add(
-                "--tp-size",
+                TP,
                 total,
                 source,
                 f"AUTO_PARALLEL: tensor parallel over all {total} GPUs ({_heads_text(info)})",
@@ -373,19 +421,27 @@ def _auto_layout(total: int, nnodes: int, source: str, info: ModelInfo | None, b
             b.warnings.append(f"no tp over {nnodes} nodes fits {_heads_text(info)}")
             return
         tp = max(options)
-        b.add("--tp-size", tp, source, f"{_heads_text(info)} do not divide by {total}")
+        b.add(TP, tp, source, f"{_heads_text(info)} do not divide by {total}")
         b.warnings.append(f"tp={tp} leaves {total - tp} of {total} GPUs idle across nodes")
         return
     tp = max(t for t in range(1, total + 1) if total % t == 0 and tp_fits(t, info))
     dp = total // tp
     why = f"{_heads_text(info)} do not divide by {total} GPUs"
     if tp > 1:
-        b.add("--tp-size", tp, source, f"{why}; {tp} is the largest tensor parallel size that does")
-    b.add("--dp-size", dp, source, f"data parallel uses the other GPUs: {tp} x {dp} = {total}")
+        b.add(TP, tp, source, f"{why}; {tp} is the largest tensor parallel size that does")
+    else:
+        b.decide(
+            "tensor parallel",
+            1,
+            source,
+            f"{why}, nor by any tensor parallel size above 1 that divides {total}: "
+            "SGLang's default tp=1, each GPU serves a whole copy",
+        )
+    b.add(DP, dp, source, f"data parallel uses the other GPUs: {tp} x {dp} = {total}")
 
 
 def _check_user_tp(
-    user_scan: Scan,
+    user: UserOptions,
     tp: int,
     dp: int,
     pp: int,
@@ -394,7 +450,7 @@ def _check_user_tp(
     info: ModelInfo | None,
     b: _Builder,
 ) -> None:
-    occ = user_scan.last("tensor_parallel_size")
+    occ = user.last(TP)
     assert occ is not None
     b.decide(
         "tensor parallel",
@@ -402,13 +458,22 @@ def _check_user_tp(
         occ.source,
         f"set by the user as {occ.written.split('=')[0]}; the launcher never overrides it",
     )
-    dp_gpus = 1 if user_scan.has("enable_dp_attention") else dp
+    dp_gpus = 1 if user.has(ENABLE_DP_ATTENTION) else dp
     need = tp * pp * dp_gpus
-    if per_node and need > per_node * nnodes:
+    total = per_node * nnodes
+    if per_node and need > total:
         b.warnings.append(
             f"tp={tp} x pp={pp} x dp={dp_gpus} needs {need} GPUs but "
-            f"{per_node * nnodes} are visible"
+            f"{total} are visible"
             + (f" ({per_node} per node x {nnodes} nodes)" if nnodes > 1 else "")
+        )
+    elif per_node and need < total:
+        hint = ""
+        if not user.has(DP) and not user.has(ENABLE_DP_ATTENTION) and total % need == 0:
+            hint = f"; add {DP} {total // need} to serve with all of them"
+        b.warnings.append(
+            f"tp={tp} x pp={pp} x dp={dp_gpus} uses {need} of the {total} visible GPUs: "
+            f"{total - need} stay idle{hint}"
         )
     if not tp_fits(tp, info) and info is not None:
         b.warnings.append(

@@ -36,7 +36,11 @@ def render_text(plan: LaunchPlan) -> str:
             f"Model: {info.heads} attention heads, {info.kv_heads} kv heads, "
             f"{info.architecture or 'architecture unknown'} ({info.source})"
         )
-    lines.append(f"SGLang options: {plan.option_table}")
+    lines.append(
+        f"SGLang options: table of SGLang {plan.option_table_version} ({plan.option_table}): "
+        f"{plan.option_table_why}"
+    )
+    lines.append(f"Args file: {plan.args_file}")
     lines += [f"warning: {w}" for w in plan.warnings]
     return "\n".join(lines)
 

@@ -79,7 +79,18 @@ def write_installed_table(output: Path) -> str:
     return f"wrote {len(table['options'])} options of sglang {version} to {output}"
 
 
+def _check(files: list[str]) -> int:
+    """`--check FILE...`: exit 1 naming each launcher option a table lacks or splits."""
+    from .drift_check import check_tables
+
+    ok, lines = check_tables([Path(p) for p in files])
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
 def command_option_table(settings: Settings, args: argparse.Namespace) -> int:
+    if args.check:
+        return _check(args.check)
     print(write_installed_table(Path(args.output)))
     return 0
 
@@ -87,8 +98,12 @@ def command_option_table(settings: Settings, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry for the image build: no settings, no third-party imports."""
     parser = argparse.ArgumentParser(prog="python -m vast_sglang_launcher.option_table")
-    parser.add_argument("--output", required=True, type=Path, help="file to write")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--output", type=Path, help="file to write")
+    what.add_argument("--check", nargs="+", metavar="FILE", help="check tables for drift")
     args = parser.parse_args(argv)
+    if args.check:
+        return _check(args.check)
     try:
         print(write_installed_table(args.output))
     except LauncherError as exc:

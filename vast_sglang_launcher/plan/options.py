@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConfigError
+from .known_options import Known
 
 Kind = Literal["flag", "value", "list", "optional"]
-SNAPSHOT_VERSION = "0.5.6.post2"
+_PREFIX = "server-args-"
+_DATA = resources.files(__package__ or "vast_sglang_launcher.plan").joinpath("data")
 _NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
 
 
@@ -47,26 +49,59 @@ class OptionTable:
                 by_string[s] = opt
         return cls(str(data.get("sglang_version", "unknown")), source, by_string)
 
+    def resolve(self, known: Known) -> Resolved:
+        """Which option of this table ``known`` is, whatever dest the release gives it."""
+        found = [(s, self.by_string[s]) for s in known.spellings if s in self.by_string]
+        where = f"the option table of SGLang {self.version} ({self.source})"
+        if not found:
+            names = " / ".join(known.spellings)
+            return Resolved(known, None, None, f"{names} is not in {where}")
+        options = {opt for _, opt in found}
+        if len(options) > 1:
+            split = ", ".join(f"{s} -> {opt.dest}" for s, opt in found)
+            return Resolved(
+                known,
+                None,
+                None,
+                f"{known} is ambiguous in {where}: its spellings name different options ({split})",
+            )
+        return Resolved(known, found[0][1], found[0][0], None)
 
-def load_table(preferred: Path | None) -> OptionTable:
-    """The table written at image build time when present, else the package's snapshot."""
-    if preferred is not None and preferred.is_file():
-        try:
-            return OptionTable.from_json(json.loads(preferred.read_text()), str(preferred))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(
-                f"LAUNCHER_OPTION_TABLE={preferred} is unreadable ({exc}); remove it (the "
-                "launcher then uses its snapshot of SGLang's options) or rebuild the image, "
-                "which writes it"
-            ) from None
-    name = f"server-args-{SNAPSHOT_VERSION}.json"
-    text = (
-        resources.files(__package__ or "vast_sglang_launcher.plan")
-        .joinpath("data")
-        .joinpath(name)
-        .read_text()
-    )
-    return OptionTable.from_json(json.loads(text), f"snapshot {name}")
+
+def read_table(path: Path, variable: str = "LAUNCHER_OPTION_TABLE") -> OptionTable:
+    """An option table file (written by `option-table --output`, or a snapshot)."""
+    try:
+        return OptionTable.from_json(json.loads(path.read_text()), str(path))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{variable}={path} is unreadable ({exc}); regenerate it with "
+            "`python -m vast_sglang_launcher option-table --output` or remove it"
+        ) from None
+
+
+def snapshot_versions() -> list[str]:
+    """The SGLang releases whose option table ships in the package (file names only)."""
+    return [
+        entry.name[len(_PREFIX) : -len(".json")]
+        for entry in _DATA.iterdir()
+        if entry.name.startswith(_PREFIX) and entry.name.endswith(".json")
+    ]
+
+
+def snapshot(version: str) -> OptionTable:
+    """The shipped table of one SGLang release."""
+    name = f"{_PREFIX}{version}.json"
+    return OptionTable.from_json(json.loads(_DATA.joinpath(name).read_text()), f"snapshot {name}")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A launcher option in one table: the option, the spelling to write, or the problem."""
+
+    known: Known
+    option: Option | None
+    flag: str | None
+    problem: str | None
 
 
 @dataclass(frozen=True)
@@ -212,3 +247,39 @@ def _consume(
         result.problems.append(f"{src[start]}: {token!r} expects a value and has none")
         return None, i
     return tuple(following), i
+
+
+@dataclass
+class UserOptions:
+    """The user's words as SGLang reads them under one table, looked up by launcher option.
+
+    An option the table lacks, or names ambiguously, reads as unset and must not be added;
+    the reason is kept once in ``problems`` for the plan's warnings.
+    """
+
+    table: OptionTable
+    scan: Scan
+    problems: list[str] = field(default_factory=list)
+    _seen: dict[Known, Resolved] = field(default_factory=dict)
+
+    def resolve(self, known: Known) -> Resolved:
+        found = self._seen.get(known)
+        if found is None:
+            found = self._seen[known] = self.table.resolve(known)
+            if found.problem is not None:
+                self.problems.append(f"{found.problem}: the launcher can neither read nor set it")
+        return found
+
+    def last(self, known: Known) -> Occurrence | None:
+        """The user's winning occurrence of ``known`` (argparse keeps the last one)."""
+        option = self.resolve(known).option
+        return None if option is None else self.scan.last(option.dest)
+
+    def has(self, known: Known) -> bool:
+        return self.last(known) is not None
+
+
+def read_user_options(
+    table: OptionTable, tokens: list[str], sources: list[str] | None = None
+) -> UserOptions:
+    return UserOptions(table, scan(table, tokens, sources))

@@ -7,33 +7,52 @@ hands plain values to the pure ``build_plan``.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 
+from ..errors import ConfigError
 from ..settings import Settings
 from .build import LaunchPlan, build_plan
 from .gpus import GpuInventory, discover
+from .installed import installed_sglang
+from .known_options import MODEL_PATH, REVISION
 from .model_info import HubAccess, read_model_info
-from .options import load_table, scan
+from .options import read_user_options
+from .serve_cli import server_words
+from .table_choice import choose_table
 from .user_args import read_user_args
 
 
 def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -> LaunchPlan:
     """Read the args file, count GPUs, read the model's heads, and plan. May raise ConfigError."""
     base_env = dict(os.environ if environ is None else environ)
-    table = load_table(settings.option_table)
+    explicit = "option_table" in settings.model_fields_set
+    installed = (
+        None
+        if explicit
+        else installed_sglang(settings.sglang_command, base_env.get("PATH", os.defpath))
+    )
+    choice = choose_table(settings.option_table, explicit, installed)
     user = read_user_args(settings.sglang_args, settings.sglang_args_file)
     # The user's own --model-path / --revision count, exactly as SGLang would read them.
-    user_scan = scan(table, user.tokens, user.sources)
-    in_args = user_scan.last("model_path")
+    try:
+        command = shlex.split(settings.sglang_command)
+    except ValueError as exc:
+        raise ConfigError(
+            f"SGLANG_COMMAND={settings.sglang_command!r} cannot be split ({exc}); fix its quotes"
+        ) from None
+    words = server_words(command, choice.table.version, user.tokens, user.sources)
+    user_opts = read_user_options(choice.table, *words)
+    in_args = user_opts.last(MODEL_PATH)
     model = in_args.value if in_args is not None and in_args.value else settings.model
-    notes: list[str] = []
+    notes: list[str] = list(choice.warnings)
     info = None
     gpus = GpuInventory((), "not checked: no model to serve")
     if model:
         gpus = discover(
             settings.cuda_visible_devices, settings.nvidia_visible_devices, settings.gpu_count
         )
-        revision = user_scan.last("revision")
+        revision = user_opts.last(REVISION)
         hub = HubAccess(
             settings.hf_endpoint,
             settings.hf_token.get_secret_value() if settings.hf_token else None,
@@ -45,4 +64,5 @@ def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -
         )
         if warning:
             notes.append(warning)
-    return build_plan(settings, user, gpus, info, table, base_env, tuple(notes))
+    notes += user_opts.problems  # e.g. a table without --revision; build_plan drops repeats
+    return build_plan(settings, user, gpus, info, choice.table, base_env, tuple(notes), choice.why)

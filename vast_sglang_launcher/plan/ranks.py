@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..settings import Settings
-from .options import OptionTable, Scan
 
 
 @dataclass(frozen=True)
@@ -121,13 +120,3 @@ def discover_ranks(settings: Settings) -> Ranks:
         orchestrator=orchestrator,
         warnings=warnings,
     )
-
-
-def user_value(table: OptionTable, user_scan: Scan, option: str) -> str | bool:
-    """What the user's args give the option named by ``option`` (an option string, never a
-    dest: dests are renamed between releases): its value, True for a flag, False if unset."""
-    opt = table.by_string.get(option)
-    occ = user_scan.last(opt.dest) if opt is not None else None
-    if occ is None:
-        return False
-    return occ.value if occ.value is not None else True

@@ -14,20 +14,42 @@ class UserArgs:
     tokens: list[str]
     sources: list[str]
     """Where each token came from: "SGLANG_ARGS" or the args file's path."""
+    args_file: str = ""
+    """What became of the args file: read (how many words), empty, or not found."""
 
 
 def read_user_args(sglang_args: str, args_file: Path) -> UserArgs:
     """SGLANG_ARGS followed by the args file (a missing file is no error)."""
     tokens = split_words(sglang_args, "SGLANG_ARGS")
     sources = ["SGLANG_ARGS"] * len(tokens)
+    if args_file.is_dir():
+        raise ConfigError(
+            f"SGLANG_ARGS_FILE={args_file} is a directory, not a file of options; point "
+            "SGLANG_ARGS_FILE at a file (or at a path that does not exist, for none)"
+        )
     try:
         text = args_file.read_text()
     except FileNotFoundError:
-        text = ""
-    except (OSError, UnicodeDecodeError) as exc:
+        return UserArgs(tokens, sources, f"{args_file}: not found, nothing added (that is fine)")
+    except PermissionError as exc:
         raise ConfigError(
-            f"SGLANG_ARGS_FILE={args_file} cannot be read ({exc}); fix its permissions or "
-            "point SGLANG_ARGS_FILE elsewhere"
+            f"SGLANG_ARGS_FILE={args_file} cannot be read ({exc.strerror}); fix its "
+            "permissions or point SGLANG_ARGS_FILE elsewhere"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"SGLANG_ARGS_FILE={args_file} is not UTF-8 text ({exc.reason} at byte "
+            f"{exc.start}); save it as UTF-8 or point SGLANG_ARGS_FILE elsewhere"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"SGLANG_ARGS_FILE={args_file} cannot be read ({exc.strerror or exc}); fix it "
+            "or point SGLANG_ARGS_FILE elsewhere"
         ) from None
     file_tokens = split_words(text, str(args_file))
-    return UserArgs(tokens + file_tokens, sources + [str(args_file)] * len(file_tokens))
+    state = (
+        f"{args_file}: read, {len(file_tokens)} words appended after SGLANG_ARGS"
+        if file_tokens
+        else f"{args_file}: read, no options in it"
+    )
+    return UserArgs(tokens + file_tokens, sources + [str(args_file)] * len(file_tokens), state)
