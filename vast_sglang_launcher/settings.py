@@ -295,7 +295,7 @@ class Settings(BaseSettings):
     default fits `docker stop`'s 10 s (supervisord's stop sequence takes up to 4 s more); for
     a longer drain raise it and give the container 5 s more (`docker run --stop-timeout N`)."""
 
-    flap_threshold: int = Field(5, ge=1, validation_alias="LAUNCHER_FLAP_THRESHOLD")
+    flap_threshold: Int = Field(5, ge=1, le=100_000, validation_alias="LAUNCHER_FLAP_THRESHOLD")
     """Restarts within the last hour past which the launcher warns that the server is
     flapping (status.json and `status` always show the count)."""
 
@@ -305,13 +305,13 @@ class Settings(BaseSettings):
     log_dir: SafePath = Field(Path("/var/log/portal"), validation_alias="LAUNCHER_LOG_DIR")
     """Directory of the log files (sglang.log, provisioning and hotfix logs)."""
 
-    log_max_bytes: int = Field(
-        100 * 1024 * 1024, ge=4096, validation_alias="LAUNCHER_LOG_MAX_BYTES"
+    log_max_bytes: Int = Field(
+        100 * 1024 * 1024, ge=4096, le=1 << 40, validation_alias="LAUNCHER_LOG_MAX_BYTES"
     )
     """Size in bytes at which a log file the launcher writes (sglang.log, first_boot.log,
     provisioning.log, hotfix.log) is rotated to `.1`."""
 
-    log_backups: int = Field(3, ge=0, le=100, validation_alias="LAUNCHER_LOG_BACKUPS")
+    log_backups: Int = Field(3, ge=0, le=100, validation_alias="LAUNCHER_LOG_BACKUPS")
     """Rotated copies kept of each log file (`.1` is the newest); 0 keeps none."""
 
     log_format: Literal["console", "json"] = Field(
