@@ -114,6 +114,27 @@ class Settings(BaseSettings):
     model_info_timeout: Seconds = Field(5.0, validation_alias="LAUNCHER_MODEL_INFO_TIMEOUT")
     """Seconds allowed to fetch the model's config.json from the hub."""
 
+    # --- cold start (weights, caches, load phases) ---------------------------------------------
+    prefetch: bool = Field(True, validation_alias="LAUNCHER_PREFETCH")
+    """Download the model's weights from the hub at boot, beside the first-boot installs and
+    the provisioning script, so that the server starts on a complete download. Off: SGLang
+    downloads them itself when it starts."""
+
+    prefetch_connections: int = Field(
+        8, ge=1, le=64, validation_alias="LAUNCHER_PREFETCH_CONNECTIONS"
+    )
+    """Files the prefetch downloads at the same time."""
+
+    stall_timeout: Seconds = Field(600.0, validation_alias="LAUNCHER_STALL_TIMEOUT")
+    """Seconds without server output and without download progress, while the server
+    starts, after which the launcher warns that the start looks stalled (naming the phase)."""
+
+    stall_action: Literal["warn", "restart"] = Field(
+        "warn", validation_alias="LAUNCHER_STALL_ACTION"
+    )
+    """What a stalled start leads to: `warn` (a log line and status.json only) or `restart`
+    (the server is stopped and started again, as after a failed start)."""
+
     # --- supervising the server (run) ---------------------------------------------------------
     startup_timeout: Seconds = Field(3600.0, validation_alias="LAUNCHER_STARTUP_TIMEOUT")
     """Seconds a start may take (download, load, warm-up) before it counts as failed."""

@@ -5,6 +5,7 @@ fetching and running user scripts (`scripts`, `tee`), the provisioning script
 (`provisioning`), signal handling while they run (`interrupts`), step results (`steps`) and
 the `entrypoint` command that ends by exec'ing supervisord (`entrypoint`).
 
-May import: the shared top level (settings, errors, files, logs, markers, redact, words) and,
-from the edge, only `service_environment`.
+May import: the shared top level (settings, errors, files, logs, markers, redact, words);
+from the edge, only `service_environment`; from coldstart, only `prefetch.start_background`
+(the entrypoint) and `prefetch.run_foreground` (`provision`).
 """

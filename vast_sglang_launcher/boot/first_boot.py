@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import BinaryIO
 
 from .. import markers
+from ..coldstart.prefetch import run_foreground as run_prefetch
 from ..edge.command import service_environment
 from ..logs import get_logger
 from ..redact import Redactor, redactor_for
@@ -195,6 +196,7 @@ def command_provision(settings: Settings, args: argparse.Namespace) -> int:
         (HOTFIX, lambda: run_hotfix(settings, env)),
         (FIRST_BOOT, lambda: run_first_boot(settings, lists, env, force=force)),
         ("provisioning", lambda: run_provisioning(settings, env, force=force)),
+        ("prefetch", lambda: StepResult.of("prefetch", *run_prefetch(settings))),
     ]
     results: list[StepResult] = []
     status = 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..coldstart.caches import cache_env
 from ..settings import Settings
 from .gpus import GpuInventory
 from .model_info import ModelInfo
@@ -50,6 +51,8 @@ class LaunchPlan:
     gpus: GpuInventory | None = None
     model_info: ModelInfo | None = None
     option_table: str = ""
+    revision: str | None = None
+    """The model's revision (the user's --revision), for the prefetch."""
 
     def command_line(self) -> str:
         return shlex.join(self.argv)
@@ -122,6 +125,7 @@ def build_plan(
     _parallel(settings, user_scan, gpus, model_info, b)
     env = dict(base_env)
     env.update(SGLANG_MODEL=model, MODEL_NAME=model, HOME=str(settings.workspace))
+    env.update(cache_env(settings.workspace, env))  # JIT caches on the volume (coldstart)
     return LaunchPlan(
         head + user.tokens + b.additions,
         env,

@@ -6,14 +6,16 @@ hands plain values to the pure ``build_plan``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 
+from ..coldstart.preflight import plan_warnings, shm_bytes
 from ..settings import Settings
 from .build import LaunchPlan, build_plan
 from .gpus import GpuInventory, discover
 from .model_info import HubAccess, read_model_info
-from .options import load_table, scan
+from .options import OptionTable, load_table, scan
 from .user_args import read_user_args
 
 
@@ -45,4 +47,34 @@ def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -
         )
         if warning:
             notes.append(warning)
-    return build_plan(settings, user, gpus, info, table, base_env, tuple(notes))
+    plan = build_plan(settings, user, gpus, info, table, base_env, tuple(notes))
+    if not model or not plan.argv:
+        return plan
+    rev = revision.value if revision else None
+    plan = dataclasses.replace(plan, revision=rev)
+    tp = _final_tp(table, plan.argv)
+    plan.warnings.extend(
+        plan_warnings(
+            plan.model or model,
+            rev,
+            tp,
+            [(g.name, g.memory_mib) for g in gpus.gpus],
+            settings.hub_cache,
+            hub,
+            shm_bytes(),
+        )
+    )
+    return plan
+
+
+def _final_tp(table: OptionTable, argv: list[str]) -> int:
+    """The tensor-parallel size the server will get (the last --tp-size of the argv)."""
+    option = table.by_string.get("--tp-size") or table.by_string.get("--tensor-parallel-size")
+    if option is None:
+        return 1
+    start = next((i for i, word in enumerate(argv) if word.startswith("--")), len(argv))
+    occ = scan(table, argv[start:]).last(option.dest)
+    try:
+        return max(1, int(occ.value)) if occ is not None and occ.value else 1
+    except ValueError:
+        return 1

@@ -11,6 +11,7 @@ server's output (`server_output`), the wait for provisioning (`provisioning_gate
 - `attempt`: one start of the server (start, watch, take down);
 - `supervisor`: the restart loop; `commands`: the `run` and `restart` commands.
 
-May import: the shared top level (settings, errors, files, logs, markers) and, from the plan,
-only `prepare.prepare_plan` and the `build.LaunchPlan` it returns.
+May import: the shared top level (settings, errors, files, logs, markers); from the plan,
+only `prepare.prepare_plan` and the `build.LaunchPlan` it returns; from coldstart, only
+`gate.wait_for_weights` and `phases.PhaseTracker` (load phases, stall watchdog).
 """
