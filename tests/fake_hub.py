@@ -11,7 +11,8 @@ Routes (as the hub serves them, for model repos only):
 
 Errors come with the hub's ``X-Error-Code``: an unknown repo is 404 ``RepoNotFound``, an
 unknown revision 404 ``RevisionNotFound``, a gated repo 401 ``GatedRepo`` without a token
-and 403 with a token that has no access. ``rate`` limits the bytes per second of every file
+and 403 with a token that has no access; a renamed repo (``moved``) answers file requests
+with a relative 307 to its new name. ``rate`` limits the bytes per second of every file
 body (for the benchmark). Every request is counted in ``requests`` (method, path).
 
 Run by hand: ``python3 tests/fake_hub.py`` serves a demo repo ``org/tiny`` and prints its URL.
@@ -87,6 +88,8 @@ class FakeHub:
     rate: float | None = None
     """Bytes per second for file bodies (None: as fast as loopback goes)."""
     requests: list[tuple[str, str]] = field(default_factory=list)
+    moved: dict[str, str] = field(default_factory=dict)
+    """Renamed repos: old name -> new name (file requests get a relative 307)."""
 
     def __post_init__(self) -> None:
         hub = self
@@ -143,6 +146,12 @@ class FakeHub:
             return self._tree(h, method, m.group(1), m.group(2))
         m = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if m:
+            if m.group(1) in self.moved:
+                h.send_response(307)
+                h.send_header("Location", path.replace(m.group(1), self.moved[m.group(1)], 1))
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+                return None
             return self._file(h, method, m.group(1), m.group(2), m.group(3))
         self._error(h, method, 404, "", "not found")
 

@@ -11,9 +11,13 @@ from __future__ import annotations
 import errno
 import json
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _NETWORK_NAMES = ("Connect", "Timeout", "Network", "RemoteProtocol", "ReadError", "Proxy")
@@ -172,14 +176,26 @@ def fetch_config(
         )
     url = f"{hub.endpoint.rstrip('/')}/{repo}/resolve/{revision or 'main'}/config.json"
     try:
-        got = hf_hub_download(
-            repo,
-            "config.json",
-            revision=revision,
-            cache_dir=hub_cache,
-            endpoint=hub.endpoint,
-            token=hub.token or None,
-            etag_timeout=hub.timeout,
+        got = _within(
+            hub.timeout,
+            lambda: hf_hub_download(
+                repo,
+                "config.json",
+                revision=revision,
+                cache_dir=hub_cache,
+                endpoint=hub.endpoint,
+                token=hub.token or None,
+                etag_timeout=hub.timeout,
+            ),
+        )
+    except TimeoutError:
+        return (
+            None,
+            "",
+            (
+                f"cannot fetch {url}: no answer within {hub.timeout:g} s "
+                "(LAUNCHER_MODEL_INFO_TIMEOUT): heads not checked"
+            ),
         )
     except Exception as exc:
         problem = classify(exc, repo, hub.token is not None)
@@ -202,6 +218,28 @@ def fetch_config(
         return None, "", f"cannot fetch {url}: {problem.line}: heads not checked"
     source = f"hub {hub.endpoint.rstrip('/')}/{repo}@{revision or 'main'}"
     return _read(Path(got), source)
+
+
+def _within(seconds: float, call: Callable[[], T]) -> T:
+    """`call()` in a daemon thread, abandoned after `seconds` (TimeoutError): the client
+    retries network errors with a backoff of its own, which must not hold up a plan."""
+    box: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(call())
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=run, name="hub", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if error:
+        raise error[0]
+    if not box:
+        raise TimeoutError
+    return box[0]
 
 
 def _any_snapshot_config(hub_cache: Path, repo: str) -> Path | None:
