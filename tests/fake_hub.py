@@ -12,8 +12,8 @@ Routes (as the hub serves them, for model repos only):
 Errors come with the hub's ``X-Error-Code``: an unknown repo is 404 ``RepoNotFound``, an
 unknown revision 404 ``RevisionNotFound``, a gated repo 401 ``GatedRepo`` without a token
 and 403 with a token that has no access; a renamed repo (``moved``) answers file requests
-with a relative 307 to its new name. ``rate`` limits the bytes per second of every file
-body (for the benchmark). Every request is counted in ``requests`` (method, path).
+with a relative 307 to its new name. ``rate`` limits the bytes per second of all file
+bodies together (for the benchmark). Every request is counted in ``requests`` (method, path).
 
 Run by hand: ``python3 tests/fake_hub.py`` serves a demo repo ``org/tiny`` and prints its URL.
 """
@@ -86,7 +86,7 @@ class FakeHub:
     repos: dict[str, Repo] = field(default_factory=dict)
     token: str = "hf_fake_token"
     rate: float | None = None
-    """Bytes per second for file bodies (None: as fast as loopback goes)."""
+    """Bytes per second of all file bodies together (None: as fast as loopback goes)."""
     requests: list[tuple[str, str]] = field(default_factory=list)
     moved: dict[str, str] = field(default_factory=dict)
     """Renamed repos: old name -> new name (file requests get a relative 307)."""
@@ -107,6 +107,7 @@ class FakeHub:
                 pass
 
         self._lock = threading.Lock()
+        self._next_send = 0.0
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = int(self.httpd.server_address[1])
@@ -255,19 +256,27 @@ class FakeHub:
 
     def _send_body(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
         chunk = 64 * 1024
-        began = time.monotonic()
         sent = 0
         try:
             while sent < len(body):
                 piece = body[sent : sent + chunk]
+                if self.rate:
+                    self._pace(len(piece))
                 h.wfile.write(piece)
                 sent += len(piece)
-                if self.rate:
-                    ahead = sent / self.rate - (time.monotonic() - began)
-                    if ahead > 0:
-                        time.sleep(ahead)
         except (BrokenPipeError, ConnectionResetError):
             return
+
+    def _pace(self, n: int) -> None:
+        """Wait for this piece's turn: `rate` holds for all connections together."""
+        assert self.rate
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_send)
+            self._next_send = start + n / self.rate
+        delay = start + n / self.rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
 
     def _json(self, h: BaseHTTPRequestHandler, method: str, doc: Any) -> None:
         body = json.dumps(doc).encode()

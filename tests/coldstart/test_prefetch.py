@@ -1,0 +1,176 @@
+"""The weight prefetch with the real huggingface_hub client against the loopback hub
+(tests/fake_hub.py), through the real CLI: `provision`, `entrypoint` and `run`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import LauncherRig, free_port
+from fake_hub import FakeHub, tiny_repo
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHub]:
+    gated = tiny_repo(weights_mb=1, shards=1)
+    gated.gated = True
+    h = FakeHub({"org/tiny": tiny_repo(weights_mb=4, shards=3), "org/gated": gated})
+    yield h
+    h.close()
+
+
+def hub_env(rig: LauncherRig, hub: FakeHub, model: str = "org/tiny", **more: str) -> dict[str, str]:
+    """`rig.env` pointed at the fake hub, with a hub repo as the model."""
+    return {
+        "SGLANG_MODEL": model,
+        "HF_ENDPOINT": hub.url,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        # The launcher under test, also in a worktree that another checkout is installed from.
+        "PYTHONPATH": str(REPO_ROOT),
+        **more,
+    }
+
+
+def snapshot(rig: LauncherRig, repo: str = "org/tiny") -> Path:
+    folder = "models--" + repo.replace("/", "--")
+    return rig.workspace / ".cache" / "huggingface" / "hub" / folder / "snapshots" / SHA
+
+
+def prefetch_status(rig: LauncherRig) -> dict[str, object]:
+    return dict(json.loads((rig.run_dir / "prefetch.json").read_text()))
+
+
+def test_provision_downloads_what_sglang_loads_and_a_second_boot_asks_nothing(
+    rig: LauncherRig, hub: FakeHub
+) -> None:
+    env = hub_env(rig, hub)
+    done = rig.cli("provision", **env)
+    assert done.returncode == 0, done.stderr
+    assert "prefetch: ok (downloaded 4.0 MiB" in done.stdout
+    files = sorted(p.name for p in snapshot(rig).iterdir())
+    assert files == [
+        "config.json",
+        "generation_config.json",
+        "model-00001-of-00003.safetensors",
+        "model-00002-of-00003.safetensors",
+        "model-00003-of-00003.safetensors",
+        "model.safetensors.index.json",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    assert not any(".bin" in p for p in hub.file_gets())
+    assert sum(p.endswith(".safetensors") for p in hub.file_gets()) == 3
+    status = prefetch_status(rig)
+    assert status["state"] == "done" and status["total_bytes"] == status["done_bytes"]
+
+    hub.requests.clear()
+    again = rig.cli("provision", **env)
+    assert again.returncode == 0, again.stderr
+    assert "prefetch: ok (org/tiny is complete in the cache (4.0 MiB))" in again.stdout
+    assert hub.requests == []  # not even the file list: nothing left the cache
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "says"),
+    [
+        ("org/gated", {}, "org/gated is gated or private (HTTP 401) and HF_TOKEN is not set"),
+        ("org/missing", {}, "org/missing does not exist on the hub (HTTP 404)"),
+        ("org/tiny", {"SGLANG_ARGS": "--revision v9"}, "org/tiny has no revision of that name"),
+    ],
+)
+def test_definite_refusal_keeps_the_server_from_starting(
+    rig: LauncherRig, hub: FakeHub, model: str, extra: dict[str, str], says: str
+) -> None:
+    env = hub_env(rig, hub, model, **extra)
+    done = rig.cli("provision", **env)
+    assert done.returncode == 1
+    assert f"prefetch: failed ({says}" in done.stdout
+    assert "the server is not started (exit 78)" in done.stderr
+    status = prefetch_status(rig)
+    assert status["fatal"] is True and says in str(status["detail"])
+
+    launcher = rig.start(**env)
+    assert rig.wait_exit(launcher) == 78
+    data = rig.status()
+    assert data is not None and data["state"] == "failed"
+    assert says in data["message"] and data["download"]["state"] == "failed"
+    assert rig.starts() == []
+    assert says in rig.output()
+
+
+def test_gated_with_a_token_without_access_starts_the_server_anyway(
+    rig: LauncherRig, hub: FakeHub
+) -> None:
+    env = hub_env(rig, hub, "org/gated", HF_TOKEN="hf_not_this_one")
+    done = rig.cli("provision", **env)
+    assert "HF_TOKEN has no access to it" in done.stdout
+    assert "the server starts anyway" in done.stderr
+    launcher = rig.start(**env)
+    rig.wait_state("ready")
+    data = rig.status()
+    assert data is not None and data["download"]["kind"] == "gated"
+    assert len(rig.starts()) == 1
+    launcher.terminate()
+    assert rig.wait_exit(launcher) == 0
+
+
+def test_unreachable_hub_is_reported_and_not_fatal(rig: LauncherRig, hub: FakeHub) -> None:
+    env = hub_env(rig, hub, HF_ENDPOINT=f"http://127.0.0.1:{free_port()}")
+    done = rig.cli("provision", **env)
+    assert "prefetch: failed (org/tiny: cannot reach the hub (ConnectError))" in done.stdout
+    status = prefetch_status(rig)
+    assert status["kind"] == "network" and status["fatal"] is False
+
+
+def test_boot_downloads_beside_provisioning_and_the_server_waits_for_it(
+    rig: LauncherRig, hub: FakeHub
+) -> None:
+    hub.rate = 2 * 1024 * 1024  # about two seconds for the repo's 4 MiB
+    script = rig.tmp / "provision.sh"
+    script.write_text("#!/bin/sh\nsleep 1.5\necho provisioned\n")
+    env = hub_env(rig, hub, PROVISIONING_SCRIPT=str(script), STANDIN_CAPTURE="0.2")
+    # The entrypoint's children (prefetch, provisioning) keep its output open: read a file.
+    boot_log = rig.tmp / "boot.log"
+    with open(boot_log, "wb") as out:
+        boot = subprocess.Popen(
+            rig.argv("entrypoint", "--", "true"),
+            env={**rig.env, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=rig.tmp,
+        )
+    assert boot.wait(30) == 0
+    assert "boot: prefetch: running (in the background as pid" in boot_log.read_text()
+    launcher = rig.start(**env)
+    data = rig.wait_state("ready", timeout=30)
+    status = prefetch_status(rig)
+    assert status["state"] == "done"
+    start_file = rig.state_dir / "start-1.json"
+    assert start_file.stat().st_mtime >= float(str(status["finished_at"]))
+    phases = [p["phase"] for p in data["phases"]]
+    assert phases[:2] == ["waiting_provisioning", "downloading"]
+    assert phases[2:] == [
+        "starting",
+        "loading_weights",
+        "kv_cache",
+        "cuda_graph",
+        "warmup",
+        "ready",
+    ]
+    out = rig.output()
+    assert "phase: downloading the weights (waiting for provisioning took" in out
+    assert "phase: ready (warming up took" in out
+    shown = rig.cli("status", **env)
+    assert shown.returncode == 0
+    assert "phase      ready for" in shown.stdout and "downloading " in shown.stdout
+    launcher.terminate()
+    assert rig.wait_exit(launcher) == 0
