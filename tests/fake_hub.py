@@ -88,6 +88,8 @@ class FakeHub:
     rate: float | None = None
     """Bytes per second of all file bodies together (None: as fast as loopback goes)."""
     requests: list[tuple[str, str]] = field(default_factory=list)
+    flowing: threading.Event = field(default_factory=threading.Event)
+    """Cleared: file bodies wait (after their headers) until it is set again."""
     moved: dict[str, str] = field(default_factory=dict)
     """Renamed repos: old name -> new name (file requests get a relative 307)."""
 
@@ -108,6 +110,7 @@ class FakeHub:
 
         self._lock = threading.Lock()
         self._next_send = 0.0
+        self.flowing.set()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = int(self.httpd.server_address[1])
@@ -257,6 +260,7 @@ class FakeHub:
     def _send_body(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
         chunk = 64 * 1024
         sent = 0
+        self.flowing.wait(60)
         try:
             while sent < len(body):
                 piece = body[sent : sent + chunk]

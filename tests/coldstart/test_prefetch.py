@@ -133,9 +133,10 @@ def test_unreachable_hub_is_reported_and_not_fatal(rig: LauncherRig, hub: FakeHu
 def test_boot_downloads_beside_provisioning_and_the_server_waits_for_it(
     rig: LauncherRig, hub: FakeHub
 ) -> None:
-    hub.rate = 2 * 1024 * 1024  # about two seconds for the repo's 4 MiB
+    hub.flowing.clear()  # the weights do not move until the test says so
+    go = rig.tmp / "go"
     script = rig.tmp / "provision.sh"
-    script.write_text("#!/bin/sh\nsleep 1.5\necho provisioned\n")
+    script.write_text(f"#!/bin/sh\nwhile [ ! -e {go} ]; do sleep 0.02; done\necho provisioned\n")
     env = hub_env(rig, hub, PROVISIONING_SCRIPT=str(script), STANDIN_CAPTURE="0.2")
     # The entrypoint's children (prefetch, provisioning) keep its output open: read a file.
     boot_log = rig.tmp / "boot.log"
@@ -151,14 +152,29 @@ def test_boot_downloads_beside_provisioning_and_the_server_waits_for_it(
     assert boot.wait(30) == 0
     assert "boot: prefetch: running (in the background as pid" in boot_log.read_text()
     launcher = rig.start(**env)
+    rig.wait_state("waiting_provisioning")
+    go.touch()  # provisioning ends first: the server must wait for the download
+
+    def downloading() -> bool:
+        data = rig.status()
+        phase = (data or {}).get("phase") or {}
+        return phase.get("name") == "downloading" and bool(phase.get("bytes_total"))
+
+    rig.wait_for(downloading, "the downloading phase with the repo's size")
+    shown = rig.cli("status", **env)
+    assert "phase      downloading the weights for" in shown.stdout
+    assert "of 4.0 MiB" in shown.stdout
+    assert rig.starts() == []  # never on a partial download
+    hub.flowing.set()
     data = rig.wait_state("ready", timeout=30)
     status = prefetch_status(rig)
     assert status["state"] == "done"
     start_file = rig.state_dir / "start-1.json"
     assert start_file.stat().st_mtime >= float(str(status["finished_at"]))
     phases = [p["phase"] for p in data["phases"]]
-    assert phases[:2] == ["waiting_provisioning", "downloading"]
-    assert phases[2:] == [
+    assert phases == [
+        "waiting_provisioning",
+        "downloading",
         "starting",
         "loading_weights",
         "kv_cache",
@@ -171,6 +187,6 @@ def test_boot_downloads_beside_provisioning_and_the_server_waits_for_it(
     assert "phase: ready (warming up took" in out
     shown = rig.cli("status", **env)
     assert shown.returncode == 0
-    assert "phase      ready for" in shown.stdout and "downloading " in shown.stdout
+    assert "phase      ready for" in shown.stdout and ", cuda_graph 0." in shown.stdout
     launcher.terminate()
     assert rig.wait_exit(launcher) == 0

@@ -61,9 +61,9 @@ async def wait_for_weights(
     if doc.get("state") in progress.RUNNING and progress.owner_alive(doc):
         on_wait()
         phases.enter("downloading", **_download_detail(doc, 0.0))
-        log.info("waiting for the weights to download", repo=doc.get("repo"))
+        log.info("waiting for the weights to download")
         samples: list[tuple[float, int]] = []
-        last_done = -1
+        last_seen: tuple[object, ...] | None = None
         while doc is not None and doc.get("state") in progress.RUNNING:
             if not progress.owner_alive(doc):
                 log.warning(
@@ -75,9 +75,11 @@ async def wait_for_weights(
             now = loop.time()
             samples = [s for s in samples if now - s[0] <= 10.0] + [(now, done)]
             rate = (done - samples[0][1]) / (now - samples[0][0]) if now > samples[0][0] else 0.0
-            if done != last_done:
-                last_done = done
-                phases.activity()
+            seen = (done, doc.get("total_bytes"), doc.get("repo"), doc.get("state"))
+            if seen != last_seen:
+                if last_seen is None or done != last_seen[0]:
+                    phases.activity()
+                last_seen = seen
                 phases.update(**_download_detail(doc, rate))
             stalled = phases.stalled()
             if stalled:
