@@ -210,3 +210,24 @@ def test_stall_is_reported_once_per_stall_and_names_the_phase() -> None:
     t.feed([b"some output\n"])
     clock.now += 601
     assert t.stalled() is not None
+
+
+def test_the_plan_gives_the_server_the_caches(tmp_path: Path) -> None:
+    from vast_sglang_launcher.plan.prepare import prepare_plan
+    from vast_sglang_launcher.settings import load_settings
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"num_attention_heads": 8}')
+    env = {
+        "SGLANG_MODEL": str(model),
+        "WORKSPACE": str(tmp_path / "ws"),
+        "SGLANG_ARGS_FILE": str(tmp_path / "none"),
+        "GPU_COUNT": "1",
+        "TRITON_CACHE_DIR": "/mine/triton",
+    }
+    plan = prepare_plan(load_settings(env), env)
+    assert plan.env["TRITON_CACHE_DIR"] == "/mine/triton"
+    assert plan.env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "ws" / ".cache/torchinductor")
+    assert plan.env["SGLANG_DG_CACHE_DIR"] == str(tmp_path / "ws" / ".cache/deep_gemm")
+    assert plan.env["CUDA_CACHE_PATH"] == str(tmp_path / "ws" / ".nv/ComputeCache")

@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 
-from ..coldstart.caches import CACHES
 from ..settings import Settings
 from .build import LaunchPlan
 from .prepare import prepare_plan
@@ -45,8 +44,9 @@ def command_plan(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         data = plan.as_dict()
         # The environment holds secrets and is long; show only what the launcher sets.
-        shown = ("SGLANG_MODEL", "MODEL_NAME", "HOME", *(name for name, _ in CACHES))
-        data["env"] = {k: plan.env[k] for k in shown if k in plan.env}
+        data["env"] = {
+            k: plan.env[k] for k in ("SGLANG_MODEL", "MODEL_NAME", "HOME") if k in plan.env
+        }
         if plan.model is None:
             data["warnings"] = [NO_MODEL, *data["warnings"]]
         json.dump(data, sys.stdout, indent=2)
