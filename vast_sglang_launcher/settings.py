@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     hf_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
     )
-    """Hugging Face token for gated models (also used to read the model's config.json)."""
+    """Hugging Face token for gated models (also used by the weight prefetch and to read the
+    model's config.json)."""
 
     hf_endpoint: str = Field("https://huggingface.co", validation_alias="HF_ENDPOINT")
     """Hugging Face hub address."""
@@ -102,7 +103,8 @@ class Settings(BaseSettings):
     """Hugging Face model cache; default `$HF_HOME/hub`."""
 
     hf_hub_offline: bool = Field(False, validation_alias="HF_HUB_OFFLINE")
-    """Never contact the hub: read config.json only from a local dir or the HF cache."""
+    """Never contact the hub: no weight prefetch, and config.json only from a local dir or the
+    HF cache."""
 
     option_table: Path = Field(
         Path("/etc/vast-sglang-launcher/sglang-options.json"),

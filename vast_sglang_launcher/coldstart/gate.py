@@ -66,11 +66,7 @@ async def wait_for_weights(
         last_seen: tuple[object, ...] | None = None
         while doc is not None and doc.get("state") in progress.RUNNING:
             if not progress.owner_alive(doc):
-                log.warning(
-                    "the download process ended without finishing; starting the server, "
-                    "SGLang downloads what is missing"
-                )
-                return Verdict(True)
+                break
             done = int(doc.get("done_bytes") or 0)
             now = loop.time()
             samples = [s for s in samples if now - s[0] <= 10.0] + [(now, done)]
@@ -97,6 +93,12 @@ async def wait_for_weights(
 def _after(doc: dict[str, Any], log: Any) -> Verdict:
     state = doc.get("state")
     summary = {k: doc.get(k) for k in ("state", "repo", "detail", "kind", "next", "total_bytes")}
+    if state in progress.RUNNING:  # its process died (killed) before it could say so
+        log.warning(
+            "the download process ended without finishing; starting the server, SGLang "
+            "downloads what is missing"
+        )
+        return Verdict(True, "", {**summary, "state": "abandoned"})
     if state == "failed":
         line = f"weight download failed: {doc.get('detail')}"
         if doc.get("fatal"):

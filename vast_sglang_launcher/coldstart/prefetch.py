@@ -111,7 +111,7 @@ def run_prefetch(settings: Settings) -> Result:
     if not model:
         return status.finish(Result("skipped", "no model is set"))
     if not hubmod.is_repo_id(model):
-        return status.finish(Result("skipped", f"{model} is a local directory"))
+        return status.finish(Result("skipped", f"{model} is a local path, not a hub repo"))
     rev = revision or "main"
     status.set(repo=model, revision=rev)
     cache = settings.hub_cache
@@ -216,24 +216,37 @@ def _failed(status: _Status, problem: hubmod.HubProblem) -> Result:
 # --- started by the entrypoint, or by `provision` ---------------------------------------------
 
 
+def might_have_a_model(settings: Settings) -> bool:
+    """False when no model can be set: no SGLANG_MODEL, no SGLANG_ARGS and no args file (so
+    no --model-path either). The plan itself decides otherwise."""
+    return bool(
+        settings.model or settings.sglang_args.strip() or settings.sglang_args_file.exists()
+    )
+
+
 def start_background(settings: Settings, env: Mapping[str, str]) -> tuple[str, str]:
     """Start the prefetch as a detached process (its own session, stdout and stderr
     inherited) and record it in prefetch.json before returning, so that `run` knows to wait
     for it. Returns (outcome, detail): running, skipped or failed."""
+    if not might_have_a_model(settings):
+        return "skipped", "no model is set"
     if not settings.prefetch:
         return "skipped", "LAUNCHER_PREFETCH is off"
     if settings.hf_hub_offline:
         return "skipped", "HF_HUB_OFFLINE is set"
     if settings.model and not hubmod.is_repo_id(settings.model):
-        return "skipped", f"{settings.model} is a local directory"
+        return "skipped", f"{settings.model} is a local path, not a hub repo"
     path = progress.status_path(settings.run_dir)
     doc = progress.read_status(path)
     if doc and doc.get("state") in progress.RUNNING and progress.owner_alive(doc):
         return "running", f"already running as pid {doc.get('pid')}"
+    child_env = dict(env)
+    child_env.setdefault("HF_XET_HIGH_PERFORMANCE", "1")  # hf-xet's fast path, when used
+    child_env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         child = subprocess.Popen(
             [sys.executable, "-m", __name__],
-            env=dict(env),
+            env=child_env,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
@@ -259,9 +272,11 @@ def start_background(settings: Settings, env: Mapping[str, str]) -> tuple[str, s
     return "running", f"in the background as pid {child.pid}"
 
 
-def run_foreground(settings: Settings) -> tuple[str, str]:
+def run_foreground(settings: Settings) -> tuple[str, str] | None:
     """`provision`: wait for a prefetch already running, else run one here. Returns
-    (outcome, detail): ok, skipped or failed."""
+    (outcome, detail): ok, skipped or failed; None when no model can be set at all."""
+    if not might_have_a_model(settings):
+        return None
     path = progress.status_path(settings.run_dir)
     doc = progress.read_status(path)
     if doc and doc.get("state") in progress.RUNNING and progress.owner_alive(doc):
