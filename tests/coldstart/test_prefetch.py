@@ -130,15 +130,9 @@ def test_unreachable_hub_is_reported_and_not_fatal(rig: LauncherRig, hub: FakeHu
     assert status["kind"] == "network" and status["fatal"] is False
 
 
-def test_boot_downloads_beside_provisioning_and_the_server_waits_for_it(
-    rig: LauncherRig, hub: FakeHub
-) -> None:
-    hub.flowing.clear()  # the weights do not move until the test says so
-    go = rig.tmp / "go"
-    script = rig.tmp / "provision.sh"
-    script.write_text(f"#!/bin/sh\nwhile [ ! -e {go} ]; do sleep 0.02; done\necho provisioned\n")
-    env = hub_env(rig, hub, PROVISIONING_SCRIPT=str(script), STANDIN_CAPTURE="0.2")
-    # The entrypoint's children (prefetch, provisioning) keep its output open: read a file.
+def boot_again(rig: LauncherRig, env: dict[str, str]) -> str:
+    """`entrypoint -- true` (the boot steps, then `true` instead of supervisord); its log.
+    The entrypoint's children (prefetch, provisioning) keep its output open: read a file."""
     boot_log = rig.tmp / "boot.log"
     with open(boot_log, "wb") as out:
         boot = subprocess.Popen(
@@ -150,7 +144,18 @@ def test_boot_downloads_beside_provisioning_and_the_server_waits_for_it(
             cwd=rig.tmp,
         )
     assert boot.wait(30) == 0
-    assert "boot: prefetch: running (in the background as pid" in boot_log.read_text()
+    return boot_log.read_text()
+
+
+def test_boot_downloads_beside_provisioning_and_the_server_waits_for_it(
+    rig: LauncherRig, hub: FakeHub
+) -> None:
+    hub.flowing.clear()  # the weights do not move until the test says so
+    go = rig.tmp / "go"
+    script = rig.tmp / "provision.sh"
+    script.write_text(f"#!/bin/sh\nwhile [ ! -e {go} ]; do sleep 0.02; done\necho provisioned\n")
+    env = hub_env(rig, hub, PROVISIONING_SCRIPT=str(script), STANDIN_CAPTURE="0.2")
+    assert "boot: prefetch: running (in the background as pid" in boot_again(rig, env)
     launcher = rig.start(**env)
     rig.wait_state("waiting_provisioning")
     go.touch()  # provisioning ends first: the server must wait for the download
@@ -188,5 +193,18 @@ def test_boot_downloads_beside_provisioning_and_the_server_waits_for_it(
     shown = rig.cli("status", **env)
     assert shown.returncode == 0
     assert "phase      ready for" in shown.stdout and ", cuda_graph 0." in shown.stdout
+    launcher.terminate()
+    assert rig.wait_exit(launcher) == 0
+
+    # Second boot of the same container: everything is cached, nothing is asked of the hub.
+    hub.requests.clear()
+    assert "boot: prefetch: ok (org/tiny is complete in the cache (4.0 MiB))" in boot_again(
+        rig, env
+    )
+    launcher = rig.start(**env)
+    data = rig.wait_state("ready", timeout=30)
+    assert data["phases"][0]["phase"] == "starting"  # no wait at all
+    assert hub.requests == []
+    assert "complete in the cache" in prefetch_status(rig)["detail"]
     launcher.terminate()
     assert rig.wait_exit(launcher) == 0

@@ -224,6 +224,22 @@ def might_have_a_model(settings: Settings) -> bool:
     )
 
 
+def _cached_without_args(settings: Settings) -> progress.Manifest | None:
+    """A complete download of SGLANG_MODEL at main, when no user argument could name another
+    model or revision (no SGLANG_ARGS, an empty or missing args file): a second boot then
+    needs no process and no request at all. With arguments, the plan decides (in the child)."""
+    if not settings.model or settings.sglang_args.strip():
+        return None
+    try:
+        if settings.sglang_args_file.read_text().strip():
+            return None
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    return progress.complete_in_cache(settings.hub_cache, settings.model, "main")
+
+
 def start_background(settings: Settings, env: Mapping[str, str]) -> tuple[str, str]:
     """Start the prefetch as a detached process (its own session, stdout and stderr
     inherited) and record it in prefetch.json before returning, so that `run` knows to wait
@@ -240,6 +256,26 @@ def start_background(settings: Settings, env: Mapping[str, str]) -> tuple[str, s
     doc = progress.read_status(path)
     if doc and doc.get("state") in progress.RUNNING and progress.owner_alive(doc):
         return "running", f"already running as pid {doc.get('pid')}"
+    cached = _cached_without_args(settings)
+    if cached is not None:
+        total = sum(cached.files.values())
+        detail = f"{cached.repo} is complete in the cache ({fmt_bytes(total)})"
+        try:
+            progress.write_status(
+                path,
+                {
+                    **_me(),
+                    "state": "done",
+                    "repo": cached.repo,
+                    "revision": cached.revision,
+                    "detail": detail,
+                    "total_bytes": total,
+                    "done_bytes": total,
+                },
+            )
+        except OSError as exc:
+            return "failed", f"cannot write {path}: {exc.strerror or exc}"
+        return "ok", detail
     child_env = dict(env)
     child_env.setdefault("HF_XET_HIGH_PERFORMANCE", "1")  # hf-xet's fast path, when used
     child_env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
