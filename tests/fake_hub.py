@@ -45,6 +45,8 @@ class Repo:
     sha: str = "0123456789abcdef0123456789abcdef01234567"
     gated: bool = False
     revisions: tuple[str, ...] = ("main",)
+    advertised: dict[str, int] = field(default_factory=dict)
+    """Sizes the file list announces instead of the real ones (a repo too big for the disk)."""
 
     def lfs(self, path: str) -> bool:
         return path.endswith((".safetensors", ".bin", ".pth", ".pt", ".gguf"))
@@ -187,10 +189,11 @@ class FakeHub:
         for path, data in repo.files.items():
             entry: dict[str, Any] = {"rfilename": path}
             if blobs:
-                entry.update(size=len(data), blobId=blob_id(data))
+                size = repo.advertised.get(path, len(data))
+                entry.update(size=size, blobId=blob_id(data))
                 if repo.lfs(path):
                     entry["lfs"] = {
-                        "size": len(data),
+                        "size": size,
                         "sha256": hashlib.sha256(data).hexdigest(),
                         "pointerSize": 134,
                     }

@@ -208,3 +208,31 @@ def test_boot_downloads_beside_provisioning_and_the_server_waits_for_it(
     assert "complete in the cache" in prefetch_status(rig)["detail"]
     launcher.terminate()
     assert rig.wait_exit(launcher) == 0
+
+
+def test_not_enough_disk_fails_before_downloading(rig: LauncherRig, hub: FakeHub) -> None:
+    hub.repos["org/tiny"].advertised = {"model-00001-of-00003.safetensors": 2**60}
+    done = rig.cli("provision", **hub_env(rig, hub))
+    assert done.returncode == 1
+    line = next(x for x in done.stdout.splitlines() if x.startswith("prefetch: "))
+    assert line.startswith("prefetch: failed (not enough disk for org/tiny: 1073741824.0 GiB")
+    assert "still to download" in line and "GiB free" in line
+    assert not any(p.endswith(".safetensors") for p in hub.file_gets())
+    status = prefetch_status(rig)
+    assert status["kind"] == "disk" and status["fatal"] is False
+    assert "the server starts anyway" in str(status["next"])
+
+
+def test_a_stalled_download_is_reported_naming_the_phase(rig: LauncherRig, hub: FakeHub) -> None:
+    hub.flowing.clear()
+    env = hub_env(rig, hub, LAUNCHER_STALL_TIMEOUT="0.5")
+    boot_again(rig, env)
+    launcher = rig.start(**env)
+    line = "startup looks stalled: no download progress for"
+    rig.wait_for(lambda: line in rig.stderr(), "the stall warning")
+    assert "while downloading the weights (LAUNCHER_STALL_TIMEOUT)" in rig.stderr()
+    assert rig.starts() == []
+    hub.flowing.set()
+    rig.wait_state("ready", timeout=30)
+    launcher.terminate()
+    assert rig.wait_exit(launcher) == 0
