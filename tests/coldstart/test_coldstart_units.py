@@ -156,7 +156,7 @@ def test_sglang_milestones_move_the_phase_forward_only() -> None:
         (0.5, b"[2025-05-02 16:14:51 TP0] KV Cache is allocated. #tokens: 1036794\n"),
         (0.5, b"[2025-05-02 16:14:51 TP0] Memory pool end. avail mem=7.46 GB\n"),
         (0.0, b"[TP0] Capture cuda graph begin. This can take up to several minutes.\n"),
-        (212.0, b"[TP0] Capture cuda graph end. Time elapsed: 212.00 s.\n"),
+        (210.0, b"[TP0] Capture cuda graph end. Time elapsed: 210.00 s.\n"),
         (0.0, b"[TP1] Load weight begin. avail mem=1.00 GB\n"),  # never goes back
         (2.0, b"INFO:     Uvicorn running on http://127.0.0.1:18000 (Press CTRL+C to quit)\n"),
         (3.0, b"[2025-05-02 16:18:30] The server is fired up and ready to roll!\n"),
@@ -172,6 +172,24 @@ def test_sglang_milestones_move_the_phase_forward_only() -> None:
     assert log.lines[-2] == "phase: warming up (capturing CUDA graphs took 3 min 32 s)"
     assert len(log.lines) == 6  # one line per phase change
     assert milestone(b"nothing to see") is None
+
+
+def test_later_releases_name_their_graphs() -> None:
+    """After 0.5.10 SGLang names each graph it captures and adds elapsed= to its lines."""
+    assert milestone(b"[2026-09-22 19:53:22] Load weight end. elapsed=118.38 s, type=X") == (
+        "kv_cache"
+    )
+    assert milestone(b"[TP0] KV Cache is allocated. dtype: torch.float8_e4m3fn, #tokens: 9") == (
+        "kv_cache"
+    )
+    for line in (
+        b"[2026-09-22 19:53:41 TP0] Capture target verify CUDA graph begin. backend=full",
+        b"[TP0] Capture target decode CUDA graph begin. bs [1, 2, 4]",
+        b"[TP0] Capture draft extend cuda graph begin. This can take up to several minutes.",
+        b"[TP0] Capture cuda graph begin. This can take up to several minutes. avail mem=7 GB",
+    ):
+        assert milestone(line) == "cuda_graph"
+    assert milestone(b"[TP0] Capture target decode CUDA graph end. elapsed=16.40 s") is None
 
 
 def test_a_restart_keeps_the_last_start_and_begins_a_new_list() -> None:

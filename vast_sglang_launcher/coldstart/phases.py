@@ -5,21 +5,25 @@ Phases, in order: waiting_provisioning, downloading, starting (the server proces
 has not begun loading), loading_weights, kv_cache, cuda_graph, warmup, ready. A phase only
 moves forward within one start (every tensor-parallel rank prints the same milestones).
 
-Milestones, as SGLang's logger prints them (checked in the sources of 0.5.6.post2, 0.5.8 and
-0.5.23: `ModelRunner.load_model`, `init_memory_pool`, the CUDA-graph capture in
-`init_device_graphs` / `init_cuda_graphs`, and `http_server._wait_and_warmup`; uvicorn's own
-start-up lines mark the HTTP server):
+Milestones, as SGLang's logger prints them (`ModelRunner.load_model`, the memory pool,
+the CUDA-graph runners, `http_server._wait_and_warmup`; uvicorn's own start-up lines mark the
+HTTP server). Releases differ: 0.5.6.post2 and 0.5.8 print "Capture cuda graph begin" /
+"end. Time elapsed: ...", later ones name the graph ("Capture target decode CUDA graph
+begin", "... end. elapsed=...") and add "elapsed=" to "Load weight end". Both are matched,
+case-insensitively:
 
 - "Load weight begin" -> loading_weights
 - "Load weight end", "KV Cache is allocated", "Memory pool end" -> kv_cache
-- "Capture cuda graph begin" -> cuda_graph
-- "Capture cuda graph end", "Uvicorn running on", "Application startup complete" -> warmup
+- "Capture ... graph begin" -> cuda_graph (every graph: target, draft, piecewise)
+- "Uvicorn running on", "Application startup complete" -> warmup (the HTTP server is up and
+  SGLang sends its warm-up request; every graph is captured by then)
 - "The server is fired up and ready to roll!" -> ready
 """
 
 from __future__ import annotations
 
 import datetime
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,23 +48,25 @@ TITLES = {
     "warmup": "warming up",
     "ready": "ready",
 }
-MILESTONES: tuple[tuple[bytes, str], ...] = (
-    (b"Load weight begin", "loading_weights"),
-    (b"Load weight end", "kv_cache"),
-    (b"KV Cache is allocated", "kv_cache"),
-    (b"Memory pool end", "kv_cache"),
-    (b"Capture cuda graph begin", "cuda_graph"),
-    (b"Capture cuda graph end", "warmup"),
-    (b"Uvicorn running on", "warmup"),
-    (b"Application startup complete", "warmup"),
-    (b"The server is fired up and ready to roll", "ready"),
+MILESTONES: tuple[tuple[re.Pattern[bytes], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), phase)
+    for pattern, phase in (
+        (rb"Load weight begin", "loading_weights"),
+        (rb"Load weight end", "kv_cache"),
+        (rb"KV Cache is allocated", "kv_cache"),
+        (rb"Memory pool end", "kv_cache"),
+        (rb"Capture [\w .-]*graph begin", "cuda_graph"),
+        (rb"Uvicorn running on", "warmup"),
+        (rb"Application startup complete", "warmup"),
+        (rb"The server is fired up and ready to roll", "ready"),
+    )
 )
 
 
 def milestone(line: bytes) -> str | None:
     """The phase a server line announces, or None."""
-    for mark, phase in MILESTONES:
-        if mark in line:
+    for pattern, phase in MILESTONES:
+        if pattern.search(line):
             return phase
     return None
 
