@@ -236,3 +236,17 @@ def test_a_stalled_download_is_reported_naming_the_phase(rig: LauncherRig, hub: 
     rig.wait_state("ready", timeout=30)
     launcher.terminate()
     assert rig.wait_exit(launcher) == 0
+
+
+def test_a_failure_recorded_by_an_earlier_boot_does_not_stop_this_one(rig: LauncherRig) -> None:
+    rig.run_dir.mkdir()
+    (rig.run_dir / "prefetch.json").write_text(
+        json.dumps({"state": "failed", "fatal": True, "detail": "org/old does not exist"})
+    )
+    env = {"PYTHONPATH": str(REPO_ROOT)}  # the model is the rig's local directory
+    assert "boot: prefetch: skipped" in boot_again(rig, env)
+    assert not (rig.run_dir / "prefetch.json").exists()
+    launcher = rig.start(**env)
+    rig.wait_state("ready")
+    launcher.terminate()
+    assert rig.wait_exit(launcher) == 0

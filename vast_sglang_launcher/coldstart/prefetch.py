@@ -13,6 +13,7 @@ when provisioning ends first (`gate`). `provision` runs the same steps in the fo
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -244,6 +245,14 @@ def start_background(settings: Settings, env: Mapping[str, str]) -> tuple[str, s
     """Start the prefetch as a detached process (its own session, stdout and stderr
     inherited) and record it in prefetch.json before returning, so that `run` knows to wait
     for it. Returns (outcome, detail): running, skipped or failed."""
+    path = progress.status_path(settings.run_dir)
+    doc = progress.read_status(path)
+    if doc and doc.get("state") in progress.RUNNING and progress.owner_alive(doc):
+        return "running", f"already running as pid {doc.get('pid')}"
+    # What an earlier boot of this container recorded (a failure, another model) is not
+    # this boot's: `run` must not act on it.
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
     if not might_have_a_model(settings):
         return "skipped", "no model is set"
     if not settings.prefetch:
@@ -252,10 +261,6 @@ def start_background(settings: Settings, env: Mapping[str, str]) -> tuple[str, s
         return "skipped", "HF_HUB_OFFLINE is set"
     if settings.model and not hubmod.is_repo_id(settings.model):
         return "skipped", f"{settings.model} is a local path, not a hub repo"
-    path = progress.status_path(settings.run_dir)
-    doc = progress.read_status(path)
-    if doc and doc.get("state") in progress.RUNNING and progress.owner_alive(doc):
-        return "running", f"already running as pid {doc.get('pid')}"
     cached = _cached_without_args(settings)
     if cached is not None:
         total = sum(cached.files.values())
