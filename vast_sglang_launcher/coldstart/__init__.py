@@ -12,8 +12,9 @@ only `prepare.prepare_plan` and the `build.LaunchPlan` it returns.
 
 Other capabilities use it through one documented function each:
 
-- plan: `hub.fetch_config` (model info), `preflight.plan_warnings` (GPU memory and shared
-  memory warnings) and `caches.cache_env` (the caches' variables in the server's env);
+- plan: `hub.fetch_config` (model info, with its `HubAccess`), `preflight.plan_warnings` (GPU
+  memory and shared memory warnings, with `shm_bytes`) and `caches.cache_env` (the caches'
+  variables in the server's env);
 - boot: `prefetch.start_background` (the entrypoint) and `prefetch.run_foreground`
   (`provision`);
 - supervise: `gate.wait_for_weights` (before the first plan) and `phases.PhaseTracker`

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,9 @@ async def wait_for_weights(
     loop = asyncio.get_running_loop()
     if doc.get("state") in progress.RUNNING and progress.owner_alive(doc):
         on_wait()
+        # The first plan follows the download and reads config.json through the hub client:
+        # import it meanwhile, so that the server starts sooner when the download ends.
+        warm = loop.run_in_executor(None, importlib.import_module, "huggingface_hub.file_download")
         phases.enter("downloading", **_download_detail(doc, 0.0))
         log.info("waiting for the weights to download")
         samples: list[tuple[float, int]] = []
@@ -85,6 +89,8 @@ async def wait_for_weights(
             if stop.is_set():
                 return Verdict(True)
             doc = progress.read_status(path)
+        with contextlib.suppress(Exception):
+            await warm
     if doc is None:
         return Verdict(True)
     return _after(doc, log)

@@ -91,6 +91,10 @@ class _Status:
 
 
 def _model_and_revision(settings: Settings) -> tuple[str | None, str | None]:
+    """The model and revision the server will get: SGLANG_MODEL when no user argument can
+    name others, else the plan's (which reads --model-path and --revision as SGLang does)."""
+    if settings.model and not _user_args(settings):
+        return settings.model, None
     from ..plan.prepare import prepare_plan
 
     plan = prepare_plan(settings)
@@ -225,18 +229,24 @@ def might_have_a_model(settings: Settings) -> bool:
     )
 
 
+def _user_args(settings: Settings) -> bool:
+    """Whether the user gave SGLang arguments (SGLANG_ARGS, a non-empty args file) that could
+    name a model or a revision; an unreadable file counts as arguments (the plan says why)."""
+    if settings.sglang_args.strip():
+        return True
+    try:
+        return bool(settings.sglang_args_file.read_text().strip())
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError):
+        return True
+
+
 def _cached_without_args(settings: Settings) -> progress.Manifest | None:
     """A complete download of SGLANG_MODEL at main, when no user argument could name another
-    model or revision (no SGLANG_ARGS, an empty or missing args file): a second boot then
-    needs no process and no request at all. With arguments, the plan decides (in the child)."""
-    if not settings.model or settings.sglang_args.strip():
-        return None
-    try:
-        if settings.sglang_args_file.read_text().strip():
-            return None
-    except FileNotFoundError:
-        pass
-    except OSError:
+    model or revision: a second boot then needs no process and no request at all. With
+    arguments, the plan decides (in the child)."""
+    if not settings.model or _user_args(settings):
         return None
     return progress.complete_in_cache(settings.hub_cache, settings.model, "main")
 
