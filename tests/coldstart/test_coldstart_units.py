@@ -249,3 +249,13 @@ def test_the_plan_gives_the_server_the_caches(tmp_path: Path) -> None:
     assert plan.env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "ws" / ".cache/torchinductor")
     assert plan.env["SGLANG_DG_CACHE_DIR"] == str(tmp_path / "ws" / ".cache/deep_gemm")
     assert plan.env["CUDA_CACHE_PATH"] == str(tmp_path / "ws" / ".nv/ComputeCache")
+
+
+def test_a_progress_bar_without_newlines_counts_as_output() -> None:
+    clock = Clock()
+    t = PhaseTracker(lambda **kw: None, Log(), 600.0, clock)
+    t.new_start()
+    clock.now += 599
+    t.feed([])  # SGLang's own download: a tqdm bar redrawn with \r, no whole line
+    clock.now += 599
+    assert t.stalled() is None

@@ -94,7 +94,8 @@ class ServerProtocol(asyncio.SubprocessProtocol):
         self.on_ready_line = on_ready_line
         self.on_exit = on_exit
         self.on_lines = on_lines
-        """Every batch of complete lines, after they are passed on (load phases, watchdog)."""
+        """Every batch of complete lines, after they are passed on, and [] for output without
+        a whole line (load phases, stall watchdog)."""
         self._partial = b""
         self.transport: asyncio.SubprocessTransport | None = None
         self.exited = False
@@ -118,6 +119,8 @@ class ServerProtocol(asyncio.SubprocessProtocol):
             lines.append(self._partial)
             self._partial = b""
         if not lines:
+            if self.on_lines is not None:
+                self.on_lines([])  # output moved without a whole line (a progress bar)
             return
         self.sink.write(lines)
         if self.on_lines is not None:
