@@ -95,6 +95,8 @@ def test_gpu_memory_and_shm_warnings_give_the_numbers() -> None:
     assert line is not None
     assert "140.0 GiB" in line and "tp=1" in line and "79.6 GiB" in line
     assert gpu_memory_warning(140 * GiB, 2, 81559, "H100") is None
+    two_stages = gpu_memory_warning(400 * GiB, 2, 81559, "H100", pp=2)
+    assert two_stages is not None and "100.0 GiB per GPU with tp=2 x pp=2" in two_stages
     shm = shm_warning(2, 64 * 1024 * 1024)
     assert shm is not None and "64.0 MiB" in shm and "--shm-size" in shm
     assert shm_warning(1, 64 * 1024 * 1024) is None
@@ -110,11 +112,12 @@ def test_plan_warnings_from_a_local_checkpoint_and_nvml(tmp_path: Path) -> None:
     gpus = discover(None, None, None, make_nvml(h100s(2)))
     access = HubAccess("http://127.0.0.1:9", None, 1.0, offline=True)
     named = [(g.name, g.memory_mib) for g in gpus.gpus]
-    warnings = plan_warnings(str(model), None, 2, named, tmp_path, access, 64 * 1024 * 1024)
+    warnings = plan_warnings(str(model), None, 2, 1, named, tmp_path, access, 64 * 1024 * 1024)
     assert len(warnings) == 2
     assert "200.0 GiB" in warnings[0] and "100.0 GiB per GPU with tp=2" in warnings[0]
     assert "--shm-size" in warnings[1]
-    assert plan_warnings(str(model), None, 4, named, tmp_path, access, 16 * GiB) == []
+    assert plan_warnings(str(model), None, 4, 1, named, tmp_path, access, 16 * GiB) == []
+    assert plan_warnings(str(model), None, 1, 4, named, tmp_path, access, 16 * GiB) == []
 
 
 def test_caches_go_to_the_workspace_unless_set() -> None:
@@ -259,3 +262,14 @@ def test_a_progress_bar_without_newlines_counts_as_output() -> None:
     t.feed([])  # SGLang's own download: a tqdm bar redrawn with \r, no whole line
     clock.now += 599
     assert t.stalled() is None
+
+
+def test_the_parallel_sizes_are_read_from_the_argv_as_sglang_reads_them() -> None:
+    from vast_sglang_launcher.plan.options import load_table
+    from vast_sglang_launcher.plan.prepare import _final_size
+
+    table = load_table(None)
+    argv = ["sglang", "serve", "--model-path", "m", "--tp", "2", "--tensor-parallel-size=4"]
+    assert _final_size(table, argv, "--tp-size") == 4  # the last one wins
+    assert _final_size(table, [*argv, "--pipeline-parallel-size", "2"], "--pp-size") == 2
+    assert _final_size(table, ["sglang", "serve", "--model-path", "m"], "--pp-size") == 1

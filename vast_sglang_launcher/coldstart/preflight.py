@@ -1,7 +1,8 @@
 """Checks made from a repo's file list, before anything is downloaded or loaded.
 
 - disk: the files still missing must fit in the free space of the cache's file system;
-- GPU memory: the weights divided by the tensor-parallel size must fit in one GPU;
+- GPU memory: the weights divided by the tensor- (and pipeline-) parallel size must fit in
+  one GPU;
 - shared memory: with tp > 1, NCCL needs more `/dev/shm` than Docker's default 64 MB.
 
 The checks themselves are pure; `free_bytes` and `shm_bytes` read the file systems.
@@ -52,15 +53,18 @@ def disk_problem(repo: str, needed: int, total: int, free: int | None, cache: Pa
     )
 
 
-def gpu_memory_warning(weights: int, tp: int, gpu_mib: int | None, gpu_name: str) -> str | None:
-    """A warning when weights / tp exceed one GPU's memory."""
-    if gpu_mib is None or tp < 1 or weights <= 0:
+def gpu_memory_warning(
+    weights: int, tp: int, gpu_mib: int | None, gpu_name: str, pp: int = 1
+) -> str | None:
+    """A warning when weights / (tp x pp) exceed one GPU's memory."""
+    if gpu_mib is None or tp < 1 or pp < 1 or weights <= 0:
         return None
-    per_gpu = weights / tp
+    per_gpu = weights / (tp * pp)
     if per_gpu <= gpu_mib * 1024 * 1024:
         return None
+    split = f"tp={tp}" + (f" x pp={pp}" if pp > 1 else "")
     return (
-        f"the weights are {fmt_bytes(weights)}: {fmt_bytes(per_gpu)} per GPU with tp={tp}, "
+        f"the weights are {fmt_bytes(weights)}: {fmt_bytes(per_gpu)} per GPU with {split}, "
         f"more than one {gpu_name}'s {fmt_bytes(gpu_mib * 1024 * 1024)}: loading will run "
         "out of memory; use more GPUs (a larger tp) or a quantized model"
     )
@@ -110,19 +114,20 @@ def plan_warnings(
     model: str,
     revision: str | None,
     tp: int,
+    pp: int,
     gpus: list[tuple[str, int | None]],
     hub_cache: Path,
     access: HubAccess,
     shm: int | None,
 ) -> list[str]:
-    """The plan's preflight warnings: weights / tp larger than one GPU (`gpus`: name and
-    memory in MiB of each visible GPU), and a /dev/shm too small for tp > 1."""
+    """The plan's preflight warnings: weights / (tp x pp) larger than one GPU (`gpus`: name
+    and memory in MiB of each visible GPU), and a /dev/shm too small for tp > 1."""
     warnings = []
     if gpus and gpus[0][1] is not None:
         weights = known_weight_bytes(model, revision, hub_cache, access)
         if weights:
             smallest = min(gpus, key=lambda g: g[1] or 0)
-            line = gpu_memory_warning(weights, tp, smallest[1], smallest[0])
+            line = gpu_memory_warning(weights, tp, smallest[1], smallest[0], pp)
             if line:
                 warnings.append(line)
     line = shm_warning(tp, shm)

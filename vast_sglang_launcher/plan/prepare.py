@@ -52,12 +52,14 @@ def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -
         return plan
     rev = revision.value if revision else None
     plan = dataclasses.replace(plan, revision=rev)
-    tp = _final_tp(table, plan.argv)
+    tp = _final_size(table, plan.argv, "--tp-size")
+    pp = _final_size(table, plan.argv, "--pp-size")
     plan.warnings.extend(
         plan_warnings(
             plan.model or model,
             rev,
             tp,
+            pp,
             [(g.name, g.memory_mib) for g in gpus.gpus],
             settings.hub_cache,
             hub,
@@ -67,13 +69,14 @@ def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -
     return plan
 
 
-def _final_tp(table: OptionTable, argv: list[str]) -> int:
-    """The tensor-parallel size the server will get (the last --tp-size of the argv)."""
-    option = table.by_string.get("--tp-size") or table.by_string.get("--tensor-parallel-size")
-    if option is None:
+def _final_size(table: OptionTable, argv: list[str], option: str) -> int:
+    """The size the server will get for a parallelism option such as `--tp-size` (its last
+    occurrence in the argv, through every alias and abbreviation); 1 when absent."""
+    opt = table.by_string.get(option)
+    if opt is None:
         return 1
     start = next((i for i, word in enumerate(argv) if word.startswith("--")), len(argv))
-    occ = scan(table, argv[start:]).last(option.dest)
+    occ = scan(table, argv[start:]).last(opt.dest)
     try:
         return max(1, int(occ.value)) if occ is not None and occ.value else 1
     except ValueError:
