@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import LauncherRig, free_port
+from conftest import LauncherRig, free_port, proc_gone
 from fake_hub import FakeHub, tiny_repo
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -130,6 +130,12 @@ def test_unreachable_hub_is_reported_and_not_fatal(rig: LauncherRig, hub: FakeHu
     assert status["kind"] == "network" and status["fatal"] is False
 
 
+def wait_prefetch_gone(rig: LauncherRig) -> None:
+    """Wait for the background download process to end (it outlives `run`)."""
+    pid = int(str(prefetch_status(rig)["pid"]))
+    rig.wait_for(lambda: proc_gone(pid), "the download process to end")
+
+
 def boot_again(rig: LauncherRig, env: dict[str, str]) -> str:
     """`entrypoint -- true` (the boot steps, then `true` instead of supervisord); its log.
     The entrypoint's children (prefetch, provisioning) keep its output open: read a file."""
@@ -233,6 +239,7 @@ def test_a_stalled_download_is_reported_naming_the_phase(rig: LauncherRig, hub: 
     assert "while downloading the weights (LAUNCHER_STALL_TIMEOUT)" in rig.stderr()
     assert rig.starts() == []
     hub.flowing.set()
+    wait_prefetch_gone(rig)
     rig.wait_state("ready", timeout=30)
     launcher.terminate()
     assert rig.wait_exit(launcher) == 0
@@ -250,3 +257,24 @@ def test_a_failure_recorded_by_an_earlier_boot_does_not_stop_this_one(rig: Launc
     rig.wait_state("ready")
     launcher.terminate()
     assert rig.wait_exit(launcher) == 0
+
+
+def test_sigterm_while_waiting_for_the_download_stops_at_once(
+    rig: LauncherRig, hub: FakeHub
+) -> None:
+    hub.flowing.clear()
+    env = hub_env(rig, hub)
+    boot_again(rig, env)
+    launcher = rig.start(**env)
+
+    def downloading() -> bool:
+        return ((rig.status() or {}).get("phase") or {}).get("name") == "downloading"
+
+    rig.wait_for(downloading, "the downloading phase")
+    launcher.terminate()
+    assert rig.wait_exit(launcher, timeout=5) == 0
+    data = rig.status()
+    assert data is not None and data["state"] == "stopped"
+    assert rig.starts() == []
+    hub.flowing.set()
+    wait_prefetch_gone(rig)
