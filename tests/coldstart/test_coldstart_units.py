@@ -273,3 +273,15 @@ def test_the_parallel_sizes_are_read_from_the_argv_as_sglang_reads_them() -> Non
     assert _final_size(table, argv, "--tp-size") == 4  # the last one wins
     assert _final_size(table, [*argv, "--pipeline-parallel-size", "2"], "--pp-size") == 2
     assert _final_size(table, ["sglang", "serve", "--model-path", "m"], "--pp-size") == 1
+
+
+def test_download_progress_counts_partial_blobs_of_both_client_lines(tmp_path: Path) -> None:
+    from vast_sglang_launcher.coldstart.progress import bytes_on_disk
+
+    blobs = tmp_path / "models--org--m" / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / "aaa").write_bytes(b"x" * 100)  # complete
+    (blobs / "bbb.incomplete").write_bytes(b"x" * 30)  # huggingface_hub 1.x
+    (blobs / "ccc.1f2e3d4c.incomplete").write_bytes(b"x" * 20)  # 2.x: a per-process name
+    files = [("a", 100, "aaa"), ("b", 50, "bbb"), ("c", 40, "ccc"), ("d", 10, "ddd")]
+    assert bytes_on_disk(tmp_path, "org/m", files) == 150

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,17 +105,16 @@ def complete_in_cache(hub_cache: Path, repo: str, revision: str) -> Manifest | N
 
 
 def bytes_on_disk(hub_cache: Path, repo: str, files: list[tuple[str, int, str | None]]) -> int:
-    """Bytes of `files` (path, size, blob name) already in the cache, partial blobs included."""
+    """Bytes of `files` (path, size, blob name) already in the cache, partial blobs included
+    (`<blob>.incomplete`, or `<blob>.<id>.incomplete` as huggingface_hub 2.x names them)."""
     blobs = hub_cache / ("models--" + repo.replace("/", "--")) / "blobs"
-    done = 0
-    for _path, size, etag in files:
-        if etag is None:
-            continue
-        try:
-            done += min(size, (blobs / etag).stat().st_size)
-            continue
-        except OSError:
-            pass
+    try:
+        names = os.listdir(blobs)
+    except OSError:
+        return 0
+    have: dict[str, int] = {}
+    for name in names:
+        blob = name.split(".", 1)[0]  # blob names are hex digests: no dot in them
         with contextlib.suppress(OSError):
-            done += min(size, (blobs / f"{etag}.incomplete").stat().st_size)
-    return done
+            have[blob] = max(have.get(blob, 0), (blobs / name).stat().st_size)
+    return sum(min(size, have.get(etag, 0)) for _path, size, etag in files if etag is not None)
