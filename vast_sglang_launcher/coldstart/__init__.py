@@ -1,8 +1,8 @@
 """coldstart: the time from container start to a ready server.
 
 Owns the model hub (`hub`: the one way to the hub, through `huggingface_hub`), which files of
-a repo SGLang loads (`select`), the launcher's record of complete downloads (`manifest`), the
-weight prefetch that runs beside provisioning (`prefetch`, its status file `progress`), the
+a repo SGLang loads (`select`), the weight prefetch that runs beside provisioning
+(`prefetch`; its status file and the record of complete downloads are in `progress`), the
 checks made from the repo's file list before anything is downloaded (`preflight`), the JIT
 and compile caches kept on the workspace (`caches`), the server's load phases read from its
 log (`phases`) with the stall watchdog, and the server's wait for the download (`gate`).
