@@ -36,7 +36,9 @@ off), all measured from process start unless noted:
 ``STANDIN_REQUEST_LOG``     append one JSON line per answered request to this file
                             (time, method, path, status, pid, authorization present), and
                             one per SIGTERM/SIGINT received (time, signal, pid)
-
+``STANDIN_CAPTURE``         seconds between SGLang's "Capture cuda graph begin" and "end" lines,
+                            printed (with "KV Cache is allocated" and "Memory pool end") after
+                            "Load weight end" and before binding (default 0)
 
 Endpoints: ``/health``, ``/health_generate``, ``/v1/models``, ``/model_info`` and
 ``/get_model_info``, ``/server_info`` and ``/get_server_info``, ``POST /v1/chat/completions``
@@ -673,6 +675,16 @@ def main() -> None:
             finish(0)
         if server is None and drain_until is None and now >= bind_at:
             log("Load weight end. type=StandIn, dtype=torch.bfloat16, mem usage=0.00 GB.")
+            # SGLang's own milestone lines, in its order (ModelRunner: memory pool, graphs).
+            log("KV Cache is allocated. #tokens: 1036794, K size: 35.60 GB, V size: 35.60 GB")
+            log("Memory pool end. avail mem=7.46 GB")
+            log("Capture cuda graph begin. This can take up to several minutes. avail mem=7.21 GB")
+            capture = env_float("STANDIN_CAPTURE") or 0.0
+            time.sleep(capture)
+            log(
+                f"Capture cuda graph end. Time elapsed: {capture:.2f} s. mem usage=0.43 GB. "
+                "avail mem=6.78 GB."
+            )
             try:
                 server = Server((host, port), Handler)
             except OSError as exc:

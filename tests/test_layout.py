@@ -16,7 +16,17 @@ ENTRY_POINTS = {"cli", "__main__", "option_table"}
 ALLOWED = {
     ("supervise", "plan"): {"prepare.prepare_plan", "build.LaunchPlan"},
     ("supervise", "scaleout"): {"join.gateway_membership"},
+    ("supervise", "coldstart"): {"gate.wait_for_weights", "phases.PhaseTracker"},
     ("boot", "edge"): {"command.service_environment"},
+    ("boot", "coldstart"): {"prefetch.run_foreground", "prefetch.start_background"},
+    ("plan", "coldstart"): {
+        "hub.HubAccess",
+        "hub.fetch_config",
+        "preflight.plan_warnings",
+        "preflight.shm_bytes",
+        "caches.cache_env",
+    },
+    ("coldstart", "plan"): {"prepare.prepare_plan"},
 }
 """(importer, imported) -> the names the importer may take from the imported capability."""
 

@@ -236,7 +236,8 @@ class Settings(BaseSettings):
     hf_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
     )
-    """Hugging Face token for gated models (also used to read the model's config.json)."""
+    """Hugging Face token for gated models (also used by the weight prefetch and to read the
+    model's config.json)."""
 
     hf_endpoint: Line = Field("https://huggingface.co", validation_alias="HF_ENDPOINT")
     """Hugging Face hub address."""
@@ -248,7 +249,8 @@ class Settings(BaseSettings):
     """Hugging Face model cache; default `$HF_HOME/hub`."""
 
     hf_hub_offline: Bool = Field(False, validation_alias="HF_HUB_OFFLINE")
-    """Never contact the hub: read config.json only from a local dir or the HF cache."""
+    """Never contact the hub: no weight prefetch, and config.json only from a local dir or the
+    HF cache."""
 
     option_table: SafePath = Field(
         Path("/etc/vast-sglang-launcher/sglang-options.json"),
@@ -260,6 +262,27 @@ class Settings(BaseSettings):
 
     model_info_timeout: Seconds = Field(5.0, validation_alias="LAUNCHER_MODEL_INFO_TIMEOUT")
     """Seconds allowed to fetch the model's config.json from the hub."""
+
+    # --- cold start (weights, caches, load phases) ---------------------------------------------
+    prefetch: Bool = Field(True, validation_alias="LAUNCHER_PREFETCH")
+    """Download the model's weights from the hub at boot, beside the first-boot installs and
+    the provisioning script, so that the server starts on a complete download. Off: SGLang
+    downloads them itself when it starts."""
+
+    prefetch_connections: Int = Field(
+        8, ge=1, le=64, validation_alias="LAUNCHER_PREFETCH_CONNECTIONS"
+    )
+    """Files the prefetch downloads at the same time."""
+
+    stall_timeout: Seconds = Field(600.0, validation_alias="LAUNCHER_STALL_TIMEOUT")
+    """Seconds without server output and without download progress, while the server
+    starts, after which the launcher warns that the start looks stalled (naming the phase)."""
+
+    stall_action: Literal["warn", "restart"] = Field(
+        "warn", validation_alias="LAUNCHER_STALL_ACTION"
+    )
+    """What a stalled start leads to: `warn` (a log line and status.json only) or `restart`
+    (the server is stopped and started again, as after a failed start)."""
 
     # --- supervising the server (run) ---------------------------------------------------------
     startup_timeout: Seconds = Field(3600.0, validation_alias="LAUNCHER_STARTUP_TIMEOUT")

@@ -1,14 +1,14 @@
-"""Model metadata from a local dir, the HF cache, and a hub served on loopback."""
+"""Model metadata from a local dir, the HF cache, and a hub served on loopback (the real
+huggingface_hub client against tests/fake_hub.py)."""
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fake_hub import FakeHub, Repo
 
 from vast_sglang_launcher.plan.model_info import HubAccess, parse_config, read_model_info
 
@@ -16,43 +16,26 @@ LLAMA = {"architectures": ["LlamaForCausalLM"], "num_attention_heads": 32, "num_
 OFFLINE = HubAccess("http://127.0.0.1:9", None, 1.0, offline=True)
 
 
-class Hub(BaseHTTPRequestHandler):
-    token = "hf_secret"
-    seen: list[tuple[str, str | None]] = []
-
-    def do_GET(self) -> None:
-        Hub.seen.append((self.path, self.headers.get("Authorization")))
-        if self.path == "/org/gated/resolve/main/config.json":
-            if self.headers.get("Authorization") != f"Bearer {self.token}":
-                self.send_response(401)
-                self.end_headers()
-                return
-        elif self.path == "/org/moved/resolve/main/config.json":
-            self.send_response(302)
-            self.send_header("Location", "/org/open/resolve/main/config.json")
-            self.end_headers()
-            return
-        elif not self.path.startswith("/org/open/resolve/"):
-            self.send_response(404)
-            self.end_headers()
-            return
-        body = json.dumps(LLAMA).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+@pytest.fixture
+def fake_hub() -> Iterator[FakeHub]:
+    """The loopback hub (tests/fake_hub.py): org/open (revisions main and v2), org/gated
+    (token hf_secret) and org/moved, renamed to org/open."""
+    config = json.dumps(LLAMA).encode()
+    hub = FakeHub(
+        {
+            "org/open": Repo({"config.json": config}, revisions=("main", "v2")),
+            "org/gated": Repo({"config.json": config}, gated=True),
+        },
+        token="hf_secret",
+        moved={"org/moved": "org/open"},
+    )
+    yield hub
+    hub.close()
 
 
 @pytest.fixture
-def hub() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+def hub(fake_hub: FakeHub) -> str:
+    return fake_hub.url
 
 
 def test_local_directory(tmp_path: Path) -> None:
@@ -107,10 +90,9 @@ def test_gated_model_needs_the_token(tmp_path: Path, hub: str) -> None:
     assert info is not None and info.heads == 32
 
 
-def test_revision_is_asked_for(tmp_path: Path, hub: str) -> None:
-    Hub.seen.clear()
-    read_model_info("org/open", "v2", tmp_path, HubAccess(hub, None, 2.0))
-    assert Hub.seen[0][0] == "/org/open/resolve/v2/config.json"
+def test_revision_is_asked_for(tmp_path: Path, fake_hub: FakeHub) -> None:
+    read_model_info("org/open", "v2", tmp_path, HubAccess(fake_hub.url, None, 2.0))
+    assert fake_hub.requests[0][1] == "/org/open/resolve/v2/config.json"
 
 
 def test_unreachable_hub_is_a_warning_not_a_failure(tmp_path: Path) -> None:

@@ -6,6 +6,6 @@ fetching and running user scripts (`scripts`, `tee`), the provisioning script
 the `entrypoint` command that ends by exec'ing supervisord (`entrypoint`).
 
 May import: the shared top level (settings, errors, files, logs, markers, redact, words,
-rotating_log) and,
-from the edge, only `service_environment`.
+rotating_log); from the edge, only `service_environment`; from coldstart, only
+`prefetch.start_background` (the entrypoint) and `prefetch.run_foreground` (`provision`).
 """

@@ -1,6 +1,7 @@
 """`entrypoint`: the container's ENTRYPOINT.
 
-Checks the package lists, runs the hotfix and the first boot, starts provisioning in the
+Checks the package lists, runs the hotfix, starts the weight prefetch in the background
+(coldstart), runs the first boot, starts provisioning in the
 background (`.provisioning` exists before the services start), then replaces itself with
 the process supervisor (`supervisord -n -c LAUNCHER_SUPERVISORD_CONFIG`) so that PID 1 reaps
 zombies and receives the container's signals. `entrypoint -- CMD ...` execs CMD instead.
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
+from ..coldstart.prefetch import start_background as start_prefetch
 from ..errors import LauncherError
 from ..logs import get_logger
 from ..settings import Settings
@@ -64,6 +66,8 @@ def command_entrypoint(settings: Settings, args: argparse.Namespace) -> int:
     prepare_dirs(settings)
     steps: list[Callable[[], StepResult]] = [
         lambda: run_hotfix(settings, env),
+        # The weights download beside the first boot and provisioning (coldstart).
+        lambda: StepResult.of("prefetch", *start_prefetch(settings, env)),
         lambda: run_first_boot(settings, lists, env),
         lambda: start_background(settings, env),
     ]

@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Callable, Mapping
 
 from .. import markers
+from ..coldstart.prefetch import run_foreground as run_prefetch
 from ..edge.command import service_environment
 from ..logs import get_logger
 from ..redact import Redactor, redactor_for
@@ -186,6 +187,12 @@ def run_first_boot(
 # --- provision -----------------------------------------------------------------------------
 
 
+def _prefetch(settings: Settings) -> StepResult | None:
+    """The weight download in the foreground (coldstart); None (no line) without a model."""
+    done = run_prefetch(settings)
+    return StepResult.of("prefetch", *done) if done is not None else None
+
+
 def command_provision(settings: Settings, args: argparse.Namespace) -> int:
     """`provision`: every boot step in the foreground, then one summary line per step.
 
@@ -195,10 +202,11 @@ def command_provision(settings: Settings, args: argparse.Namespace) -> int:
     force = bool(getattr(args, "force", False))
     env = service_env(settings, os.environ)
     prepare_dirs(settings)
-    steps: list[tuple[str, Callable[[], StepResult]]] = [
+    steps: list[tuple[str, Callable[[], StepResult | None]]] = [
         (HOTFIX, lambda: run_hotfix(settings, env)),
         (FIRST_BOOT, lambda: run_first_boot(settings, lists, env, force=force)),
         ("provisioning", lambda: run_provisioning(settings, env, force=force)),
+        ("prefetch", lambda: _prefetch(settings)),
     ]
     results: list[StepResult] = []
     status = 0
@@ -207,7 +215,9 @@ def command_provision(settings: Settings, args: argparse.Namespace) -> int:
         with signals_raise():
             for name, step in steps:
                 current = name
-                results.append(step())
+                result = step()
+                if result is not None:
+                    results.append(result)
     except Interrupted as exc:
         results.append(StepResult(current, "interrupted", f"by {exc}"))
         status = exc.exit_status

@@ -20,6 +20,17 @@ class StepResult:
     def failed(self) -> bool:
         return self.outcome in ("failed", "interrupted")
 
+    @classmethod
+    def of(cls, step: str, outcome: str, detail: str = "") -> StepResult:
+        """A result from a plain outcome word (`failed` for a word it does not know)."""
+        known: dict[str, Outcome] = {
+            "ok": "ok",
+            "skipped": "skipped",
+            "failed": "failed",
+            "running": "running",
+        }
+        return cls(step, known.get(outcome, "failed"), detail)
+
     def line(self) -> str:
         """The one-line summary `provision` prints."""
         return f"{self.step}: {self.outcome}" + (f" ({self.detail})" if self.detail else "")

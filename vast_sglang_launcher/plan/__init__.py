@@ -9,8 +9,10 @@ by release (`serve_cli`), GPU discovery through NVML (`gpus`), the model's confi
 planning function (`build`), the I/O around it (`prepare`) and the `plan` command
 (`command`).
 
-May import: the shared top level (settings, errors, files, words). Other capabilities use it
-only through `prepare.prepare_plan` and the `build.LaunchPlan` it returns.
+May import: the shared top level (settings, errors, files, words) and, from coldstart, only
+`hub.fetch_config` (config.json), `caches.cache_env` (the server's cache variables) and
+`preflight.plan_warnings` (GPU memory and shared memory). Other capabilities use it only
+through `prepare.prepare_plan` and the `build.LaunchPlan` it returns.
 
 This `__init__` imports nothing: `option_table` must stay importable by SGLang's own Python,
 which has none of the launcher's dependencies.

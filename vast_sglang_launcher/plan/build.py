@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..coldstart.caches import cache_env
 from ..settings import Settings
 from .gpus import GpuInventory
 from .known_options import (
@@ -77,6 +78,9 @@ class LaunchPlan:
     @property
     def serves_api(self) -> bool:
         return self.node_rank == 0
+
+    revision: str | None = None
+    """The model's revision (the user's --revision), for the prefetch."""
 
     def command_line(self) -> str:
         return shlex.join(self.argv)
@@ -172,6 +176,7 @@ def build_plan(
     _parallel(settings, user_opts, gpus, model_info, b, nnodes)
     env = dict(base_env)
     env.update(SGLANG_MODEL=model, MODEL_NAME=model, HOME=str(settings.workspace))
+    env.update(cache_env(settings.workspace, env))  # JIT caches on the volume (coldstart)
     return LaunchPlan(
         head + user.tokens + b.additions,
         env,

@@ -1,4 +1,5 @@
-"""The model's attention layout from its config.json: a local dir, the HF cache, or the hub.
+"""The model's attention layout from its config.json: a local dir, the HF cache, or the hub
+(through `huggingface_hub`, see coldstart.hub).
 
 Knowing the head counts before launching lets the plan pick a tensor-parallel size SGLang can
 actually use, instead of crashing a scheduler after minutes of loading. Missing metadata is a
@@ -11,6 +12,10 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from ..coldstart.hub import HubAccess, fetch_config
+
+__all__ = ["HubAccess", "ModelInfo", "parse_config", "read_model_info"]
 
 _NESTED = ("text_config", "llm_config", "language_config", "thinker_config")
 _HEADS = ("num_attention_heads", "n_head", "num_heads")
@@ -26,14 +31,6 @@ class ModelInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class HubAccess:
-    endpoint: str
-    token: str | None
-    timeout: float
-    offline: bool = False
 
 
 def parse_config(config: dict[str, Any], source: str) -> ModelInfo:
@@ -63,18 +60,19 @@ def _first_int(section: dict[str, Any], keys: tuple[str, ...]) -> int | None:
 def read_model_info(
     model: str, revision: str | None, hub_cache: Path, hub: HubAccess
 ) -> tuple[ModelInfo | None, str | None]:
-    """Find and parse config.json; returns (info, None) or (None, a warning saying why not)."""
+    """Find and parse config.json; returns (info, None) or (None, a warning saying why not).
+
+    A local directory is read directly; a hub repo goes through `coldstart.hub.fetch_config`
+    (the HF cache first, then the hub unless HF_HUB_OFFLINE is set)."""
     local = Path(model).expanduser()
     if local.is_dir():
         return _from_file(local / "config.json", f"{local}/config.json")
     if model.startswith(("/", ".", "~")):
         return None, f"model directory {model} does not exist (yet): heads not checked"
-    cached = _cached_config(hub_cache, model, revision)
-    if cached is not None:
-        return _from_file(cached, f"HF cache {cached}")
-    if hub.offline:
-        return None, f"{model} is not in the HF cache and HF_HUB_OFFLINE is set: heads not checked"
-    return _from_hub(model, revision or "main", hub)
+    config, source, warning = fetch_config(model, revision, hub_cache, hub)
+    if config is None:
+        return None, warning
+    return parse_config(config, source), None
 
 
 def _from_file(path: Path, source: str) -> tuple[ModelInfo | None, str | None]:
@@ -85,43 +83,3 @@ def _from_file(path: Path, source: str) -> tuple[ModelInfo | None, str | None]:
     if not isinstance(data, dict):
         return None, f"{path} is not a JSON object: heads not checked"
     return parse_config(data, source), None
-
-
-def _cached_config(hub_cache: Path, repo: str, revision: str | None) -> Path | None:
-    """config.json of a repo in the HF cache: the snapshot of the revision's ref, else any."""
-    root = hub_cache / ("models--" + repo.replace("/", "--"))
-    snapshots = root / "snapshots"
-    if not snapshots.is_dir():
-        return None
-    ref = root / "refs" / (revision or "main")
-    commit = ref.read_text().strip() if ref.is_file() else (revision or "")
-    if commit and (snapshots / commit / "config.json").is_file():
-        return snapshots / commit / "config.json"
-    found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
-
-
-def _from_hub(repo: str, revision: str, hub: HubAccess) -> tuple[ModelInfo | None, str | None]:
-    import httpx
-
-    url = f"{hub.endpoint.rstrip('/')}/{repo}/resolve/{revision}/config.json"
-    headers = {"Authorization": f"Bearer {hub.token}"} if hub.token else {}
-    try:
-        response = httpx.get(url, headers=headers, timeout=hub.timeout, follow_redirects=True)
-    except httpx.HTTPError as exc:
-        return None, f"cannot fetch {url}: {type(exc).__name__}: heads not checked"
-    if response.status_code in (401, 403):
-        hint = "set HF_TOKEN" if not hub.token else "check that HF_TOKEN has access"
-        return None, (
-            f"{repo} config.json answered {response.status_code} (gated or private model?): "
-            f"{hint}; heads not checked"
-        )
-    if response.status_code != 200:
-        return None, f"{url} answered {response.status_code}: heads not checked"
-    try:
-        data = response.json()
-    except ValueError:
-        return None, f"{url} is not JSON: heads not checked"
-    if not isinstance(data, dict):
-        return None, f"{url} is not a JSON object: heads not checked"
-    return parse_config(data, f"hub {hub.endpoint.rstrip('/')}/{repo}@{revision}"), None

@@ -6,10 +6,12 @@ hands plain values to the pure ``build_plan``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 from collections.abc import Mapping
 
+from ..coldstart.preflight import plan_warnings, shm_bytes
 from ..errors import ConfigError
 from ..settings import Settings
 from .build import LaunchPlan, build_plan
@@ -17,7 +19,7 @@ from .gpus import GpuInventory, discover
 from .installed import installed_sglang
 from .known_options import MODEL_PATH, REVISION
 from .model_info import HubAccess, read_model_info
-from .options import read_user_options
+from .options import OptionTable, read_user_options, scan
 from .serve_cli import server_words
 from .table_choice import choose_table
 from .user_args import read_user_args
@@ -65,4 +67,38 @@ def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -
         if warning:
             notes.append(warning)
     notes += user_opts.problems  # e.g. a table without --revision; build_plan drops repeats
-    return build_plan(settings, user, gpus, info, choice.table, base_env, tuple(notes), choice.why)
+    table = choice.table
+    plan = build_plan(settings, user, gpus, info, table, base_env, tuple(notes), choice.why)
+    if not model or not plan.argv:
+        return plan
+    rev = revision.value if revision else None
+    plan = dataclasses.replace(plan, revision=rev)
+    tp = _final_size(table, plan.argv, "--tp-size")
+    pp = _final_size(table, plan.argv, "--pp-size")
+    plan.warnings.extend(
+        plan_warnings(
+            plan.model or model,
+            rev,
+            tp,
+            pp,
+            [(g.name, g.memory_mib) for g in gpus.gpus],
+            settings.hub_cache,
+            hub,
+            shm_bytes(),
+        )
+    )
+    return plan
+
+
+def _final_size(table: OptionTable, argv: list[str], option: str) -> int:
+    """The size the server will get for a parallelism option such as `--tp-size` (its last
+    occurrence in the argv, through every alias and abbreviation); 1 when absent."""
+    opt = table.by_string.get(option)
+    if opt is None:
+        return 1
+    start = next((i for i, word in enumerate(argv) if word.startswith("--")), len(argv))
+    occ = scan(table, argv[start:]).last(opt.dest)
+    try:
+        return max(1, int(occ.value)) if occ is not None and occ.value else 1
+    except ValueError:
+        return 1

@@ -15,5 +15,7 @@ server's output (`server_output`, relayed to stdout without ever blocking by
 May import: the shared top level (settings, errors, files, logs, markers, redact,
 rotating_log); from the plan, only `prepare.prepare_plan` and the `build.LaunchPlan` it
 returns; from scaleout, only `join.gateway_membership` (the observer
-`attempt.ServerObserver` of READY and of the moment before the server is taken down).
+`attempt.ServerObserver` of READY and of the moment before the server is taken down); from
+coldstart, only `gate.wait_for_weights` and `phases.PhaseTracker` (load phases, stall
+watchdog).
 """

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import httpx
 import psutil
 
+from ..coldstart.phases import PhaseTracker
 from ..plan.build import LaunchPlan
 from ..redact import mask_argv
 from ..settings import Settings
@@ -80,6 +81,7 @@ class Attempt:
         replan: Replan,
         log: Any,
         observer: ServerObserver | None = None,
+        progress: PhaseTracker | None = None,
     ) -> None:
         self.settings = settings
         self.control = control
@@ -90,6 +92,8 @@ class Attempt:
         self.replan = replan
         self.log = log
         self.observer = observer
+        self.progress = progress
+        """Load phases and the stall watchdog (coldstart), fed with the server's lines."""
         self.me = psutil.Process()
         self.reason = ""
 
@@ -130,9 +134,10 @@ class Attempt:
             )
         loop = asyncio.get_running_loop()
         control, sink = self.control, self.sink
+        on_lines = self.progress.feed if self.progress is not None else None
         try:
             transport, proto = await loop.subprocess_exec(
-                lambda: ServerProtocol(sink, control.on_ready_line, control.on_exit),
+                lambda: ServerProtocol(sink, control.on_ready_line, control.on_exit, on_lines),
                 *plan.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -149,6 +154,8 @@ class Attempt:
             )
         started = loop.time()
         pid = transport.get_pid()
+        if self.progress is not None:
+            self.progress.new_start()
         leader: psutil.Process | None
         try:
             leader = psutil.Process(pid)
@@ -275,11 +282,16 @@ class Attempt:
                     )
                     self.log.error(self.reason)
                     return Outcome(Failure.STARTUP_TIMEOUT)
+                stalled = self._stalled()
+                if stalled is not None:
+                    return stalled
                 result = await self._probe(url, s.liveness_timeout, proto)
                 if result is None:
                     continue
                 last_probe = result
                 if result.ok:
+                    if self.progress is not None:
+                        self.progress.enter("ready")
                     ready_since = loop.time()
                     self.log.info(
                         "server ready", url=url, startup_s=round(ready_since - started, 3)
@@ -319,6 +331,20 @@ class Attempt:
                 return Outcome(
                     Failure.UNHEALTHY, was_ready=True, ready_for=loop.time() - ready_since
                 )
+
+    def _stalled(self) -> Outcome | None:
+        """The stall watchdog: warn once per stall; with LAUNCHER_STALL_ACTION=restart the
+        start counts as failed (an Outcome), else None."""
+        line = self.progress.stalled() if self.progress is not None else None
+        if line is None:
+            return None
+        self.log.warning(line)
+        self.lifecycle.note(message=line)
+        if self.settings.stall_action != "restart":
+            return None
+        self.reason = f"{line}: restarting it (LAUNCHER_STALL_ACTION=restart)"
+        self.log.error(self.reason)
+        return Outcome(Failure.STARTUP_TIMEOUT)
 
     async def _take_down(
         self, proto: ServerProtocol, pid: int, leader: psutil.Process | None

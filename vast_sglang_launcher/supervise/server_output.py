@@ -136,10 +136,14 @@ class ServerProtocol(asyncio.SubprocessProtocol):
         sink: OutputSink,
         on_ready_line: Callable[[], None],
         on_exit: Callable[[], None],
+        on_lines: Callable[[list[bytes]], None] | None = None,
     ) -> None:
         self.sink = sink
         self.on_ready_line = on_ready_line
         self.on_exit = on_exit
+        self.on_lines = on_lines
+        """Every batch of complete lines, after they are passed on, and [] for output without
+        a whole line (load phases, stall watchdog)."""
         self._partial = b""
         self.transport: asyncio.SubprocessTransport | None = None
         self.exited = False
@@ -163,8 +167,12 @@ class ServerProtocol(asyncio.SubprocessProtocol):
             lines.append(self._partial)
             self._partial = b""
         if not lines:
+            if self.on_lines is not None:
+                self.on_lines([])  # output moved without a whole line (a progress bar)
             return
         self.sink.write(lines)
+        if self.on_lines is not None:
+            self.on_lines(lines)
         if not self.ready_line_seen and any(READY_MARK in line for line in lines):
             self.ready_line_seen = True
             self.on_ready_line()

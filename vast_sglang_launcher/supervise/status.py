@@ -51,6 +51,10 @@ EMPTY: dict[str, Any] = {
     "last_error": [],
     "hint": None,
     "next_start_at": None,
+    "phase": None,
+    "phases": [],
+    "previous_phases": [],
+    "download": None,
     "updated_at": None,
 }
 
@@ -246,6 +250,7 @@ def render(data: dict[str, Any], alive: bool, now: float | None = None) -> str:
     for name, value in rows:
         if value not in (None, "", []):
             lines.append(f"  {name:<10} {value}")
+    lines.extend(_phase_lines(data, now))
     argv = data.get("argv") or []
     if argv:
         lines.append(f"  command    {shlex.join(str(a) for a in argv)}")
@@ -254,6 +259,40 @@ def render(data: dict[str, Any], alive: bool, now: float | None = None) -> str:
         lines.append("  last server lines:")
         lines.extend(f"    {line if len(line) <= 300 else line[:299] + '…'}" for line in last)
     return "\n".join(lines)
+
+
+def _size(n: object) -> str:
+    value = float(n) if isinstance(n, (int, float)) else 0.0
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def _phase_lines(data: dict[str, Any], now: float) -> list[str]:
+    """The load phase now (with download progress) and the durations of the last start."""
+    lines = []
+    phase = data.get("phase")
+    if isinstance(phase, dict) and phase.get("name"):
+        since = parse_iso(phase.get("since"))
+        elapsed = f" for {max(0, int(now - since))} s" if since is not None else ""
+        text = f"{phase.get('title') or phase['name']}{elapsed} (since {phase.get('since')})"
+        if phase["name"] == "downloading" and phase.get("bytes_total"):
+            text += f": {_size(phase.get('bytes_done'))} of {_size(phase.get('bytes_total'))}"
+            if phase.get("rate_bytes_s"):
+                text += f", {_size(phase['rate_bytes_s'])}/s"
+            if phase.get("eta_s") is not None:
+                text += f", about {int(phase['eta_s'])} s left"
+        lines.append(f"  {'phase':<10} {text}")
+    done = [p for p in data.get("phases") or [] if p.get("duration_s") is not None]
+    if done:
+        took = ", ".join(f"{p['phase']} {p['duration_s']:.1f} s" for p in done)
+        lines.append(f"  {'took':<10} {took}")
+    download = data.get("download")
+    if isinstance(download, dict) and download.get("state") == "failed":
+        lines.append(f"  {'download':<10} failed: {download.get('detail')}")
+    return lines
 
 
 def status_path(environ: Mapping[str, str]) -> str:
@@ -276,6 +315,9 @@ def command_status(as_json: bool, environ: Mapping[str, str] | None = None) -> i
     alive = launcher_alive(data)
     data = masked(data)  # also for a file written before secrets were masked
     if as_json:
+        phase = data.get("phase")
+        if isinstance(phase, dict) and (since := parse_iso(phase.get("since"))) is not None:
+            data["phase"] = {**phase, "elapsed_s": round(max(0.0, time.time() - since), 3)}
         print(json.dumps({**data, "launcher_alive": alive}, indent=1))
     else:
         print(render(data, alive))

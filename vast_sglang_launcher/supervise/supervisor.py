@@ -19,6 +19,8 @@ from typing import BinaryIO
 import psutil
 
 from .. import markers
+from ..coldstart.gate import wait_for_weights
+from ..coldstart.phases import PhaseTracker
 from ..errors import EX_CONFIG, LauncherError
 from ..logs import get_logger
 from ..plan.build import LaunchPlan
@@ -88,6 +90,7 @@ class Supervisor:
         client = make_client()
         self.sink = sink
         self.membership = None
+        self.phases = PhaseTracker(self.lifecycle.note, self.log, self.settings.stall_timeout)
         try:
             self.membership = gateway_membership(
                 self.settings, client, self.log, lambda g: self.lifecycle.note(gateway=g)
@@ -102,6 +105,7 @@ class Supervisor:
                 self._replan,
                 self.log,
                 self.membership,
+                self.phases,
             )
             return await self._main()
         finally:
@@ -120,6 +124,16 @@ class Supervisor:
             return self._stopped()
         if not await self._wait_for_provisioning():
             return self._stopped()
+        weights = await wait_for_weights(
+            self.settings, control.stop_event, self.phases, self.log, self._downloading
+        )
+        if control.stop_signal:
+            return self._stopped()
+        if weights.download:
+            self.lifecycle.note(download=weights.download)
+        if not weights.start:
+            self.lifecycle.to(ServerState.FAILED, message=weights.line, last_reason=weights.line)
+            return EX_CONFIG
         control.reload_requested = False  # a SIGHUP before the first plan changes nothing
         plan = await self._first_plan()
         if control.stop_signal:
@@ -181,6 +195,7 @@ class Supervisor:
             message=f"waiting for provisioning to finish ({marker} exists)",
         )
         self.log.info("waiting for provisioning to finish", marker=str(marker))
+        self.phases.enter("waiting_provisioning")
         marker_dir = self.settings.marker_dir
         released = await wait_until_gone(
             marker,
@@ -202,6 +217,9 @@ class Supervisor:
         else:
             self.log.info("provisioning finished")
         return True
+
+    def _downloading(self) -> None:
+        self.lifecycle.to(ServerState.STARTING, message="waiting for the weights to download")
 
     async def _first_plan(self) -> LaunchPlan:
         try:

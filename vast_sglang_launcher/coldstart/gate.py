@@ -1,0 +1,122 @@
+"""The server's wait for the weight prefetch (`run`, once provisioning has ended).
+
+When the prefetch is still running, the server waits for it: it never starts on a partial
+download. A finished, skipped or absent prefetch costs nothing. A failed one is reported in
+one line; only a definite 404 or a gated repo without a token keeps the server from
+starting (the launcher then exits 78), anything else lets SGLang start and report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..settings import Settings
+from . import progress
+from .phases import PhaseTracker, fmt_bytes, fmt_duration
+
+POLL = 0.05
+"""Seconds between reads of prefetch.json while waiting (a small local file)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    start: bool
+    """False: do not start the server (`line` says why; exit 78)."""
+    line: str = ""
+    download: dict[str, Any] = field(default_factory=dict)
+    """For status.json: the prefetch's state, detail, kind and what happens next."""
+
+
+def _download_detail(doc: dict[str, Any], rate: float) -> dict[str, Any]:
+    done, total = int(doc.get("done_bytes") or 0), int(doc.get("total_bytes") or 0)
+    eta = (total - done) / rate if rate > 0 and total > done else None
+    return {
+        "repo": doc.get("repo"),
+        "bytes_done": done,
+        "bytes_total": total,
+        "rate_bytes_s": round(rate),
+        "eta_s": round(eta, 1) if eta is not None else None,
+    }
+
+
+async def wait_for_weights(
+    settings: Settings,
+    stop: asyncio.Event,
+    phases: PhaseTracker,
+    log: Any,
+    on_wait: Callable[[], None] = lambda: None,
+) -> Verdict:
+    """Wait while the prefetch runs (phase `downloading`, with bytes, rate and ETA; the stall
+    watchdog warns when no byte moves for LAUNCHER_STALL_TIMEOUT); `on_wait` is called once
+    when a wait begins. Returns whether the server may start; check `stop` after it."""
+    path = progress.status_path(settings.run_dir)
+    doc = progress.read_status(path)
+    if doc is None:
+        return Verdict(True)
+    loop = asyncio.get_running_loop()
+    if doc.get("state") in progress.RUNNING and progress.owner_alive(doc):
+        on_wait()
+        # The first plan follows the download and reads config.json through the hub client:
+        # import it meanwhile, so that the server starts sooner when the download ends.
+        warm = loop.run_in_executor(None, importlib.import_module, "huggingface_hub.file_download")
+        phases.enter("downloading", **_download_detail(doc, 0.0))
+        log.info("waiting for the weights to download")
+        samples: list[tuple[float, int]] = []
+        last_seen: tuple[object, ...] | None = None
+        while doc is not None and doc.get("state") in progress.RUNNING:
+            if not progress.owner_alive(doc):
+                break
+            done = int(doc.get("done_bytes") or 0)
+            now = loop.time()
+            samples = [s for s in samples if now - s[0] <= 10.0] + [(now, done)]
+            rate = (done - samples[0][1]) / (now - samples[0][0]) if now > samples[0][0] else 0.0
+            seen = (done, doc.get("total_bytes"), doc.get("repo"), doc.get("state"))
+            if seen != last_seen:
+                if last_seen is None or done != last_seen[0]:
+                    phases.activity()
+                last_seen = seen
+                phases.update(**_download_detail(doc, rate))
+            stalled = phases.stalled()
+            if stalled:
+                log.warning(stalled)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), POLL)
+            if stop.is_set():
+                return Verdict(True)
+            doc = progress.read_status(path)
+        with contextlib.suppress(Exception):
+            await warm
+    if doc is None:
+        return Verdict(True)
+    return _after(doc, log)
+
+
+def _after(doc: dict[str, Any], log: Any) -> Verdict:
+    state = doc.get("state")
+    summary = {k: doc.get(k) for k in ("state", "repo", "detail", "kind", "next", "total_bytes")}
+    if state in progress.RUNNING:  # its process died (killed) before it could say so
+        log.warning(
+            "the download process ended without finishing; starting the server, SGLang "
+            "downloads what is missing"
+        )
+        return Verdict(True, "", {**summary, "state": "abandoned"})
+    if state == "failed":
+        line = f"weight download failed: {doc.get('detail')}"
+        if doc.get("fatal"):
+            log.error(f"{line}; not starting the server (exit 78)")
+            return Verdict(False, line, summary)
+        log.warning(f"{line}; {doc.get('next') or 'starting the server anyway'}")
+        return Verdict(True, line, summary)
+    elif state == "done":
+        took = ""
+        started, finished = doc.get("started_at"), doc.get("finished_at")
+        if isinstance(started, (int, float)) and isinstance(finished, (int, float)):
+            took = f" in {fmt_duration(finished - started)}"
+        total = int(doc.get("total_bytes") or 0)
+        log.info(f"weights ready{took}: {fmt_bytes(total)} of {doc.get('repo')}")
+    return Verdict(True, "", summary)

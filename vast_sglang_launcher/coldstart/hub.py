@@ -1,0 +1,306 @@
+"""The one way to the model hub: `huggingface_hub`, with the launcher's settings.
+
+Every call passes the endpoint (HF_ENDPOINT), the token (HF_TOKEN), the cache directory
+(HF_HUB_CACHE / HF_HOME / the workspace) and the revision explicitly, and nothing here
+contacts the hub when HF_HUB_OFFLINE is set. Errors become a `HubProblem`: one line for the
+log and status.json, its kind, and whether the server can still be started.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_NETWORK_NAMES = ("Connect", "Timeout", "Network", "RemoteProtocol", "ReadError", "Proxy")
+
+
+@dataclass(frozen=True)
+class HubAccess:
+    """How to reach the hub: the launcher's HF_ENDPOINT, HF_TOKEN, timeout and offline mode."""
+
+    endpoint: str
+    token: str | None
+    timeout: float
+    offline: bool = False
+
+
+@dataclass(frozen=True)
+class HubProblem(Exception):
+    """A hub request that failed, said in one line.
+
+    kind: gated, not_found, revision, disk, network or error. fatal: starting the server
+    cannot help (a definite 404, or a gated repo and no token).
+    """
+
+    kind: str
+    line: str
+    fatal: bool = False
+
+    def __str__(self) -> str:
+        return self.line
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    path: str
+    size: int
+    etag: str | None
+    """The blob name in the HF cache: the LFS sha256, else the git blob id."""
+
+
+@dataclass(frozen=True)
+class RepoListing:
+    repo: str
+    revision: str
+    commit: str
+    files: tuple[RepoFile, ...]
+
+
+def is_repo_id(model: str) -> bool:
+    """True when `model` names a hub repo rather than a local directory."""
+    if model.startswith(("/", ".", "~")) or Path(model).expanduser().exists():
+        return False
+    return bool(_REPO_ID.match(model))
+
+
+def classify(exc: BaseException, repo: str, token_set: bool) -> HubProblem:
+    """One line, a kind and the consequence for a failed hub request."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    status = _status(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return HubProblem("disk", f"{repo}: the disk is full ({exc.strerror})")
+    if isinstance(exc, GatedRepoError) or (
+        isinstance(exc, RepositoryNotFoundError) and status in (401, 403)
+    ):
+        if not token_set:
+            return HubProblem(
+                "gated",
+                f"{repo} is gated or private (HTTP {status}) and HF_TOKEN is not set: accept "
+                "its licence on the hub and set HF_TOKEN",
+                fatal=True,
+            )
+        return HubProblem(
+            "gated",
+            f"{repo} is gated or private (HTTP {status}) and HF_TOKEN has no access to it: "
+            "accept its licence on the hub with the token's account, or use another token",
+        )
+    if isinstance(exc, RevisionNotFoundError):
+        return HubProblem(
+            "revision", f"{repo} has no revision of that name (HTTP 404): check --revision", True
+        )
+    if isinstance(exc, RepositoryNotFoundError):
+        return HubProblem(
+            "not_found",
+            f"{repo} does not exist on the hub (HTTP {status or 404}): check SGLANG_MODEL",
+            fatal=status == 404,
+        )
+    if isinstance(exc, HfHubHTTPError) and status is not None:
+        return HubProblem("error", f"{repo}: the hub answered HTTP {status}")
+    if isinstance(exc, LocalEntryNotFoundError) or _is_network(exc):
+        return HubProblem("network", f"{repo}: cannot reach the hub ({_cause(exc)})")
+    if isinstance(exc, OSError):
+        return HubProblem("error", f"{repo}: {exc.strerror or exc}")
+    return HubProblem("error", f"{repo}: {type(exc).__name__}: {_clip(str(exc))}")
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    code = getattr(response, "status_code", None)
+    return code if isinstance(code, int) else None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+def _is_network(exc: BaseException) -> bool:
+    return any(
+        any(n in type(e).__name__ for n in _NETWORK_NAMES) or isinstance(e, ConnectionError)
+        for e in _chain(exc)
+    )
+
+
+def _cause(exc: BaseException) -> str:
+    for e in _chain(exc):
+        if any(n in type(e).__name__ for n in _NETWORK_NAMES) or isinstance(e, ConnectionError):
+            return type(e).__name__
+    return type(exc).__name__
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- model info: config.json ---------------------------------------------------------------
+
+
+def fetch_config(
+    repo: str, revision: str | None, hub_cache: Path, hub: HubAccess
+) -> tuple[dict[str, Any] | None, str, str | None]:
+    """The repo's config.json: from the HF cache when it is there, else from the hub (it is
+    then kept in the cache). Returns (config, where it came from, None) or (None, "", a
+    warning saying why not). Never contacts the hub in offline mode."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo, "config.json", cache_dir=hub_cache, revision=revision)
+    path = Path(cached) if isinstance(cached, str) else _any_snapshot_config(hub_cache, repo)
+    if path is not None and (isinstance(cached, str) or hub.offline):
+        return _read(path, f"HF cache {path}")
+    if hub.offline:
+        return (
+            None,
+            "",
+            f"{repo} is not in the HF cache and HF_HUB_OFFLINE is set: heads not checked",
+        )
+    url = f"{hub.endpoint.rstrip('/')}/{repo}/resolve/{revision or 'main'}/config.json"
+    try:
+        got = _within(
+            hub.timeout,
+            lambda: hf_hub_download(
+                repo,
+                "config.json",
+                revision=revision,
+                cache_dir=hub_cache,
+                endpoint=hub.endpoint,
+                token=hub.token or None,
+                etag_timeout=hub.timeout,
+            ),
+        )
+    except TimeoutError:
+        return (
+            None,
+            "",
+            (
+                f"cannot fetch {url}: no answer within {hub.timeout:g} s "
+                "(LAUNCHER_MODEL_INFO_TIMEOUT): heads not checked"
+            ),
+        )
+    except Exception as exc:
+        problem = classify(exc, repo, hub.token is not None)
+        if problem.kind == "gated":
+            hint = "set HF_TOKEN" if not hub.token else "check that HF_TOKEN has access"
+            status = _status(exc)
+            return (
+                None,
+                "",
+                (
+                    f"{repo} config.json answered {status} (gated or private model?): "
+                    f"{hint}; heads not checked"
+                ),
+            )
+        if problem.kind == "network":
+            return None, "", f"cannot fetch {url}: {_cause(exc)}: heads not checked"
+        status = _status(exc)
+        if status is not None:
+            return None, "", f"{url} answered {status}: heads not checked"
+        return None, "", f"cannot fetch {url}: {problem.line}: heads not checked"
+    source = f"hub {hub.endpoint.rstrip('/')}/{repo}@{revision or 'main'}"
+    return _read(Path(got), source)
+
+
+def _within(seconds: float, call: Callable[[], T]) -> T:
+    """`call()` in a daemon thread, abandoned after `seconds` (TimeoutError): the client
+    retries network errors with a backoff of its own, which must not hold up a plan."""
+    box: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(call())
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=run, name="hub", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if error:
+        raise error[0]
+    if not box:
+        raise TimeoutError
+    return box[0]
+
+
+def _any_snapshot_config(hub_cache: Path, repo: str) -> Path | None:
+    """The newest config.json of any cached snapshot (offline, when refs do not say)."""
+    snapshots = hub_cache / ("models--" + repo.replace("/", "--")) / "snapshots"
+    found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def _read(path: Path, source: str) -> tuple[dict[str, Any] | None, str, str | None]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return None, "", f"cannot read {path}: {exc}: heads not checked"
+    if not isinstance(data, dict):
+        return None, "", f"{path} is not a JSON object: heads not checked"
+    return data, source, None
+
+
+# --- the file list and the download --------------------------------------------------------
+
+
+def list_files(repo: str, revision: str | None, hub: HubAccess) -> RepoListing:
+    """The repo's files with their sizes at `revision` (HubProblem on failure)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=hub.endpoint, token=hub.token or None)
+    try:
+        info = api.model_info(repo, revision=revision, files_metadata=True, timeout=hub.timeout)
+    except Exception as exc:
+        raise classify(exc, repo, hub.token is not None) from None
+    files = []
+    for s in info.siblings or []:
+        etag = s.lfs.sha256 if s.lfs is not None else s.blob_id
+        size = s.lfs.size if s.lfs is not None else s.size
+        files.append(RepoFile(s.rfilename, int(size or 0), etag))
+    return RepoListing(repo, revision or "main", str(info.sha), tuple(files))
+
+
+def download(
+    listing: RepoListing, paths: list[str], hub_cache: Path, hub: HubAccess, connections: int
+) -> Path:
+    """Download `paths` of the listed commit into the HF cache (`snapshot_download`, its
+    cache layout and hf-xet's fast path when installed). HubProblem on failure."""
+    import glob
+
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils.tqdm import disable_progress_bars
+
+    disable_progress_bars()  # the launcher reports progress itself, every 10 s at most
+    try:
+        folder = snapshot_download(
+            listing.repo,
+            revision=listing.revision,
+            cache_dir=hub_cache,
+            endpoint=hub.endpoint,
+            token=hub.token or None,
+            allow_patterns=[glob.escape(p) for p in paths],
+            max_workers=connections,
+            etag_timeout=hub.timeout,
+        )
+    except Exception as exc:
+        raise classify(exc, listing.repo, hub.token is not None) from None
+    return Path(folder)

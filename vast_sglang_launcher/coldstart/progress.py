@@ -1,0 +1,120 @@
+"""The prefetch's status file, `$LAUNCHER_RUN_DIR/prefetch.json`, and the launcher's record
+of complete downloads (`$HF_HUB_CACHE/../vast-sglang-launcher/prefetch/*.json`).
+
+The prefetch process owns `prefetch.json` and rewrites it atomically about once a second:
+state (`starting`, `listing`, `downloading`, `done`, `skipped`, `failed`), the owner's pid
+and start time, the repo, bytes done and total, and on failure one line, its kind, whether
+the server may still start (`fatal`) and what happens next. Readers (`run`, `status`) never
+write it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import markers
+from ..files import write_atomic
+
+STATUS_FILE = "prefetch.json"
+RUNNING = ("starting", "listing", "downloading")
+
+
+def status_path(run_dir: Path) -> Path:
+    return run_dir / STATUS_FILE
+
+
+def write_status(path: Path, doc: dict[str, Any]) -> None:
+    doc = {**doc, "updated_at": time.time()}
+    write_atomic(path, json.dumps(doc, indent=1) + "\n")
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def owner_alive(doc: dict[str, Any]) -> bool:
+    """Whether the process that writes `doc` still runs (not a reused pid)."""
+    pid, started = doc.get("pid"), doc.get("pid_started")
+    if not isinstance(pid, int):
+        return False
+    return markers.is_alive(
+        markers.Owner(pid, float(started) if isinstance(started, (int, float)) else None)
+    )
+
+
+# --- the record of complete downloads -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What one complete prefetch fetched: the commit and each file's size."""
+
+    repo: str
+    revision: str
+    commit: str
+    files: dict[str, int]
+
+
+def manifest_path(hub_cache: Path, repo: str, revision: str) -> Path:
+    name = f"{repo.replace('/', '--')}@{revision.replace('/', '--')}.json"
+    return hub_cache.parent / "vast-sglang-launcher" / "prefetch" / name
+
+
+def save_manifest(hub_cache: Path, m: Manifest) -> None:
+    doc = {"repo": m.repo, "revision": m.revision, "commit": m.commit, "files": m.files}
+    write_atomic(manifest_path(hub_cache, m.repo, m.revision), json.dumps(doc, indent=1) + "\n")
+
+
+def snapshot_dir(hub_cache: Path, repo: str, commit: str) -> Path:
+    return hub_cache / ("models--" + repo.replace("/", "--")) / "snapshots" / commit
+
+
+def complete_in_cache(hub_cache: Path, repo: str, revision: str) -> Manifest | None:
+    """The manifest of a complete earlier prefetch whose files are all still in the cache
+    with their sizes (and whose ref still names its commit); None otherwise. No network."""
+    try:
+        doc = json.loads(manifest_path(hub_cache, repo, revision).read_text())
+        m = Manifest(doc["repo"], doc["revision"], doc["commit"], dict(doc["files"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    ref = hub_cache / ("models--" + repo.replace("/", "--")) / "refs" / revision
+    if revision != m.commit:
+        try:
+            if ref.read_text().strip() != m.commit:
+                return None
+        except OSError:
+            return None
+    snap = snapshot_dir(hub_cache, repo, m.commit)
+    for path, size in m.files.items():
+        try:
+            if (snap / path).stat().st_size != size:
+                return None
+        except OSError:
+            return None
+    return m
+
+
+def bytes_on_disk(hub_cache: Path, repo: str, files: list[tuple[str, int, str | None]]) -> int:
+    """Bytes of `files` (path, size, blob name) already in the cache, partial blobs included
+    (`<blob>.incomplete`, or `<blob>.<id>.incomplete` as huggingface_hub 2.x names them)."""
+    blobs = hub_cache / ("models--" + repo.replace("/", "--")) / "blobs"
+    try:
+        names = os.listdir(blobs)
+    except OSError:
+        return 0
+    have: dict[str, int] = {}
+    for name in names:
+        blob = name.split(".", 1)[0]  # blob names are hex digests: no dot in them
+        with contextlib.suppress(OSError):
+            have[blob] = max(have.get(blob, 0), (blobs / name).stat().st_size)
+    return sum(min(size, have.get(etag, 0)) for _path, size, etag in files if etag is not None)
