@@ -88,3 +88,10 @@ def test_try_it_without_a_gpu_runs_as_written(tmp_path: Path) -> None:
     assert (
         "The server is fired up and ready to roll!" in (workdir / "log" / "sglang.log").read_text()
     )
+
+
+def test_the_contents_list_every_section_in_order() -> None:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    headings = [h for h in re.findall(r"^## (.+)$", text, re.M) if h != "Contents"]
+    contents = text.split("## Contents", 1)[1].split("\n## ", 1)[0]
+    assert re.findall(r"^\d+\. \[(.+?)\]\(#", contents, re.M) == headings

@@ -440,7 +440,8 @@ def test_sighup_with_a_broken_args_file_keeps_the_server(rig: LauncherRig) -> No
 
 def test_secret_options_are_masked_in_the_launchers_outputs(rig: LauncherRig) -> None:
     """Issue 11: `--api-key` reaches the server, but not the launcher's log line, status.json
-    (0600) or `status`. (SGLang itself prints its ServerArgs; that line is the server's.)"""
+    (0600), `status`, nor the server's own `server_args=ServerArgs(...)` line as the launcher
+    passes it on to sglang.log and stdout; server.json, which keeps the real argv, is 0600."""
     repo = str(Path(__file__).resolve().parents[2])
     rig.args_file.write_text("--api-key sk-run-secret-1\n")
     launcher = rig.start(PYTHONPATH=repo)
@@ -450,6 +451,10 @@ def test_secret_options_are_masked_in_the_launchers_outputs(rig: LauncherRig) ->
     assert "--api-key" in ready["argv"] and "***" in ready["argv"]
     assert (rig.run_dir / "status.json").stat().st_mode & 0o777 == 0o600
     assert "run-secret" not in (rig.run_dir / "status.json").read_text()
+    assert (rig.run_dir / "server.json").stat().st_mode & 0o777 == 0o600
+    server_log = (rig.logs / "sglang.log").read_text()
+    assert "server_args=ServerArgs(" in server_log and "api_key='***'" in server_log
+    assert "run-secret" not in server_log
     for args in (("status",), ("status", "--json")):
         shown = rig.cli(*args, PYTHONPATH=repo)
         assert shown.returncode == 0 and "--api-key" in shown.stdout
@@ -459,3 +464,4 @@ def test_secret_options_are_masked_in_the_launchers_outputs(rig: LauncherRig) ->
     started = [line for line in rig.stderr().splitlines() if "server started" in line]
     assert len(started) == 1 and "--api-key" in started[0] and "***" in started[0]
     assert "run-secret" not in rig.stderr()
+    assert "server_args=ServerArgs(" in rig.stdout() and "run-secret" not in rig.stdout()

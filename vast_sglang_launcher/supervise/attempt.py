@@ -22,7 +22,7 @@ import psutil
 
 from ..coldstart.phases import PhaseTracker
 from ..plan.build import LaunchPlan
-from ..redact import mask_argv
+from ..redact import argv_redactor, mask_argv
 from ..settings import Settings
 from .control import Control
 from .lifecycle import Lifecycle
@@ -117,6 +117,7 @@ class Attempt:
             message="checking the port",
         )
         self.sink.tail.clear()
+        self.sink.redact = argv_redactor(self.settings, plan.argv)
         busy = port_in_use(plan.host, plan.port)
         if busy:
             return self._cannot_start(busy, Failure.PORT_BUSY)

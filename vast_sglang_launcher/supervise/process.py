@@ -95,7 +95,8 @@ class ServerRecord:
     argv: list[str]
 
     def save(self, path: Path) -> None:
-        write_atomic(path, json.dumps(asdict(self), indent=1) + "\n")
+        # 0600: the argv holds the server's secret options (--api-key ...) unmasked.
+        write_atomic(path, json.dumps(asdict(self), indent=1) + "\n", 0o600)
 
     @classmethod
     def load(cls, path: Path) -> ServerRecord | None:

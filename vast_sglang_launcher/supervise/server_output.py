@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from ..redact import Redactor
 from ..rotating_log import RotatingLog
 from .stdout_relay import DirectRelay, LineRelay
 
@@ -71,6 +72,9 @@ class OutputSink:
             except OSError as exc:
                 self.log_error = f"{log_path}: {exc.strerror or exc}"
         self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        self.redact: Redactor | None = None
+        """Secrets to mask in every line passed on (SGLang prints its whole `server_args`,
+        `--api-key` included, at start): set for each start of the server."""
 
     def _to_log(self, blob: bytes, lines: int) -> None:
         if self._log is None:
@@ -101,6 +105,12 @@ class OutputSink:
 
     def write(self, lines: list[bytes]) -> None:
         """Pass complete lines (each ending in a newline, or a final fragment) through."""
+        if self.redact is not None:
+            redact = self.redact
+            lines = [
+                redact(line.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+                for line in lines
+            ]
         blob = b"".join(lines)
         self._to_log(blob, len(lines))
         if self.relay is not None:
