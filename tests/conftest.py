@@ -4,7 +4,9 @@ Nothing here fakes the launcher: every rig runs the real CLI in a subprocess, ag
 processes on loopback (the SGLang stand-in is tests/sglang_standin.py).
 """
 
+import argparse
 import contextlib
+import io
 import json
 import os
 import shlex
@@ -450,3 +452,16 @@ def wait_for_port(
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def real_parse(table_path: Path, argv: list[str]) -> argparse.Namespace | None:
+    """What a release's parser (argparse built from its option table, as the stand-in does)
+    makes of argv; None when it exits with status 2."""
+    import sglang_standin
+
+    parser = sglang_standin.build_parser(table_path)
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            return parser.parse_args(argv)
+        except SystemExit:
+            return None

@@ -415,9 +415,8 @@ def test_password_without_token_allows_basic_only(start_edge: StartEdge) -> None
     assert client.get(edge.url("/?token=pw"), headers=BROWSER).status_code == 401
 
 
-def test_https_serves_tls_with_the_instance_certificate(
-    start_edge: StartEdge, tmp_path: Path
-) -> None:
+def _https_edge(start_edge: StartEdge, tmp_path: Path) -> tuple[Edge, httpx.Client]:
+    """An edge with ENABLE_HTTPS and a fresh self-signed certificate, and a client trusting it."""
     cert, key = tmp_path / "instance.crt", tmp_path / "instance.key"
     subprocess.run(
         [
@@ -436,6 +435,13 @@ def test_https_serves_tls_with_the_instance_certificate(
     context = ssl.create_default_context(cafile=str(cert))
     context.check_hostname = False
     client = edge.client(verify=context)
+    return edge, client
+
+
+def test_https_serves_tls_with_the_instance_certificate(
+    start_edge: StartEdge, tmp_path: Path
+) -> None:
+    edge, client = _https_edge(start_edge, tmp_path)
     assert client.get(edge.url("/v1/models")).status_code == 401
     assert client.get(edge.url("/v1/models"), headers=bearer(TOKEN)).status_code == 200
     r = client.get(edge.url("/?token=" + quote(TOKEN, safe="")), headers=BROWSER)
@@ -863,24 +869,7 @@ def test_cookie_lifetime_follows_the_setting(start_edge: StartEdge) -> None:
 
 
 def test_https_cookie_has_the_host_prefix(start_edge: StartEdge, tmp_path: Path) -> None:
-    cert, key = tmp_path / "instance.crt", tmp_path / "instance.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=instance", "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    edge = start_edge(
-        OPEN_BUTTON_TOKEN=TOKEN,
-        ENABLE_HTTPS="true",
-        LAUNCHER_TLS_CERT=str(cert),
-        LAUNCHER_TLS_KEY=str(key),
-    )
-    context = ssl.create_default_context(cafile=str(cert))
-    context.check_hostname = False
-    client = edge.client(verify=context)
+    edge, client = _https_edge(start_edge, tmp_path)
     r = client.get(edge.url("/?token=" + quote(TOKEN, safe="")), headers=BROWSER)
     assert r.status_code == 302
     name, value = auth_cookie(TOKEN, https=True)

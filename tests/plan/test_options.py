@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import importlib.util
-import io
 import json
 from pathlib import Path
 
 import pytest
+from conftest import real_parse
 
 from vast_sglang_launcher.plan.options import OptionTable, read_table, scan, snapshot
 
 DATA = Path(__file__).resolve().parents[2] / "vast_sglang_launcher" / "plan" / "data"
 TABLES = sorted(DATA.glob("server-args-*.json"))
-
-
-def _standin():
-    spec = importlib.util.spec_from_file_location(
-        "sglang_standin", Path(__file__).parents[1] / "sglang_standin.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def real_parse(table_path: Path, argv: list[str]) -> argparse.Namespace | None:
-    """What SGLang's parser makes of argv (None: it exits with status 2)."""
-    parser = _standin().build_parser(table_path)
-    with contextlib.redirect_stderr(io.StringIO()):
-        try:
-            return parser.parse_args(argv)
-        except SystemExit:
-            return None
 
 
 CASES = [

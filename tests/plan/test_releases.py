@@ -5,9 +5,6 @@ tp_size), so each value is read back through the dest that release gives the opt
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.util
-import io
 import json
 import subprocess
 import sys
@@ -15,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import real_parse
 
 from vast_sglang_launcher.plan.build import LaunchPlan, build_plan
 from vast_sglang_launcher.plan.gpus import GpuInventory
@@ -26,26 +24,6 @@ from vast_sglang_launcher.settings import load_settings
 DATA = Path(__file__).resolve().parents[2] / "vast_sglang_launcher" / "plan" / "data"
 TABLES = sorted(DATA.glob("server-args-*.json"))
 EIGHT_KV = ModelInfo(32, 8, "LlamaForCausalLM", "test")
-
-
-def _standin() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "sglang_standin", Path(__file__).parents[1] / "sglang_standin.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def real_parse(table_path: Path, argv: list[str]) -> argparse.Namespace | None:
-    """What the release's parser (argparse built from its table) makes of argv; None: exit 2."""
-    parser = _standin().build_parser(table_path)
-    with contextlib.redirect_stderr(io.StringIO()):
-        try:
-            return parser.parse_args(argv)
-        except SystemExit:
-            return None
 
 
 def plan_for(
