@@ -38,6 +38,8 @@ ORDER = (
     "warmup",
     "ready",
 )
+SERVER_PHASES = ORDER[ORDER.index("starting") :]
+"""The phases of one start of the server (the ones before it belong to the boot)."""
 TITLES = {
     "waiting_provisioning": "waiting for provisioning",
     "downloading": "downloading the weights",
@@ -120,14 +122,7 @@ class PhaseTracker:
     def new_start(self) -> None:
         """A server start begins: the phases so far (the boot's waits, or the last start)
         stay; a restart keeps the previous start's list under `previous_phases`."""
-        if self.current in (
-            "starting",
-            "loading_weights",
-            "kv_cache",
-            "cuda_graph",
-            "warmup",
-            "ready",
-        ):
+        if self.current in SERVER_PHASES:
             self._close(self.clock())
             self.previous, self.history = self.history, []
             self.current = None
