@@ -61,8 +61,10 @@ _COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
             ("1", "a bug in the launcher (traceback logged; exits after LAUNCHER_BACKOFF_MAX)"),
             (
                 "78",
-                "gave up on a server that keeps failing before it is ready; a bad setting; "
-                "a directory it cannot write; another launcher runs on LAUNCHER_RUN_DIR",
+                "gave up on a server that keeps failing before it is ready, or at once on "
+                "a failure no restart can fix (no GPU, a bad argument, ...); the model is not "
+                "on the hub, or is gated and HF_TOKEN is unset; a bad setting; a directory "
+                "it cannot write (or a full disk); another launcher runs on LAUNCHER_RUN_DIR",
             ),
             _USAGE,
         ],
