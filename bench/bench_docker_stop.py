@@ -25,7 +25,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,12 +37,9 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "tests" / "sglang_standin.py"
 ENTRYPOINT = [sys.executable, "-m", "vast_sglang_launcher", "entrypoint"]
+sys.path.insert(0, str(ROOT / "tests"))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from conftest import free_port  # noqa: E402
 
 
 def supervisord_time(line: str) -> float:

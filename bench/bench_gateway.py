@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "scaleout")]
@@ -37,17 +36,6 @@ from gateway_rig import Gateway, ListingWatcher, private_network, request_log  #
 
 def ts(text: str) -> float:
     return datetime.datetime.fromisoformat(text).timestamp()
-
-
-def wait_for(cond: Any, what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.002)
 
 
 def one_run(tmp: Path, gateway_first: bool) -> dict[str, float]:
@@ -68,13 +56,15 @@ def one_run(tmp: Path, gateway_first: bool) -> dict[str, float]:
             STANDIN_REQUEST_LOG=str(requests),
             LAUNCHER_GATEWAY_RETRY_MAX="1",
         )
-        status = wait_for(lambda: (rig.status() or {}).get("ready_at") and rig.status(), "ready")
+        status = rig.wait_for(
+            lambda: (rig.status() or {}).get("ready_at") and rig.status(), "ready", timeout=60
+        )
         ready_at = ts(status["ready_at"])
         if not gateway_first:
             time.sleep(2.0)
             gw.start()
             up = time.time()
-        first = wait_for(lambda: watcher.first_seen.get(url), "listed")
+        first = rig.wait_for(lambda: watcher.first_seen.get(url), "listed", timeout=60)
         if gateway_first:
             out["ready_to_listed_ms"] = (first - ready_at) * 1000
         else:
