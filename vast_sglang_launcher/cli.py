@@ -137,8 +137,9 @@ _COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "gateway": (
-        "run SGLang's gateway, sglang-router (supervisord program)",
-        "Run sglang-router in the foreground on LAUNCHER_GATEWAY_PORT behind the edge, with "
+        "run SGLang's gateway, smg (supervisord program)",
+        "Run the gateway (LAUNCHER_GATEWAY_COMMAND, smg by default) in the foreground on "
+        "LAUNCHER_GATEWAY_PORT behind the edge, with "
         "the static workers of LAUNCHER_GATEWAY_WORKERS; workers join it at run time with the "
         "instance token. Does nothing unless LAUNCHER_RUN_GATEWAY is true.",
         "LAUNCHER_RUN_GATEWAY, LAUNCHER_GATEWAY_PORT, LAUNCHER_GATEWAY_WORKERS, "

@@ -1,5 +1,6 @@
-"""The real SGLang gateway (sglang-router from PyPI) on loopback, in a private network
-namespace, for tests/scaleout and bench/bench_gateway.py.
+"""The real SGLang gateway on loopback, in a private network namespace, for tests/scaleout and
+bench/bench_gateway.py: smg (the Shepherd Model Gateway, the image's gateway) or its
+predecessor sglang-router 0.3.2, both from PyPI.
 
 `private_network()` moves the calling thread (and every process it starts from then on) into a
 new network namespace with only `lo` up, and moves it back afterwards: the gateway's ports
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 CLONE_NEWNET = 0x40000000
+MODEL = "Qwen/Qwen2.5-7B-Instruct"
+"""The model the launcher rig serves (conftest.LauncherRig: the stand-in reports it)."""
 
 
 @contextlib.contextmanager
@@ -75,11 +78,18 @@ def http(
         return status, raw.decode(errors="replace")
 
 
-class Gateway:
-    """`python -m sglang_router.launch_router` on 127.0.0.1 (round robin, so that requests
-    visibly reach every worker)."""
+GATEWAYS = {
+    "smg": [sys.executable, "-m", "smg", "launch"],
+    "sglang-router": [sys.executable, "-m", "sglang_router.launch_router"],
+}
+"""How each gateway starts (smg 1.13.0 `smg/cli.py` `main`: `launch` runs the router alone)."""
 
-    def __init__(self, tmp: Path, port: int | None = None) -> None:
+
+class Gateway:
+    """The gateway on 127.0.0.1 (round robin, so that requests visibly reach every worker)."""
+
+    def __init__(self, tmp: Path, port: int | None = None, kind: str = "smg") -> None:
+        self.kind = kind
         self.port = port or free_port()
         self.metrics_port = free_port()
         self.log_path = tmp / f"gateway-{self.port}.log"
@@ -98,7 +108,7 @@ class Gateway:
             "NO_COLOR": "1",
         }
         argv = [
-            sys.executable, "-m", "sglang_router.launch_router",
+            *GATEWAYS[self.kind],
             "--host", "127.0.0.1", "--port", str(self.port),
             "--prometheus-host", "127.0.0.1", "--prometheus-port", str(self.metrics_port),
             "--policy", "round_robin", "--log-level", "warn", *extra,
@@ -121,17 +131,22 @@ class Gateway:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
 
-    def workers(self) -> dict[str, str]:
-        """url -> id of the workers the gateway lists."""
+    def listing(self) -> list[dict[str, Any]]:
         status, body = http("GET", self.url + "/workers", timeout=5)
         assert status == 200, body
-        return {w["url"]: w["id"] for w in body["workers"]}
+        return list(body["workers"])
 
-    def complete(self, prompt: str = "hi") -> tuple[int, Any]:
+    def workers(self) -> dict[str, str]:
+        """url -> id of the workers the gateway routes to: smg keeps a removed worker listed
+        as "draining" for a few seconds (`drain_workers.rs`), not routed to any more."""
+        return {w["url"]: w["id"] for w in self.listing() if w.get("status") != "draining"}
+
+    def complete(self, prompt: str = "hi", model: str = MODEL) -> tuple[int, Any]:
+        """smg routes by model (404 model_not_found for one no worker serves)."""
         return http(
             "POST",
             self.url + "/v1/completions",
-            {"model": "m", "prompt": prompt, "max_tokens": 4},
+            {"model": model, "prompt": prompt, "max_tokens": 4},
             timeout=30,
         )
 
