@@ -150,6 +150,22 @@ _COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
             _USAGE,
         ],
     ),
+    "serverless": (
+        "run Vast's serverless worker in front of the server (supervisord program)",
+        "Run Vast's worker (the vastai package, LAUNCHER_SERVERLESS_PYTHON) in the foreground on "
+        "WORKER_PORT: it forwards /v1/completions and /v1/chat/completions to the server, "
+        "reports loaded after SGLang's ready line and error after the launcher's give-up line "
+        "in sglang.log, and reports load to Vast's autoscaler. Does nothing unless SERVERLESS "
+        "is true.",
+        "SERVERLESS, REPORT_ADDR, CONTAINER_ID, WORKER_PORT, PUBLIC_IPADDR, "
+        "VAST_TCP_PORT_<WORKER_PORT>, MASTER_TOKEN, LAUNCHER_SERVERLESS_PYTHON, "
+        "LAUNCHER_SERVERLESS_MAX_QUEUE",
+        [
+            ("0", "serverless mode is off, or the worker stopped on request"),
+            ("78", "a bad or missing setting, or no vastai in LAUNCHER_SERVERLESS_PYTHON"),
+            _USAGE,
+        ],
+    ),
     "option-table": (
         "write SGLang's option table, or check tables for drift",
         "--output: describe the options of the sglang importable by this Python into a JSON "
@@ -294,6 +310,10 @@ def _command(name: str) -> Command:
         from .scaleout.gateway_program import command_gateway
 
         return command_gateway
+    if name == "serverless":
+        from .serverless.program import command_serverless
+
+        return command_serverless
     if name == "option-table":
         from .plan.option_table import command_option_table
 
@@ -308,6 +328,7 @@ def _command(name: str) -> Command:
 _WRITES = {
     "run": ("run_dir", "log_dir", "workspace"),
     "provision": ("run_dir", "log_dir", "workspace", "marker_dir"),
+    "serverless": ("run_dir", "log_dir"),
 }
 
 

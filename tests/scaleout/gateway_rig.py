@@ -12,7 +12,6 @@ HF_HUB_OFFLINE=1. Tests run as root (CAP_SYS_ADMIN for unshare/setns).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import socket
@@ -22,32 +21,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-CLONE_NEWNET = 0x40000000
+from conftest import private_network
+
+__all__ = ["private_network"]
+
 MODEL = "Qwen/Qwen2.5-7B-Instruct"
 """The model the launcher rig serves (conftest.LauncherRig: the stand-in reports it)."""
-
-
-@contextlib.contextmanager
-def private_network() -> Iterator[None]:
-    libc = ctypes.CDLL(None, use_errno=True)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.unshare(CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)} (tests run as root)")
-        try:
-            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-            yield
-        finally:
-            if libc.setns(home, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns back: {os.strerror(err)}")
-    finally:
-        os.close(home)
 
 
 def free_port() -> int:
@@ -157,12 +139,14 @@ class Gateway:
 
 
 class ListingWatcher:
-    """Polls GET /workers every few ms; remembers when each URL was last (and first) seen."""
+    """Polls GET /workers every few ms; remembers when each URL was last (and first) seen as
+    routable, and when it was last listed at all (smg lists a draining worker a while)."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.first_seen: dict[str, float] = {}
         self.last_seen: dict[str, float] = {}
+        self.last_listed: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -170,11 +154,13 @@ class ListingWatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(Exception):
-                urls = self.gateway.workers()
+                listing = self.gateway.listing()
                 now = time.time()
-                for url in urls:
-                    self.first_seen.setdefault(url, now)
-                    self.last_seen[url] = now
+                for w in listing:
+                    self.last_listed[w["url"]] = now
+                    if w.get("status") != "draining":
+                        self.first_seen.setdefault(w["url"], now)
+                        self.last_seen[w["url"]] = now
             time.sleep(0.005)
 
     def stop(self) -> None:
