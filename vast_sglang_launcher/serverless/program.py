@@ -112,6 +112,18 @@ def command_serverless(settings: Settings, args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     out_log = RotatingLog(settings.log_dir / LOG_FILE, settings.log_max_bytes, settings.log_backups)
+    # Handlers first: a SIGTERM that came before the worker started must still reach it.
+    pending: list[int] = []
+    running: list[subprocess.Popen[bytes]] = []
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if running and running[0].poll() is None:
+            running[0].send_signal(signum)
+        elif not running:
+            pending.append(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
     started = time.monotonic()
     try:
         # cwd: the worker keeps its benchmark result there (`.has_benchmark`).
@@ -128,16 +140,12 @@ def command_serverless(settings: Settings, args: argparse.Namespace) -> int:
             f"cannot start Vast's worker with {python[0]!r}: {exc.strerror or exc} "
             "(LAUNCHER_SERVERLESS_PYTHON)"
         ) from None
+    running.append(child)
+    for signum in pending:
+        child.send_signal(signum)
     assert child.stdout is not None
     copier = threading.Thread(target=_copy, args=(child.stdout, out_log), daemon=True)
     copier.start()
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        if child.poll() is None:
-            child.send_signal(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, forward)
     rc = child.wait()
     copier.join(5)
     ran = time.monotonic() - started
