@@ -1,17 +1,19 @@
-"""Benchmark worker mode against the real SGLang gateway (sglang-router) on loopback.
+"""Benchmark worker mode against the real SGLang gateway (smg, or sglang-router) on loopback.
 
 In a private network namespace (run as root), per run: a launcher supervising the stand-in
 joins a fresh gateway; measured:
 
 - ready -> listed: from the launcher's `ready_at` (status.json) to the first GET /workers of
   a 5 ms poller that lists the worker;
-- SIGTERM -> gone: from SIGTERM to the launcher until the poller no longer sees the worker;
+- SIGTERM -> gone: from SIGTERM to the launcher until the poller no longer sees the worker
+  as routable (smg: "draining"; sglang-router: not listed);
+- SIGTERM -> unlisted: until the worker is not listed at all (smg drains it 5 s first);
 - gone -> server SIGTERM: from the last listing to the stand-in's SIGTERM (the drain order:
   positive means the gateway had forgotten the worker first);
 - gateway down at first: from the gateway's start (its port answering) to listed, with
   LAUNCHER_GATEWAY_RETRY_MAX=1 (registration retried every 0.5 s, then 1 s).
 
-Run: python bench/bench_gateway.py [--runs 5]
+Run: python bench/bench_gateway.py [--runs 5] [--gateway smg|sglang-router]
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def ts(text: str) -> float:
     return datetime.datetime.fromisoformat(text).timestamp()
 
 
-def one_run(tmp: Path, gateway_first: bool) -> dict[str, float]:
-    gw = Gateway(tmp)
+def one_run(tmp: Path, gateway_first: bool, kind: str) -> dict[str, float]:
+    gw = Gateway(tmp, kind=kind)
     rig = LauncherRig(tmp)
     url = f"http://127.0.0.1:{rig.port}"
     requests = tmp / "requests.jsonl"
@@ -73,11 +75,13 @@ def one_run(tmp: Path, gateway_first: bool) -> dict[str, float]:
         sent = time.time()
         rig.launchers[-1].send_signal(signal.SIGTERM)
         rig.launchers[-1].wait(30)
+        rig.wait_for(lambda: url not in {w["url"] for w in gw.listing()}, "unlisted", timeout=30)
         watcher.stop()
         sigterm = min(float(e["t"]) for e in request_log(requests) if e.get("signal") == "SIGTERM")
         last = watcher.last_seen[url]
         out["sigterm_to_gone_ms"] = (last - sent) * 1000
         out["gone_to_server_sigterm_ms"] = (sigterm - last) * 1000
+        out["sigterm_to_unlisted_ms"] = (watcher.last_listed[url] - sent) * 1000
     finally:
         rig.cleanup()
         gw.stop()
@@ -87,6 +91,7 @@ def one_run(tmp: Path, gateway_first: bool) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--gateway", choices=("smg", "sglang-router"), default="smg")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (a private network namespace)")
@@ -95,7 +100,7 @@ def main() -> None:
         for i in range(args.runs):
             for first in (True, False):
                 with tempfile.TemporaryDirectory() as d:
-                    for k, v in one_run(Path(d), first).items():
+                    for k, v in one_run(Path(d), first, args.gateway).items():
                         results.setdefault(k, []).append(v)
             print(f"run {i + 1}/{args.runs} done", file=sys.stderr)
     print("| measure | median | min | max |")

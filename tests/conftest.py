@@ -6,6 +6,7 @@ processes on loopback (the SGLang stand-in is tests/sglang_standin.py).
 
 import argparse
 import contextlib
+import ctypes
 import io
 import json
 import os
@@ -465,3 +466,28 @@ def real_parse(table_path: Path, argv: list[str]) -> argparse.Namespace | None:
             return parser.parse_args(argv)
         except SystemExit:
             return None
+
+
+CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def private_network() -> Iterator[None]:
+    """Move the calling thread (and every process it starts from then on) into a new network
+    namespace with only `lo` up, and back afterwards: nothing can reach past loopback and no
+    port meets another test's. Tests run as root (CAP_SYS_ADMIN for unshare/setns)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.unshare(CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)} (tests run as root)")
+        try:
+            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+            yield
+        finally:
+            if libc.setns(home, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns back: {os.strerror(err)}")
+    finally:
+        os.close(home)

@@ -42,8 +42,8 @@ off), all measured from process start unless noted:
 
 Endpoints: ``/health``, ``/health_generate``, ``/v1/models``, ``/model_info`` and
 ``/get_model_info``, ``/server_info`` and ``/get_server_info``, ``POST /v1/chat/completions``
-(also streamed), ``POST /v1/completions`` and ``POST /generate``: what SGLang's gateway
-(sglang-router) asks of a worker.
+and ``POST /v1/completions`` (both also streamed) and ``POST /generate``: what SGLang's gateway
+(smg, sglang-router) and Vast's serverless worker ask of a server.
 """
 
 from __future__ import annotations
@@ -363,7 +363,9 @@ class Handler(BaseHTTPRequestHandler):
             message = error or "body is not a JSON object"
             self._send_json(400, {"object": "error", "message": message, "code": 400})
             return
-        if path == "/v1/completions":
+        if path == "/v1/completions" and req.get("stream"):
+            self._stream(req, completion=True)
+        elif path == "/v1/completions":
             self._text_completion(req)
         elif path == "/generate":
             self._generate()
@@ -427,7 +429,11 @@ class Handler(BaseHTTPRequestHandler):
             },
         )
 
-    def _stream(self, req: dict[str, Any]) -> None:
+    def _stream(self, req: dict[str, Any], completion: bool = False) -> None:
+        """Server-sent events, as SGLang streams chat (`chat.completion.chunk` with a delta)
+        and, with `completion`, completions (`text_completion` chunks with the text: 0.5.23
+        `entrypoints/openai/serving_completions.py` `_generate_completion_stream`,
+        `protocol.py` `CompletionStreamResponse`), ending with `data: [DONE]`."""
         chunked = self.request_version != "HTTP/1.0"
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -456,15 +462,19 @@ class Handler(BaseHTTPRequestHandler):
                 if i == 0:
                     delta["role"] = "assistant"
                 last = i == len(STREAM_PIECES) - 1
+                finish = "stop" if last else None
                 chunk = {
                     "id": cid,
                     "object": "chat.completion.chunk",
                     "created": int(time.time()),
                     "model": model,
-                    "choices": [
-                        {"index": 0, "delta": delta, "finish_reason": "stop" if last else None}
-                    ],
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                 }
+                if completion:
+                    chunk["object"] = "text_completion"
+                    chunk["choices"] = [
+                        {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish}
+                    ]
                 emit(b"data: " + json.dumps(chunk).encode() + b"\n\n")
             emit(b"data: [DONE]\n\n")
             if chunked:

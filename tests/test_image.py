@@ -123,6 +123,38 @@ def test_caddy_program_runs_the_edge(
     assert p.redirect_stderr is True and p.stdout_logfile == "/dev/stdout"
 
 
+def test_serverless_program_runs_the_worker_before_and_stops_after_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    from supervisor.datatypes import RestartWhenExitUnexpected
+
+    _, programs = parse_supervisor(tmp_path, monkeypatch, settings)
+    p = programs["serverless"]
+    assert p.command == "/venv/bin/python -m vast_sglang_launcher serverless"
+    assert p.exitcodes == [0, 78]
+    assert p.autorestart is RestartWhenExitUnexpected
+    assert p.startsecs == 0  # its "off" exit is immediate
+    # supervisord starts lowest priority first and stops highest first
+    assert p.priority < programs["sglang"].priority
+    assert p.redirect_stderr is True and p.stdout_logfile == "/dev/stdout"
+    text = dockerfile()
+    assert "ENV LAUNCHER_SERVERLESS_PYTHON=/opt/vastai/venv/bin/python" in text
+    assert '"vastai==${VASTAI_VERSION}" setuptools' in text
+    assert 'ENV LAUNCHER_GATEWAY_COMMAND="/opt/smg/venv/bin/smg launch"' in text
+
+
+def test_portal_wrapper_skips_the_portal_in_serverless_mode(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["/bin/bash", str(PORTAL_WRAPPER)],
+        env={"PATH": os.defpath, "PORTAL_DIR": str(tmp_path), "SERVERLESS": "True"},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert done.returncode == 0
+    assert "serverless mode" in done.stdout
+
+
 def test_portal_program_runs_the_wrapper(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings
 ) -> None:

@@ -137,8 +137,9 @@ _COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         ],
     ),
     "gateway": (
-        "run SGLang's gateway, sglang-router (supervisord program)",
-        "Run sglang-router in the foreground on LAUNCHER_GATEWAY_PORT behind the edge, with "
+        "run SGLang's gateway, smg (supervisord program)",
+        "Run the gateway (LAUNCHER_GATEWAY_COMMAND, smg by default) in the foreground on "
+        "LAUNCHER_GATEWAY_PORT behind the edge, with "
         "the static workers of LAUNCHER_GATEWAY_WORKERS; workers join it at run time with the "
         "instance token. Does nothing unless LAUNCHER_RUN_GATEWAY is true.",
         "LAUNCHER_RUN_GATEWAY, LAUNCHER_GATEWAY_PORT, LAUNCHER_GATEWAY_WORKERS, "
@@ -146,6 +147,22 @@ _COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         [
             ("0", "gateway mode is off, or the gateway stopped on request"),
             ("78", "a bad setting, or the gateway refused its options"),
+            _USAGE,
+        ],
+    ),
+    "serverless": (
+        "run Vast's serverless worker in front of the server (supervisord program)",
+        "Run Vast's worker (the vastai package, LAUNCHER_SERVERLESS_PYTHON) in the foreground on "
+        "WORKER_PORT: it forwards /v1/completions and /v1/chat/completions to the server, "
+        "reports loaded after SGLang's ready line and error after the launcher's give-up line "
+        "in sglang.log, and reports load to Vast's autoscaler. Does nothing unless SERVERLESS "
+        "is true.",
+        "SERVERLESS, REPORT_ADDR, CONTAINER_ID, WORKER_PORT, PUBLIC_IPADDR, "
+        "VAST_TCP_PORT_<WORKER_PORT>, MASTER_TOKEN, LAUNCHER_SERVERLESS_PYTHON, "
+        "LAUNCHER_SERVERLESS_MAX_QUEUE",
+        [
+            ("0", "serverless mode is off, or the worker stopped on request"),
+            ("78", "a bad or missing setting, or no vastai in LAUNCHER_SERVERLESS_PYTHON"),
             _USAGE,
         ],
     ),
@@ -293,6 +310,10 @@ def _command(name: str) -> Command:
         from .scaleout.gateway_program import command_gateway
 
         return command_gateway
+    if name == "serverless":
+        from .serverless.program import command_serverless
+
+        return command_serverless
     if name == "option-table":
         from .plan.option_table import command_option_table
 
@@ -307,6 +328,7 @@ def _command(name: str) -> Command:
 _WRITES = {
     "run": ("run_dir", "log_dir", "workspace"),
     "provision": ("run_dir", "log_dir", "workspace", "marker_dir"),
+    "serverless": ("run_dir", "log_dir"),
 }
 
 

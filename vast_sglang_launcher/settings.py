@@ -436,7 +436,7 @@ class Settings(BaseSettings):
 
     # --- scale-out: a gateway in front of several instances (scaleout) --------------------
     gateway_url: Line | None = Field(None, validation_alias="LAUNCHER_GATEWAY_URL")
-    """SGLang gateway (sglang-router) to join as a worker, e.g. `http://1.2.3.4:40510` (the
+    """SGLang gateway (smg, or sglang-router) to join as a worker, e.g. `http://1.2.3.4:40510` (the
     gateway instance's published port): the launcher registers the server there once it is
     ready and deregisters it before every stop or restart. Unset: no gateway."""
 
@@ -456,6 +456,10 @@ class Settings(BaseSettings):
     )
     """Public port mapped to the API's port 8000 (set by Vast); part of the default
     `LAUNCHER_WORKER_URL`."""
+
+    container_id: Line | None = Field(None, validation_alias="CONTAINER_ID")
+    """This instance's id (set by Vast): a label of the worker in the gateway, and the worker's
+    id in Vast Serverless reports."""
 
     gateway_timeout: Seconds = Field(5.0, validation_alias="LAUNCHER_GATEWAY_TIMEOUT")
     """Seconds one request to the gateway may take."""
@@ -479,8 +483,9 @@ class Settings(BaseSettings):
     when the gateway forgot it (e.g. after the gateway restarted)."""
 
     run_gateway: Bool = Field(False, validation_alias="LAUNCHER_RUN_GATEWAY")
-    """Run an SGLang gateway (sglang-router) in this instance, as the supervisord program
-    `gateway`, published behind the auth edge on port 8010 (`LAUNCHER_GATEWAY_PORT` inside)."""
+    """Run SGLang's gateway (smg, the Shepherd Model Gateway) in this instance, as the
+    supervisord program `gateway`, published behind the auth edge on port 8010
+    (`LAUNCHER_GATEWAY_PORT` inside)."""
 
     gateway_port: Int = Field(18010, ge=1, le=65535, validation_alias="LAUNCHER_GATEWAY_PORT")
     """Port the gateway listens on inside the container (the edge publishes it as 8010)."""
@@ -490,12 +495,36 @@ class Settings(BaseSettings):
     at run time with `LAUNCHER_GATEWAY_URL`."""
 
     gateway_args: Line = Field("", validation_alias="LAUNCHER_GATEWAY_ARGS")
-    """Extra sglang-router options (e.g. `--policy round_robin`), split like a shell would."""
+    """Extra gateway options (e.g. `--policy round_robin`), split like a shell would."""
 
-    gateway_command: Line = Field(
-        "python3 -m sglang_router.launch_router", validation_alias="LAUNCHER_GATEWAY_COMMAND"
-    )
-    """Command that starts the gateway, before its options."""
+    gateway_command: Line = Field("smg launch", validation_alias="LAUNCHER_GATEWAY_COMMAND")
+    """Command that starts the gateway, before its options (`python3 -m
+    sglang_router.launch_router` for sglang-router)."""
+
+    # --- Vast Serverless: Vast's worker in front of the server (serverless) ------------------
+    serverless: Bool = Field(False, validation_alias="SERVERLESS")
+    """Vast Serverless (set by Vast on a serverless endpoint's workers): run Vast's worker
+    (the supervisord program `serverless`) in front of the server, and skip what serverless
+    workers do not need (the Instance Portal)."""
+
+    report_addr: Line | None = Field(None, validation_alias="REPORT_ADDR")
+    """Vast's autoscaler address(es), comma separated (set by Vast): where the worker fetches
+    the key that signs requests and reports load, loaded and error."""
+
+    worker_port: Int = Field(3000, ge=1, le=65535, validation_alias="WORKER_PORT")
+    """Port Vast's worker listens on (set by Vast); clients reach it at
+    `$PUBLIC_IPADDR:$VAST_TCP_PORT_<WORKER_PORT>`. The next port is its internal webhook port."""
+
+    master_token: SecretStr | None = Field(None, validation_alias="MASTER_TOKEN")
+    """The worker's token in its reports to the autoscaler (set by Vast)."""
+
+    serverless_python: Line = Field("python3", validation_alias="LAUNCHER_SERVERLESS_PYTHON")
+    """Python with the `vastai` package that runs Vast's worker (in the image its own venv,
+    `/opt/vastai/venv/bin/python`)."""
+
+    serverless_max_queue: Seconds = Field(30.0, validation_alias="LAUNCHER_SERVERLESS_MAX_QUEUE")
+    """Seconds of estimated queue time above which the worker turns requests away (429), so the
+    autoscaler sends them elsewhere (the worker framework's `max_queue_time`)."""
 
     @field_validator("auth_exclude")
     @classmethod

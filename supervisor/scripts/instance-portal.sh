@@ -3,9 +3,17 @@
 # image has it; exits 0 when it does not, so supervisord leaves the program EXITED.
 # The portal reads its application list from /etc/portal.yaml, which `edge` writes.
 set -u
+SERVERLESS="${SERVERLESS:-}"
 
 portal_dir="${PORTAL_DIR:-/opt/portal-aio}"
 fastapi="${portal_dir}/venv/bin/fastapi"
+
+# Vast's image skips the portal in serverless mode (base-image
+# opt/supervisor-scripts/instance_portal.sh sources utils/exit_serverless.sh).
+if [[ "${SERVERLESS,,}" == "true" ]]; then
+    echo "instance portal: serverless mode (SERVERLESS); not starting"
+    exit 0
+fi
 
 if [[ ! -x "${fastapi}" || ! -f "${portal_dir}/portal/portal.py" ]]; then
     echo "instance portal: not installed in this image (${portal_dir}); not starting"

@@ -1,5 +1,6 @@
-"""The real SGLang gateway (sglang-router from PyPI) on loopback, in a private network
-namespace, for tests/scaleout and bench/bench_gateway.py.
+"""The real SGLang gateway on loopback, in a private network namespace, for tests/scaleout and
+bench/bench_gateway.py: smg (the Shepherd Model Gateway, the image's gateway) or its
+predecessor sglang-router 0.3.2, both from PyPI.
 
 `private_network()` moves the calling thread (and every process it starts from then on) into a
 new network namespace with only `lo` up, and moves it back afterwards: the gateway's ports
@@ -11,7 +12,6 @@ HF_HUB_OFFLINE=1. Tests run as root (CAP_SYS_ADMIN for unshare/setns).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import socket
@@ -21,30 +21,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-CLONE_NEWNET = 0x40000000
+from conftest import private_network
 
+__all__ = ["private_network"]
 
-@contextlib.contextmanager
-def private_network() -> Iterator[None]:
-    libc = ctypes.CDLL(None, use_errno=True)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.unshare(CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)} (tests run as root)")
-        try:
-            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-            yield
-        finally:
-            if libc.setns(home, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns back: {os.strerror(err)}")
-    finally:
-        os.close(home)
+MODEL = "Qwen/Qwen2.5-7B-Instruct"
+"""The model the launcher rig serves (conftest.LauncherRig: the stand-in reports it)."""
 
 
 def free_port() -> int:
@@ -75,11 +60,18 @@ def http(
         return status, raw.decode(errors="replace")
 
 
-class Gateway:
-    """`python -m sglang_router.launch_router` on 127.0.0.1 (round robin, so that requests
-    visibly reach every worker)."""
+GATEWAYS = {
+    "smg": [sys.executable, "-m", "smg", "launch"],
+    "sglang-router": [sys.executable, "-m", "sglang_router.launch_router"],
+}
+"""How each gateway starts (smg 1.13.0 `smg/cli.py` `main`: `launch` runs the router alone)."""
 
-    def __init__(self, tmp: Path, port: int | None = None) -> None:
+
+class Gateway:
+    """The gateway on 127.0.0.1 (round robin, so that requests visibly reach every worker)."""
+
+    def __init__(self, tmp: Path, port: int | None = None, kind: str = "smg") -> None:
+        self.kind = kind
         self.port = port or free_port()
         self.metrics_port = free_port()
         self.log_path = tmp / f"gateway-{self.port}.log"
@@ -98,7 +90,7 @@ class Gateway:
             "NO_COLOR": "1",
         }
         argv = [
-            sys.executable, "-m", "sglang_router.launch_router",
+            *GATEWAYS[self.kind],
             "--host", "127.0.0.1", "--port", str(self.port),
             "--prometheus-host", "127.0.0.1", "--prometheus-port", str(self.metrics_port),
             "--policy", "round_robin", "--log-level", "warn", *extra,
@@ -121,17 +113,22 @@ class Gateway:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
 
-    def workers(self) -> dict[str, str]:
-        """url -> id of the workers the gateway lists."""
+    def listing(self) -> list[dict[str, Any]]:
         status, body = http("GET", self.url + "/workers", timeout=5)
         assert status == 200, body
-        return {w["url"]: w["id"] for w in body["workers"]}
+        return list(body["workers"])
 
-    def complete(self, prompt: str = "hi") -> tuple[int, Any]:
+    def workers(self) -> dict[str, str]:
+        """url -> id of the workers the gateway routes to: smg keeps a removed worker listed
+        as "draining" for a few seconds (`drain_workers.rs`), not routed to any more."""
+        return {w["url"]: w["id"] for w in self.listing() if w.get("status") != "draining"}
+
+    def complete(self, prompt: str = "hi", model: str = MODEL) -> tuple[int, Any]:
+        """smg routes by model (404 model_not_found for one no worker serves)."""
         return http(
             "POST",
             self.url + "/v1/completions",
-            {"model": "m", "prompt": prompt, "max_tokens": 4},
+            {"model": model, "prompt": prompt, "max_tokens": 4},
             timeout=30,
         )
 
@@ -142,12 +139,14 @@ class Gateway:
 
 
 class ListingWatcher:
-    """Polls GET /workers every few ms; remembers when each URL was last (and first) seen."""
+    """Polls GET /workers every few ms; remembers when each URL was last (and first) seen as
+    routable, and when it was last listed at all (smg lists a draining worker a while)."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.first_seen: dict[str, float] = {}
         self.last_seen: dict[str, float] = {}
+        self.last_listed: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -155,11 +154,13 @@ class ListingWatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(Exception):
-                urls = self.gateway.workers()
+                listing = self.gateway.listing()
                 now = time.time()
-                for url in urls:
-                    self.first_seen.setdefault(url, now)
-                    self.last_seen[url] = now
+                for w in listing:
+                    self.last_listed[w["url"]] = now
+                    if w.get("status") != "draining":
+                        self.first_seen.setdefault(w["url"], now)
+                        self.last_seen[w["url"]] = now
             time.sleep(0.005)
 
     def stop(self) -> None:

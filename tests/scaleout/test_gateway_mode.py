@@ -1,4 +1,4 @@
-"""Gateway mode: `gateway` runs the real sglang-router behind the real auth edge (Caddy), on
+"""Gateway mode: `gateway` runs the real smg (`smg launch`) behind the real auth edge (Caddy), on
 loopback in a private network namespace; a worker launcher joins it with the token."""
 
 from __future__ import annotations
@@ -37,9 +37,7 @@ def base_env(tmp: Path) -> dict[str, str]:
         "HF_ENDPOINT": "http://127.0.0.1:9",
         "LAUNCHER_RUN_GATEWAY": "true",
         "OPEN_BUTTON_TOKEN": GATEWAY_TOKEN,
-        "LAUNCHER_GATEWAY_COMMAND": shlex.join(
-            [sys.executable, "-m", "sglang_router.launch_router"]
-        ),
+        "LAUNCHER_GATEWAY_COMMAND": shlex.join([sys.executable, "-m", "smg", "launch"]),
         "LAUNCHER_RUN_DIR": str(tmp / "gw-run"),
         "LAUNCHER_PORTAL_YAML": str(tmp / "portal.yaml"),
     }

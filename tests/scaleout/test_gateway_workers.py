@@ -1,5 +1,6 @@
-"""Worker mode against the real SGLang gateway (sglang-router from PyPI), on loopback in a
-private network namespace: two launchers run the stand-in server and join the gateway.
+"""Worker mode against the real SGLang gateway (smg from PyPI, and sglang-router 0.3.2 for
+users who point at one), on loopback in a private network namespace: two launchers run the
+stand-in server and join the gateway.
 
 What a user sees: GET /workers of the gateway, answers through the gateway, the order of
 "gone from the gateway" and "server got SIGTERM", status.json and `status`.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import LauncherRig
-from gateway_rig import Gateway, ListingWatcher, Load, private_network, request_log
+from gateway_rig import MODEL, Gateway, ListingWatcher, Load, private_network, request_log
 
 
 @pytest.fixture
@@ -24,8 +25,8 @@ def net() -> Iterator[None]:
 
 
 @pytest.fixture
-def gateway(net: None, tmp_path: Path) -> Iterator[Gateway]:
-    gw = Gateway(tmp_path)
+def gateway(net: None, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Gateway]:
+    gw = Gateway(tmp_path, kind=getattr(request, "param", "smg"))
     try:
         yield gw
     finally:
@@ -51,6 +52,8 @@ class Worker:
             "STANDIN_DRAIN": "1.0",
             "LAUNCHER_LIVENESS_PERIOD": "1",
             "LAUNCHER_GATEWAY_RETRY_MAX": "0.5",
+            # smg routes by model: both workers serve the same one.
+            "SGLANG_ARGS": f"--served-model-name {MODEL}",
         }
 
     def start(self, **env: str) -> None:
@@ -84,6 +87,7 @@ def workers(gateway: Gateway, tmp_path: Path) -> Iterator[tuple[Worker, Worker]]
         b.rig.cleanup()
 
 
+@pytest.mark.parametrize("gateway", ["smg", "sglang-router"], indirect=True)
 def test_two_workers_join_serve_leave_before_sigterm_and_rejoin(
     gateway: Gateway, workers: tuple[Worker, Worker]
 ) -> None:
@@ -96,6 +100,12 @@ def test_two_workers_join_serve_leave_before_sigterm_and_rejoin(
     a.wait_registered()
     b.wait_registered()
     assert set(gateway.workers()) == {a.url, b.url}
+    if gateway.kind == "smg":  # the worker record the launcher sent (join.worker_record)
+        record = {w["url"]: w for w in gateway.listing()}[a.url]
+        assert record["runtime_type"] == "sglang" and record["worker_type"] == "regular"
+        assert record["health"]["timeout_secs"] == 25
+        assert record["labels"]["launcher"] == "vast-sglang-launcher"
+        assert record["labels"]["served_model_name"] == MODEL  # read from the server
 
     # Requests through the gateway reach both, with the worker's token.
     for i in range(8):
@@ -224,6 +234,7 @@ def test_worker_behind_the_auth_edge(gateway: Gateway, tmp_path: Path) -> None:
         "LAUNCHER_GATEWAY_URL": gateway.url,
         "LAUNCHER_WORKER_URL": f"http://127.0.0.1:{edge_port}",
         "PORTAL_CONFIG": f"localhost:{edge_port}:{rig.port}:/:SGLang API",
+        "SGLANG_ARGS": f"--served-model-name {MODEL}",
     }
     edge_env = {
         **rig.env,

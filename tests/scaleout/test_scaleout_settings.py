@@ -50,7 +50,8 @@ def test_gateway_argv_from_the_settings() -> None:
     )
     assert shlex.join(gateway_argv(settings)) == (
         "/opt/r/bin/python -m sglang_router.launch_router --host 127.0.0.1 --port 18111 "
-        "--worker-urls http://a:1 http://b:2 --policy round_robin --log-level warn"
+        "--health-check-timeout-secs 25 --worker-urls http://a:1 http://b:2 "
+        "--policy round_robin --log-level warn"
     )
 
 

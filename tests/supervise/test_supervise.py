@@ -418,6 +418,13 @@ def test_plan_error_exits_78_with_one_line(rig: LauncherRig) -> None:
     assert "Traceback" not in rig.stderr()
     assert rig.status()["state"] == "failed"
     assert rig.starts() == []
+    # The one give-up line in sglang.log (what Vast's serverless worker reports as the error).
+    gave_up = [
+        line
+        for line in (rig.logs / "sglang.log").read_text().splitlines()
+        if line.startswith("[vast-sglang-launcher] giving up: ")
+    ]
+    assert len(gave_up) == 1 and "balance the quotes" in gave_up[0]
 
 
 def test_sighup_with_a_broken_args_file_keeps_the_server(rig: LauncherRig) -> None:

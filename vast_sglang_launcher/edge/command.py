@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -16,6 +17,11 @@ from ..logs import get_logger
 from ..settings import Settings
 from .caddyfile import edge_warnings, proxied_entries, render_caddyfile
 from .portal import default_portal_config, portal_entries, portal_yaml_text
+
+SERVERLESS_PAUSE = 3.0
+"""Seconds `edge` waits before its exit 0 in serverless mode: longer than caddy.conf's
+startsecs (2), so supervisord records EXITED rather than a failed start (Vast's
+`exit_serverless.sh` sleeps for the same reason)."""
 
 SUPERVISOR_STOP_MARGIN = 30
 """Seconds supervisord waits for the launcher beyond `LAUNCHER_STOP_TIMEOUT`."""
@@ -75,6 +81,15 @@ def service_environment(settings: Settings) -> dict[str, str]:
 def command_edge(settings: Settings, args: argparse.Namespace) -> int:
     entries = portal_entries(settings)
     text = render_caddyfile(settings, entries)
+    if settings.serverless and not args.print:
+        # Vast's image stops Caddy (and the portal, Jupyter ...) in serverless mode
+        # (vast-ai/base-image `opt/supervisor-scripts/caddy.sh` sources
+        # `utils/exit_serverless.sh`): clients reach the server through Vast's worker on
+        # WORKER_PORT, which checks the autoscaler's signature on every request.
+        log.info("serverless mode (SERVERLESS): not starting the auth proxy")
+        sys.stdout.flush()
+        time.sleep(SERVERLESS_PAUSE)
+        return 0
     if args.print:
         sys.stdout.write(text)
         return 0

@@ -1,5 +1,5 @@
-"""scaleout: several instances behind SGLang's own gateway (sgl-model-gateway, published on
-PyPI as `sglang-router`).
+"""scaleout: several instances behind SGLang's own gateway (the Shepherd Model Gateway, `smg`
+on PyPI; its predecessor `sglang-router` speaks the same worker API).
 
 Owns worker mode, joining a gateway: the gateway's worker API (`gateway_api`), the
 registration that follows the server's life (`membership`: register once ready, retry with

@@ -1,13 +1,16 @@
-"""Gateway mode: `gateway`, the supervisord program that runs SGLang's gateway
-(`sglang-router`) in this image when LAUNCHER_RUN_GATEWAY is true.
+"""Gateway mode: `gateway`, the supervisord program that runs SGLang's gateway (smg, the
+Shepherd Model Gateway: `smg launch`; or `sglang-router`, its predecessor) in this image when
+LAUNCHER_RUN_GATEWAY is true.
 
 The gateway listens on 127.0.0.1:LAUNCHER_GATEWAY_PORT; the auth edge publishes it (8010 by
 default, see `edge.portal.default_portal_config`), so every client and every registering
 worker must carry this instance's token, exactly as for the SGLang API. The gateway gets no
 `--api-key` of its own: with one it would ask clients for that key too, and without one it
-sends each worker's registered `api_key` to that worker (checked on sglang-router 0.3.2).
-Static workers (LAUNCHER_GATEWAY_WORKERS) go to `--worker-urls`; workers join at run time
-with `POST /workers` (worker mode, `join`).
+sends each worker's registered `api_key` to that worker (checked on smg 1.13.0 and
+sglang-router 0.3.2). Static workers (LAUNCHER_GATEWAY_WORKERS) go to `--worker-urls`; workers
+join at run time with `POST /workers` (worker mode, `join`). `--health-check-timeout-secs`
+(both gateways; 5 s by default) is raised to what SGLang's `/health` may take, as `join`
+does per worker; LAUNCHER_GATEWAY_ARGS come last, so a user's value wins (argparse).
 
 The router runs as a child in the foreground: SIGTERM/SIGINT are passed on, its exit status
 is ours. When it refuses its options (argparse's exit 2) the command exits 78, which
@@ -29,7 +32,7 @@ from types import FrameType
 from ..errors import EX_CONFIG, ConfigError
 from ..logs import get_logger
 from ..settings import Settings
-from .join import check_url
+from .join import SGLANG_HEALTH_TIMEOUT, check_url
 
 EARLY = 10.0
 """A router that ends within this many seconds of its start failed to start."""
@@ -58,6 +61,7 @@ def gateway_argv(settings: Settings) -> list[str]:
     if not command:
         raise ConfigError("LAUNCHER_GATEWAY_COMMAND is empty; set it or unset it")
     argv = [*command, "--host", "127.0.0.1", "--port", str(settings.gateway_port)]
+    argv += ["--health-check-timeout-secs", str(SGLANG_HEALTH_TIMEOUT + 5)]
     workers = static_workers(settings)
     if workers:
         argv += ["--worker-urls", *workers]
@@ -65,7 +69,7 @@ def gateway_argv(settings: Settings) -> list[str]:
 
 
 def command_gateway(settings: Settings, args: argparse.Namespace) -> int:
-    """``gateway``: run sglang-router in the foreground (supervisord program `gateway`)."""
+    """``gateway``: run the gateway in the foreground (supervisord program `gateway`)."""
     log = get_logger("vast_sglang_launcher.gateway")
     if not settings.run_gateway:
         log.info("gateway mode is off (LAUNCHER_RUN_GATEWAY); not starting the gateway")
@@ -79,7 +83,7 @@ def command_gateway(settings: Settings, args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(
             f"cannot start the gateway {argv[0]!r}: {exc.strerror or exc} "
-            "(LAUNCHER_GATEWAY_COMMAND; is sglang-router installed?)"
+            "(LAUNCHER_GATEWAY_COMMAND; is smg installed?)"
         ) from None
 
     def forward(signum: int, _frame: FrameType | None) -> None:

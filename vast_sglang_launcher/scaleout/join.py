@@ -13,6 +13,35 @@ from ..settings import Settings
 from .gateway_api import GatewayApi
 from .membership import GatewayMembership, Timing
 
+SGLANG_HEALTH_TIMEOUT = 20
+"""Seconds SGLang's `/health` may take before it answers 503: it runs a one-token generation
+and waits up to SGLANG_HEALTH_CHECK_TIMEOUT (default 20) for it (0.5.6.post2 and 0.5.23
+`srt/entrypoints/http_server.py` `health_generate`, HEALTH_CHECK_TIMEOUT)."""
+
+
+def worker_record(settings: Settings) -> dict[str, Any]:
+    """The worker record sent with each registration, beside url and api_key (smg's
+    `WorkerSpec`, `crates/protocols/src/worker.rs`; sglang-router ignores what it lacks).
+
+    - `health.timeout_secs`: smg probes `/health` with a 5 s timeout by default
+      (`--health-check-timeout-secs`), shorter than the generation SGLang's `/health` may run
+      under load, so a busy server would be marked unhealthy and taken out; 5 s more than
+      SGLang's own limit lets SGLang give the answer (200 or its 503).
+    - no model label: smg reads the served model from the server itself (`/model_info`,
+      `/server_info`: `discover_metadata.rs`) and a label of ours would take precedence over
+      it (`create_worker.rs`), wrong whenever `--served-model-name` is set. The labels say
+      which instance this is.
+    """
+    labels = {"launcher": "vast-sglang-launcher"}
+    if settings.container_id:
+        labels["vast_container_id"] = settings.container_id
+    return {
+        "worker_type": "regular",
+        "runtime_type": "sglang",
+        "labels": labels,
+        "health": {"timeout_secs": SGLANG_HEALTH_TIMEOUT + 5},
+    }
+
 
 def check_url(value: str, variable: str) -> str:
     parts = urlsplit(value)
@@ -68,7 +97,7 @@ def gateway_membership(
     gateway_token = (
         settings.gateway_token.get_secret_value() if settings.gateway_token else edge_token
     )
-    api = GatewayApi(client, base, gateway_token, settings.gateway_timeout)
+    api = GatewayApi(client, base, gateway_token, settings.gateway_timeout, worker_record(settings))
     timing = Timing(
         register_timeout=settings.gateway_register_timeout,
         drain_timeout=settings.gateway_drain_timeout,

@@ -133,6 +133,7 @@ class Supervisor:
             self.lifecycle.note(download=weights.download)
         if not weights.start:
             self.lifecycle.to(ServerState.FAILED, message=weights.line, last_reason=weights.line)
+            self.sink.note([f"giving up: {weights.line}"])
             return EX_CONFIG
         control.reload_requested = False  # a SIGHUP before the first plan changes nothing
         plan = await self._first_plan()
@@ -226,6 +227,7 @@ class Supervisor:
             return await asyncio.to_thread(prepare_plan, self.settings)
         except LauncherError as exc:
             self.lifecycle.to(ServerState.FAILED, message=str(exc), last_reason=str(exc))
+            self.sink.note([f"giving up: {exc}"])  # the give-up line in sglang.log, as below
             raise
 
     async def _replan(self) -> LaunchPlan | None:
@@ -306,6 +308,9 @@ class Supervisor:
             last_error=lines,
             hint=hint or None,
         )
+        # Every exit 78 after the server's log is open writes one line that starts
+        # "[vast-sglang-launcher] giving up: " into sglang.log (`OutputSink.note`): Vast's
+        # serverless worker reports it as the error (serverless.worker_config.GIVE_UP_LINE).
         text = [f"giving up: {reason}"]
         if hint:
             text.append(f"  hint: {hint}")
