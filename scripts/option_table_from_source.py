@@ -73,6 +73,15 @@ class Entry:
 def _literal(node: ast.AST | None) -> Any:
     if node is None:
         return None
+    if (  # field(default_factory=list) / dict: the empty value
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "field"
+        and [k.arg for k in node.keywords] == ["default_factory"]
+        and isinstance(node.keywords[0].value, ast.Name)
+        and node.keywords[0].value.id in ("list", "dict")
+    ):
+        return [] if node.keywords[0].value.id == "list" else {}
     try:
         value = ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -110,6 +119,7 @@ class Source:
     root: Path
     modules: dict[str, ast.Module] = field(default_factory=dict)
     action_nargs: dict[str, Any] = field(default_factory=dict)
+    field_defaults: dict[str, ast.AST] = field(default_factory=dict)
 
     @classmethod
     def read(cls, sglang_dir: Path) -> Source:
@@ -131,6 +141,12 @@ class Source:
                     if isinstance(b, ast.Attribute | ast.Name)
                 ):
                     src.action_nargs[node.name] = _init_nargs(node)
+        for rel, tree in src.modules.items():
+            names = ["ServerArgs"] if rel == "srt/server_args.py" else []
+            names += [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+            for name in names:
+                for key, value in _class_defaults(tree, name).items():
+                    src.field_defaults.setdefault(key, value)
         return src
 
     def action_kind(self, action: ast.AST, nargs: ast.AST | None, where: str) -> tuple[str, bool]:
@@ -233,6 +249,44 @@ def _add_argument_calls(src: Source) -> list[Entry]:
     return entries
 
 
+def _class_defaults(tree: ast.Module, name: str) -> dict[str, ast.AST]:
+    """The field defaults written in ``class name``'s body (the last one of a name wins)."""
+    out: dict[str, ast.AST] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            for item in node.body:
+                if (
+                    isinstance(item, ast.AnnAssign)
+                    and isinstance(item.target, ast.Name)
+                    and item.value is not None
+                ):
+                    out[item.target.id] = item.value
+    return out
+
+
+def _default_node(src: Source, node: ast.AST | None) -> ast.AST | None:
+    """``default=ServerArgs.x`` (to 0.5.18) or ``default=_declared_default("x")`` (0.5.20+):
+    the field's own default, from the ServerArgs body or the namespace classes."""
+    field_name = None
+    if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "ServerArgs"
+    ):
+        field_name = node.attr
+    elif (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "_declared_default"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    ):
+        field_name = str(node.args[0].value)
+    if field_name is None:
+        return node
+    return src.field_defaults.get(field_name, node)
+
+
 def _entry(src: Source, options: list[str], kw: dict[str, ast.AST], where: str) -> Entry:
     dest = _literal(kw.get("dest")) or _dest(options)
     if "action" in kw:
@@ -244,7 +298,11 @@ def _entry(src: Source, options: list[str], kw: dict[str, ast.AST], where: str) 
     else:
         kind = "value"
     choices = _literal(kw.get("choices")) if "choices" in kw else None
-    return Entry(options, dest, kind, _literal(kw.get("default")), choices)
+    if "default" in kw:
+        default = _literal(_default_node(src, kw["default"]))
+    else:  # argparse: store_true's default is False, store_false's True
+        default = {"store_true": False, "store_false": True}.get(_literal(kw.get("action")))
+    return Entry(options, dest, kind, default, choices)
 
 
 # --- from 0.5.14: options derived from annotated record fields -----------------------------
