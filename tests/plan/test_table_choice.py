@@ -114,8 +114,8 @@ def test_unknown_release_uses_the_nearest_older_snapshot_with_a_warning(tmp_path
 def test_each_release_in_between_reads_with_the_nearest_older_table(
     tmp_path: Path, installed: str, chosen: str
 ) -> None:
-    """Options added in a release are known from that release on, so the nearest older
-    table errs only on what came after it (0.5.11's --model: 0.5.10's table lacks it)."""
+    """An option is in the table of the release that added it and of every later one, so
+    the nearest older table misses only options added after it."""
     choice = choose_table(tmp_path / "absent.json", False, Installed(installed, "/opt/venv"))
     assert choice.table.version == chosen
     assert f"the nearest older snapshot is SGLang {chosen}" in choice.why
