@@ -1,5 +1,5 @@
 """Every shipped SGLang table: the planned argv means, under that release's own parser, what
-the user asked for. Dests differ between releases (0.5.23 renamed tensor_parallel_size to
+the user asked for. Dests differ between releases (0.5.14 renamed tensor_parallel_size to
 tp_size), so each value is read back through the dest that release gives the option string."""
 
 from __future__ import annotations
