@@ -2,9 +2,11 @@
 
 import base64
 import hashlib
+import json
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -368,7 +370,8 @@ def test_interpreter_of_env_and_long_path_shebangs(tmp_path):
 def _managed_python(root):
     """A real, non-venv Python whose stdlib directory carries EXTERNALLY-MANAGED, as Debian's
     and Ubuntu's do: this interpreter's binary copied under its own prefix, its stdlib linked
-    in entry by entry, its own empty site-packages, and pip linked into that."""
+    in entry by entry, and pip linked into the directory that Python installs into (its
+    sysconfig "purelib": lib/pythonX.Y/site-packages, or local/.../dist-packages on Debian)."""
     import os
     import shutil
     import sysconfig
@@ -378,38 +381,36 @@ def _managed_python(root):
     stdlib = sysconfig.get_path("stdlib", vars={"installed_base": sys.base_prefix})
     prefix = root / "sysroot"
     lib = prefix / "lib" / ver
-    site = lib / "site-packages"
-    site.mkdir(parents=True)
+    lib.mkdir(parents=True)
     (prefix / "bin").mkdir()
     binary = prefix / "bin" / ver
     shutil.copy2(real, binary)
     for entry in os.listdir(stdlib):
-        if entry != "site-packages":
+        # never the system's own marker: the test's is written below, into this prefix only
+        if entry not in ("site-packages", "dist-packages", "EXTERNALLY-MANAGED"):
             (lib / entry).symlink_to(os.path.join(stdlib, entry))
     # a binary that finds libpython through $ORIGIN/../lib finds it here too
     for entry in os.listdir(os.path.join(sys.base_prefix, "lib")):
         if entry.startswith("libpython"):
             (prefix / "lib" / entry).symlink_to(os.path.join(sys.base_prefix, "lib", entry))
-    import pip
-
-    pip_dir = os.path.dirname(pip.__file__)
-    (site / "pip").symlink_to(pip_dir)
     marker = lib / "EXTERNALLY-MANAGED"
+    assert not marker.exists() and not marker.is_symlink()
     marker.write_text(
         "[externally-managed]\nError=To install Python packages system-wide, try apt install\n"
     )
-    asked = subprocess.run(
-        [
-            str(binary),
-            "-c",
-            "import sys, sysconfig; print(sys.prefix == sys.base_prefix, "
-            "sysconfig.get_path('stdlib'))",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+    probe = (
+        "import json, sys, sysconfig; print(json.dumps([sys.prefix == sys.base_prefix, "
+        "sysconfig.get_path('stdlib'), sysconfig.get_path('purelib')]))"
     )
-    assert asked.stdout.split() == ["True", str(lib)], asked.stdout  # not a venv, its stdlib
+    asked = subprocess.run([str(binary), "-c", probe], capture_output=True, text=True, check=True)
+    not_venv, its_stdlib, purelib = json.loads(asked.stdout)
+    assert (not_venv, its_stdlib) == (True, str(lib)), asked.stdout  # its own prefix, no venv
+    site = Path(purelib)
+    site.mkdir(parents=True, exist_ok=True)
+    import pip
+
+    (site / "pip").symlink_to(os.path.dirname(pip.__file__))
+    subprocess.run([str(binary), "-c", "import pip"], check=True)  # the site dir is on its path
     return binary, marker, site
 
 
