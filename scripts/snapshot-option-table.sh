@@ -18,12 +18,25 @@
 # pin as a +cpu build).
 set -euo pipefail
 
+# Without torch at hand, read the release's source instead (nothing is imported or installed):
+#
+#   scripts/snapshot-option-table.sh --source DIR/sglang 0.5.21   # DIR: `pip download
+#                                                                  # --no-deps sglang==0.5.21`, unzipped
+#
+# runs scripts/option_table_from_source.py (docs/sglang-releases.md says what it reads) and
+# the same check.
+repo=$(cd "$(dirname "$0")/.." && pwd)
+if [ "$#" -eq 3 ] && [ "$1" = "--source" ]; then
+    out="$repo/vast_sglang_launcher/plan/data/server-args-$3.json"
+    python3 "$repo/scripts/option_table_from_source.py" "$2" "$3" --output "$out"
+    PYTHONPATH="$repo" python3 -m vast_sglang_launcher.option_table --check "$out"
+    exit
+fi
 if [ "$#" -ne 1 ]; then
-    echo "usage: $0 SGLANG_VERSION" >&2
+    echo "usage: $0 SGLANG_VERSION | $0 --source SGLANG_PACKAGE_DIR SGLANG_VERSION" >&2
     exit 2
 fi
 version=$1
-repo=$(cd "$(dirname "$0")/.." && pwd)
 out="$repo/vast_sglang_launcher/plan/data/server-args-$version.json"
 python=${PYTHON:-python3}
 torch_index=${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}

@@ -17,6 +17,9 @@ off), all measured from process start unless noted:
 ``STANDIN_EXIT_AFTER``      print STANDIN_CRASH_MESSAGE (if set), exit with STANDIN_EXIT_CODE
 ``STANDIN_EXIT_CODE``       exit status for STANDIN_EXIT_AFTER (default 0)
 ``STANDIN_CRASH_MESSAGE``   text printed to stderr before a crash / exit
+``STANDIN_CRASH_WHEN``      a path: once it exists, crash as STANDIN_CRASH_AFTER does (a test
+                          creates it when the server is ready: a crash after ready that no
+                          timing decides; added for the failure-hint tests of issue 17)
 ``STANDIN_HANG_AFTER``      stop answering HTTP (connections accepted, requests never answered)
 ``STANDIN_IGNORE_SIGTERM``  ``1``: ignore SIGTERM
 ``STANDIN_DRAIN``           on SIGTERM/SIGINT: /health answers 503 this long, then exit 0
@@ -53,6 +56,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -165,12 +169,23 @@ FAILURES: dict[str, tuple[str, list[str]]] = {
     ),
 }
 
+# srt/utils/common.py get_device(): the wording from each release on (read in all ten releases
+# 0.5.6.post2 .. 0.5.23; a release reads like the newest entry not after it).
 NO_ACCELERATOR = {
     "0.5.6.post2": "RuntimeError: No accelerator (CUDA, XPU, HPU, NPU) is available.",
-    "0.5.8": "RuntimeError: No accelerator (CUDA, XPU, HPU, NPU) is available.",
-    "0.5.23": "RuntimeError: No accelerator (CUDA, XPU, HPU, NPU, MUSA, MPS) or platform plugin "
+    "0.5.10": "RuntimeError: No accelerator (CUDA, XPU, HPU, NPU, MUSA, MPS) is available.",
+    "0.5.14": "RuntimeError: No accelerator (CUDA, XPU, HPU, NPU, MUSA, MPS) or platform plugin "
     "is available.",
 }
+
+
+def no_accelerator_line(release: str) -> str:
+    def key(version: str) -> tuple[int, ...]:
+        return tuple(int(n) for n in re.findall(r"\d+", version))
+
+    since = [v for v in NO_ACCELERATOR if key(v) <= key(release)]
+    return NO_ACCELERATOR[max(since, key=key)] if since else NO_ACCELERATOR["0.5.6.post2"]
+
 
 # ServerArgs field names that differ from the argparse dest (ServerArgs.from_cli_args).
 SERVER_ARGS_ALIASES = {
@@ -511,7 +526,7 @@ def release_of(table: Path) -> str:
 
 def fail_like_sglang(kind: str, release: str, children: list[subprocess.Popen[bytes]]) -> None:
     how, lines = FAILURES[kind]
-    text = NO_ACCELERATOR.get(release, NO_ACCELERATOR["0.5.6.post2"])
+    text = no_accelerator_line(release)
     for line in lines:
         print(line.replace("{no_accelerator}", text), file=sys.stderr, flush=True)
     sys.stdout.flush()
@@ -638,6 +653,7 @@ def main() -> None:
     warmup = env_float("STANDIN_WARMUP") or 0.0
     drain = env_float("STANDIN_DRAIN") or 0.0
     crash_after = env_float("STANDIN_CRASH_AFTER")
+    crash_when = os.environ.get("STANDIN_CRASH_WHEN")
     exit_after = env_float("STANDIN_EXIT_AFTER")
     exit_code = int(os.environ.get("STANDIN_EXIT_CODE") or 0)
     hang_after = env_float("STANDIN_HANG_AFTER")
@@ -660,7 +676,8 @@ def main() -> None:
 
     while True:
         now = time.monotonic()
-        if crash_after is not None and now >= START + crash_after:
+        crash_now = crash_when is not None and os.path.exists(crash_when)
+        if crash_now or (crash_after is not None and now >= START + crash_after):
             if message:
                 print(message, file=sys.stderr, flush=True)
             sys.stdout.flush()

@@ -2,9 +2,11 @@
 
 import base64
 import hashlib
+import json
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -39,9 +41,13 @@ def fake_apt(boot_root):
 
 
 def fake_python(boot_root, fail=False):
-    """A 'python' that records its argv (and fails like pip when asked to)."""
+    """A 'python' that records its argv (and fails like pip when asked to). Asked where its
+    stdlib is (packages.externally_managed), it answers as a venv's Python does."""
     calls = boot_root.tmp / "python-calls"
-    body = f'#!/bin/sh\necho "$*" >> {calls}\n'
+    body = (
+        '#!/bin/sh\nif [ "$1" = "-I" ]; then echo \'{"venv": true, "stdlib": "/nonexistent"}\'; '
+        f'exit 0; fi\necho "$*" >> {calls}\n'
+    )
     if fail:
         body += 'echo "ERROR: No matching distribution found for nosuchpkg"\nexit 1\n'
     path = boot_root.tmp / "fakepy" / "python3"
@@ -356,3 +362,132 @@ def test_interpreter_of_env_and_long_path_shebangs(tmp_path):
     with pytest.raises(PackageError, match="no Python shebang"):
         _exe(tmp_path / "bin/sglang", "#!/bin/bash\necho hi\n")
         pip_python(_settings(), {"PATH": path})
+
+
+# --- a Python that its distribution manages (PEP 668) ---------------------------------------
+
+
+def _managed_python(root):
+    """A real, non-venv Python whose stdlib directory carries EXTERNALLY-MANAGED, as Debian's
+    and Ubuntu's do: this interpreter's binary copied under its own prefix, its stdlib linked
+    in entry by entry, and pip linked into the directory that Python installs into (its
+    sysconfig "purelib": lib/pythonX.Y/site-packages, or local/.../dist-packages on Debian)."""
+    import os
+    import shutil
+    import sysconfig
+
+    real = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    ver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    stdlib = sysconfig.get_path("stdlib", vars={"installed_base": sys.base_prefix})
+    prefix = root / "sysroot"
+    lib = prefix / "lib" / ver
+    lib.mkdir(parents=True)
+    (prefix / "bin").mkdir()
+    binary = prefix / "bin" / ver
+    shutil.copy2(real, binary)
+    for entry in os.listdir(stdlib):
+        # never the system's own marker: the test's is written below, into this prefix only
+        if entry not in ("site-packages", "dist-packages", "EXTERNALLY-MANAGED"):
+            (lib / entry).symlink_to(os.path.join(stdlib, entry))
+    # a binary that finds libpython through $ORIGIN/../lib finds it here too
+    for entry in os.listdir(os.path.join(sys.base_prefix, "lib")):
+        if entry.startswith("libpython"):
+            (prefix / "lib" / entry).symlink_to(os.path.join(sys.base_prefix, "lib", entry))
+    marker = lib / "EXTERNALLY-MANAGED"
+    assert not marker.exists() and not marker.is_symlink()
+    marker.write_text(
+        "[externally-managed]\nError=To install Python packages system-wide, try apt install\n"
+    )
+    probe = (
+        "import json, sys, sysconfig; print(json.dumps([sys.prefix == sys.base_prefix, "
+        "sysconfig.get_path('stdlib'), sysconfig.get_path('purelib')]))"
+    )
+    asked = subprocess.run([str(binary), "-c", probe], capture_output=True, text=True, check=True)
+    not_venv, its_stdlib, purelib = json.loads(asked.stdout)
+    assert (not_venv, its_stdlib) == (True, str(lib)), asked.stdout  # its own prefix, no venv
+    site = Path(purelib)
+    site.mkdir(parents=True, exist_ok=True)
+    import pip
+
+    (site / "pip").symlink_to(os.path.dirname(pip.__file__))
+    subprocess.run([str(binary), "-c", "import pip"], check=True)  # the site dir is on its path
+    return binary, marker, site
+
+
+def _offline_pip(wheels):
+    return {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheels),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
+
+
+def test_pip_itself_refuses_the_managed_python(tmp_path):
+    """The premise, with the real pip: without the override the install fails."""
+    python, _, site = _managed_python(tmp_path)
+    wheels = tmp_path / "wheels"
+    _wheel(wheels)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **_offline_pip(wheels)}
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "boot-tinypkg==0.1.0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "externally-managed-environment" in done.stdout + done.stderr
+    assert not (site / "boot_tinypkg").exists()
+
+
+def test_pip_packages_go_into_an_externally_managed_sglang_python(boot_root):
+    python, marker, site = _managed_python(boot_root.tmp)
+    wheels = boot_root.tmp / "wheels"
+    _wheel(wheels)
+    sglang = boot_root.tmp / "sysroot" / "bin" / "sglang"  # the image's console script
+    sglang.write_text(f"#!{python}\nimport sys\nsys.exit(0)\n")
+    sglang.chmod(0o755)
+    out = boot_root.run(
+        "provision",
+        PIP_PACKAGES="boot-tinypkg==0.1.0",
+        SGLANG_COMMAND="sglang serve",
+        PATH=f"{sglang.parent}:{boot_root.env['PATH']}",
+        timeout=180,
+        **_offline_pip(wheels),
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "first boot: ok" in out.stdout
+    said = f"{python} is externally managed (PEP 668 marker {marker})"
+    assert said in out.stderr and "PIP_BREAK_SYSTEM_PACKAGES=1" in out.stderr
+    assert said in (boot_root.logs / "first_boot.log").read_text()
+    assert (site / "boot_tinypkg" / "__init__.py").is_file()
+    imported = subprocess.run(
+        [str(python), "-c", "import boot_tinypkg; print(boot_tinypkg.VALUE)"],
+        capture_output=True,
+        text=True,
+    )
+    assert imported.stdout == "42\n"
+    assert boot_root.marker(FIRST_BOOT).exists()
+
+
+def test_a_venv_is_not_externally_managed_and_nothing_is_said(boot_root):
+    venv = boot_root.tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    from vast_sglang_launcher.boot.packages import externally_managed
+
+    assert externally_managed(venv / "bin" / "python", {"PATH": "/usr/bin:/bin"}) is None
+    python, marker, _ = _managed_python(boot_root.tmp)
+    assert externally_managed(python, {"PATH": "/usr/bin:/bin"}) == marker
+    assert externally_managed(boot_root.tmp / "no-python", {}) is None
+
+
+def test_uv_gets_break_system_packages_for_a_managed_python(boot_root):
+    python, _, _ = _managed_python(boot_root.tmp)
+    uv_calls = boot_root.tmp / "uv-calls"
+    boot_root.tool("uv", f'#!/bin/sh\necho "$*" >> {uv_calls}\n')
+    out = boot_root.run("provision", PIP_PACKAGES="requests", LAUNCHER_PIP_PYTHON=str(python))
+    assert out.returncode == 0, out.stderr
+    assert uv_calls.read_text().splitlines() == [
+        f"pip install --python {python} --break-system-packages requests"
+    ]
+    assert "(uv --break-system-packages)" in out.stderr

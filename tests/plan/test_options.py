@@ -45,7 +45,7 @@ BAD = [
     ["--tp", "2", "--", "x"],
     ["--enable-dp-attention=1"],
 ]
-# Named by option string: each release gives its own dest (0.5.23 renamed tensor_parallel_size
+# Named by option string: each release gives its own dest (0.5.14 renamed tensor_parallel_size
 # to tp_size), which is looked up in the table under test.
 OPTIONS = (
     "--tp-size",

@@ -1,5 +1,5 @@
 """Every shipped SGLang table: the planned argv means, under that release's own parser, what
-the user asked for. Dests differ between releases (0.5.23 renamed tensor_parallel_size to
+the user asked for. Dests differ between releases (0.5.14 renamed tensor_parallel_size to
 tp_size), so each value is read back through the dest that release gives the option string."""
 
 from __future__ import annotations
@@ -293,3 +293,79 @@ def test_model_given_as_model_alias(tmp_path: Path, version: str, warned: bool) 
     )
     assert plan.model == "org/other"
     assert any("finds the model only when it is written as" in w for w in plan.warnings) is warned
+
+
+# --- DP attention: the groups live inside tp (plan/dp_attention.py names the source) -------
+
+
+def _has(table_path: Path, option: str) -> bool:
+    table = json.loads(table_path.read_text())
+    return any(option in o["options"] for o in table["options"])
+
+
+@pytest.mark.parametrize("table_path", TABLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize(("dp", "tp"), [(8, 8), (2, 8), (4, 8), (3, 6)])
+def test_dp_attention_gives_tp_spanning_the_gpus(
+    tmp_path: Path, table_path: Path, dp: int, tp: int
+) -> None:
+    """`--dp-size N --enable-dp-attention` on 8 GPUs: tp is the largest multiple of N that
+    fits the 8 GPUs (SGLang asserts tp_size % dp_size == 0), never tp=1."""
+    plan = plan_for(tmp_path, table_path, f"--dp-size {dp} --enable-dp-attention")
+    m = meaning(table_path, plan)
+    assert int(m["--tp-size"]) == tp and int(m["--tp-size"]) % int(m["--dp-size"]) == 0
+    assert m["--enable-dp-attention"] is True
+    decision = next(d for d in plan.decisions if d.what == "--tp-size")
+    assert "DP attention" in decision.why and f"divisible by {dp}" in decision.why
+    idle = [w for w in plan.warnings if "idle" in w]
+    assert idle == ([] if tp == 8 else [idle[0]])
+    if tp != 8:
+        assert "leaves 2 of 8 GPUs idle" in idle[0]
+
+
+@pytest.mark.parametrize(
+    "table_path", [t for t in TABLES if _has(t, "--attn-dp-size")], ids=lambda p: p.stem
+)
+@pytest.mark.parametrize("spelling", ["--attn-dp-size 8", "--attention-data-parallel-size=8"])
+def test_attn_dp_size_gives_tp_spanning_the_gpus(
+    tmp_path: Path, table_path: Path, spelling: str
+) -> None:
+    plan = plan_for(tmp_path, table_path, spelling)
+    m = meaning(table_path, plan)
+    assert (int(m["--tp-size"]), int(m["--attn-dp-size"]), int(m["--dp-size"])) == (8, 8, 1)
+    assert plan.warnings == []
+
+
+def test_attn_dp_size_exists_from_0_5_22_only() -> None:
+    have = [t.stem.removeprefix("server-args-") for t in TABLES if _has(t, "--attn-dp-size")]
+    assert sorted(have) == ["0.5.22", "0.5.23"]
+
+
+@pytest.mark.parametrize(
+    "table_path", [t for t in TABLES if not _has(t, "--attn-dp-size")], ids=lambda p: p.stem
+)
+def test_attn_dp_size_on_a_release_without_it_is_unknown_not_a_layout(
+    tmp_path: Path, table_path: Path
+) -> None:
+    plan = plan_for(tmp_path, table_path, "--attn-dp-size 8")
+    assert any("unknown option '--attn-dp-size'" in w for w in plan.warnings), plan.warnings
+    decision = next(d for d in plan.decisions if d.what == "--tp-size")
+    assert decision.value == "8" and "DP attention" not in decision.why
+
+
+@pytest.mark.parametrize("table_path", TABLES, ids=lambda p: p.stem)
+def test_users_tp_not_divisible_by_the_attention_groups_is_named(
+    tmp_path: Path, table_path: Path
+) -> None:
+    plan = plan_for(tmp_path, table_path, "--tp 4 --dp-size 8 --enable-dp-attention")
+    assert str(meaning(table_path, plan)["--tp-size"]) == "4"
+    assert any("tp=4 is not divisible by the 8 attention groups" in w for w in plan.warnings)
+    # the attention groups take no GPUs of their own: 4 of 8 used, not 32 needed
+    assert any("uses 4 of the 8 visible GPUs" in w for w in plan.warnings), plan.warnings
+
+
+@pytest.mark.parametrize(
+    "table_path", [t for t in TABLES if _has(t, "--attn-dp-size")], ids=lambda p: p.stem
+)
+def test_dp_replicas_beside_attn_dp_size_are_named(tmp_path: Path, table_path: Path) -> None:
+    plan = plan_for(tmp_path, table_path, "--attn-dp-size 4 --dp-size 2")
+    assert any("SGLang refuses data-parallel replicas" in w for w in plan.warnings)

@@ -64,7 +64,7 @@ def _no_build_table() -> None:
     assert not BUILD_TABLE.exists(), f"{BUILD_TABLE} exists on this machine"
 
 
-@pytest.mark.parametrize("version", ["0.5.6.post2", "0.5.8", "0.5.23"])
+@pytest.mark.parametrize("version", sorted(snapshot_versions(), key=lambda v: version_key(v) or ()))
 def test_installed_version_picks_its_snapshot(tmp_path: Path, version: str) -> None:
     script = install_sglang(tmp_path / "venv", version)
     data = plan_json(tmp_path, {"SGLANG_COMMAND": f"{script} serve"})
@@ -92,6 +92,40 @@ def test_unknown_release_uses_the_nearest_older_snapshot_with_a_warning(tmp_path
     assert any(
         "installed SGLang 0.5.9" in w and "SGLang 0.5.8's table" in w for w in data["warnings"]
     )
+
+
+@pytest.mark.parametrize(
+    ("installed", "chosen"),
+    [
+        ("0.5.9", "0.5.8"),
+        ("0.5.10rc0", "0.5.8"),
+        ("0.5.11", "0.5.10"),
+        ("0.5.13", "0.5.12"),
+        ("0.5.15", "0.5.14"),
+        ("0.5.17.post1", "0.5.16"),
+        ("0.5.19", "0.5.18"),
+        ("0.5.21", "0.5.20"),
+        ("0.5.22.post1", "0.5.22"),
+        ("0.5.23rc1", "0.5.22"),
+        ("0.5.24", "0.5.23"),
+        ("0.6.0", "0.5.23"),
+    ],
+)
+def test_each_release_in_between_reads_with_the_nearest_older_table(
+    tmp_path: Path, installed: str, chosen: str
+) -> None:
+    """An option is in the table of the release that added it and of every later one, so
+    the nearest older table misses only options added after it."""
+    choice = choose_table(tmp_path / "absent.json", False, Installed(installed, "/opt/venv"))
+    assert choice.table.version == chosen
+    assert f"the nearest older snapshot is SGLang {chosen}" in choice.why
+    assert len(choice.warnings) == 1 and f"installed SGLang {installed}" in choice.warnings[0]
+
+
+def test_every_shipped_table_is_named_for_its_release() -> None:
+    for version in snapshot_versions():
+        table = json.loads((DATA / f"server-args-{version}.json").read_text())
+        assert table["sglang_version"] == version
 
 
 def test_release_older_than_every_snapshot_uses_the_oldest(tmp_path: Path) -> None:

@@ -22,10 +22,12 @@ from ..rotating_log import RotatingLog
 from ..settings import Settings
 from .interrupts import Interrupted, signals_raise
 from .packages import (
+    BREAK_SYSTEM_PACKAGES,
     PackageError,
     PackageLists,
     apt_commands,
     check_package_lists,
+    externally_managed,
     pip_command,
     pip_python,
 )
@@ -138,10 +140,22 @@ def _install_pip(
     uv = shutil.which("uv", path=env.get("PATH", os.defpath))
     pip_env = dict(env)
     pip_env.setdefault("PIP_ROOT_USER_ACTION", "ignore")
+    marker = externally_managed(python, env)
+    if marker is not None:
+        # SGLang's image installs into its system Python: PIP_PACKAGES belong there too.
+        value = pip_env.setdefault(BREAK_SYSTEM_PACKAGES, "1")  # a value of the user's stays
+        note = (
+            f"first boot: {python} is externally managed (PEP 668 marker {marker}); installing "
+            f"PIP_PACKAGES into it anyway, as Vast's images do "
+            + ("(uv --break-system-packages)" if uv else f"({BREAK_SYSTEM_PACKAGES}={value})")
+        )
+        log.info(note)
+        if log_file is not None:
+            log_file.write(note.encode() + b"\n")
     log.info(
         "first boot: installing PIP_PACKAGES", python=str(python), installer="uv" if uv else "pip"
     )
-    argv = pip_command(python, packages, uv=uv)
+    argv = pip_command(python, packages, uv=uv, break_system_packages=marker is not None)
     _run_installer(argv, "uv pip install" if uv else "pip install", pip_env, log_file, redact)
 
 

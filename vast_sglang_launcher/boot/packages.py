@@ -9,10 +9,12 @@ user meant something the launcher will not do. PIP_PACKAGES may use version comp
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import shutil
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +176,46 @@ def pip_python(settings: Settings, env: Mapping[str, str]) -> Path:
     return python
 
 
+# --- PEP 668: a Python that its distribution manages -----------------------------------------
+
+# What pip itself checks before it installs (pip/_internal/utils/misc.py
+# check_externally_managed, pip 23.0 and later): outside a virtualenv (running_under_virtualenv:
+# sys.prefix differs from sys.base_prefix, or the old sys.real_prefix), a file
+# EXTERNALLY-MANAGED in sysconfig's "stdlib" directory refuses the install.
+_MARKER_PROBE = (
+    "import json, sys, sysconfig; print(json.dumps({'venv': sys.prefix != getattr(sys, "
+    "'base_prefix', sys.prefix) or hasattr(sys, 'real_prefix'), 'stdlib': "
+    "sysconfig.get_path('stdlib')}))"
+)
+
+
+def externally_managed(python: Path, env: Mapping[str, str]) -> Path | None:
+    """The EXTERNALLY-MANAGED marker that makes pip refuse to install into ``python`` (PEP
+    668), or None (a venv, no marker, or a Python that cannot be asked: pip then decides)."""
+    try:
+        done = subprocess.run(
+            [str(python), "-I", "-c", _MARKER_PROBE],
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+        if answer["venv"]:
+            return None
+        marker = Path(answer["stdlib"]) / "EXTERNALLY-MANAGED"
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError, KeyError, TypeError):
+        return None
+    return marker if marker.is_file() else None
+
+
+BREAK_SYSTEM_PACKAGES = "PIP_BREAK_SYSTEM_PACKAGES"
+"""pip's --break-system-packages as a variable: what Vast's images set (vast-ai/base-image
+Dockerfile and external/sglang/Dockerfile: ``ENV PIP_BREAK_SYSTEM_PACKAGES=1``) so that
+installs go into the image's own Python; a pip older than the option ignores it."""
+
+
 # --- the commands --------------------------------------------------------------------------
 
 
@@ -183,8 +225,16 @@ def apt_commands(apt_get: str, packages: list[str], *, update: bool) -> list[lis
     return [[apt_get, "update"], install] if update else [install]
 
 
-def pip_command(python: Path, packages: list[str], *, uv: str | None) -> list[str]:
-    """`uv pip install --python PY` when uv is present, else `PY -m pip install`."""
+def pip_command(
+    python: Path, packages: list[str], *, uv: str | None, break_system_packages: bool = False
+) -> list[str]:
+    """`uv pip install --python PY` when uv is present, else `PY -m pip install`.
+
+    ``break_system_packages``: PY carries the PEP 668 marker. pip is told so by the
+    environment (BREAK_SYSTEM_PACKAGES, set by the caller); uv, which does not read pip's
+    variables, by its flag, as Vast's provisioner passes it for the system Python
+    (vast-ai/base-image ``instance-tools/lib/provisioner/installers/pip.py``)."""
     if uv is not None:
-        return [uv, "pip", "install", "--python", str(python), *packages]
+        flag = ["--break-system-packages"] if break_system_packages else []
+        return [uv, "pip", "install", "--python", str(python), *flag, *packages]
     return [str(python), "-m", "pip", "install", *packages]

@@ -6,8 +6,8 @@ strings (`known_options`), which table to read with (`table_choice`, `installed`
 `versions`) and the drift check of tables (`drift_check`), what `sglang serve` itself reads
 by release (`serve_cli`), GPU discovery through NVML (`gpus`), the model's config
 (`model_info`), multi-node ranks from LeaderWorkerSet or SLURM (`ranks`), the pure
-planning function (`build`), the I/O around it (`prepare`) and the `plan` command
-(`command`).
+planning function (`build`) with its DP-attention rules (`dp_attention`), the I/O around
+it (`prepare`) and the `plan` command (`command`).
 
 May import: the shared top level (settings, errors, files, words) and, from coldstart, only
 `hub.fetch_config` (config.json), `caches.cache_env` (the server's cache variables) and

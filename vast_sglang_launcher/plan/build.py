@@ -13,8 +13,10 @@ from typing import Any
 
 from ..coldstart.caches import cache_env
 from ..settings import Settings
+from .dp_attention import AttentionDp, attention_dp, attention_tp
 from .gpus import GpuInventory
 from .known_options import (
+    ATTN_DP,
     BASE_GPU_ID,
     DIST_INIT_ADDR,
     DP,
@@ -304,8 +306,9 @@ def _multi_node(ranks: Ranks, user: UserOptions, b: _Builder) -> tuple[int, int]
     return nnodes, rank
 
 
-def _int_of(user: UserOptions, known: Known, b: _Builder) -> int | None:
-    occ = user.last(known)
+def _int_of(user: UserOptions, known: Known, b: _Builder, optional: bool = False) -> int | None:
+    """The user's whole number for ``known``; ``optional``: an option only some releases have."""
+    occ = user.last_if_known(known) if optional else user.last(known)
     if occ is None:
         return None
     try:
@@ -356,12 +359,18 @@ def _parallel(
     ranked_nnodes: int = 1,
 ) -> None:
     tp, dp, pp = (_int_of(user, known, b) for known in (TP, DP, PP))
+    adp = attention_dp(user, dp, _int_of(user, ATTN_DP, b, optional=True))
     nnodes = _int_of(user, NNODES, b) or ranked_nnodes
     per_node = _usable_gpus(user, gpus, b)
     total = per_node * nnodes
     gpu_source = gpus.source if nnodes == 1 else f"{gpus.source} x SGLANG_NNODES"
+    if adp is not None and user.last_if_known(ATTN_DP) is not None and (dp or 1) > 1:
+        b.warnings.append(
+            f"{DP} {dp} with {ATTN_DP} {adp}: SGLang refuses data-parallel replicas combined "
+            f"with attention data parallelism; drop {DP}"
+        )
     if tp is not None:
-        _check_user_tp(user, tp, dp or 1, pp or 1, nnodes, per_node, info, b)
+        _check_user_tp(user, tp, dp or 1, pp or 1, nnodes, per_node, info, b, adp)
         return
     if not settings.auto_parallel:
         b.decide(
@@ -379,6 +388,9 @@ def _parallel(
             "the model's head counts are unknown: tensor parallelism over all "
             "GPUs is not checked against them"
         )
+    if adp is not None:
+        _dp_attention_layout(total, nnodes, pp or 1, adp, gpu_source, info, b)
+        return
     if dp is None and pp is None:
         _auto_layout(total, nnodes, gpu_source, info, b)
         return
@@ -401,6 +413,44 @@ def _parallel(
         b.warnings.append(
             f"tp={best} leaves {total - best * fixed} of {total} GPUs idle: "
             f"{_heads_text(info)} do not divide by {room}"
+        )
+
+
+def _dp_attention_layout(
+    total: int,
+    nnodes: int,
+    pp: int,
+    adp: AttentionDp,
+    source: str,
+    info: ModelInfo | None,
+    b: _Builder,
+) -> None:
+    """DP attention: the groups are inside tp, so tp spans the GPUs (see ``dp_attention``)."""
+    room = total // pp
+    sizes = attention_tp(room, nnodes, adp.groups, lambda t: tp_fits(t, info))
+    if not sizes:
+        b.warnings.append(
+            f"{adp.spelled}: SGLang needs a tp divisible by the {adp.groups} attention groups, "
+            f"and {room} GPUs{' per pipeline stage' if pp > 1 else ''} allow none that "
+            f"{_heads_text(info)} also fit: the launcher adds no tp"
+        )
+        return
+    best = sizes[0]
+    b.add(
+        TP,
+        best,
+        source,
+        f"DP attention ({adp.spelled}): the {adp.groups} attention groups share the tensor "
+        f"parallel group, so tp spans the GPUs and SGLang requires tp divisible by "
+        f"{adp.groups}; {best // adp.groups} rank(s) per group"
+        + ("" if pp == 1 else f"; pp={pp} stages"),
+    )
+    if best * pp != total:
+        b.warnings.append(
+            f"tp={best} x pp={pp} leaves {total - best * pp} of {total} GPUs idle: tp must be "
+            f"a multiple of the {adp.groups} attention groups"
+            + (f" and of the {nnodes} nodes" if nnodes > 1 else "")
+            + ("" if best == room or info is None else f" that {_heads_text(info)} fit")
         )
 
 
@@ -454,6 +504,7 @@ def _check_user_tp(
     per_node: int,
     info: ModelInfo | None,
     b: _Builder,
+    adp: AttentionDp | None = None,
 ) -> None:
     occ = user.last(TP)
     assert occ is not None
@@ -463,7 +514,13 @@ def _check_user_tp(
         occ.source,
         f"set by the user as {occ.written.split('=')[0]}; the launcher never overrides it",
     )
-    dp_gpus = 1 if user.has(ENABLE_DP_ATTENTION) else dp
+    if adp is not None and tp % adp.groups:
+        b.warnings.append(
+            f"tp={tp} is not divisible by the {adp.groups} attention groups of {adp.spelled}: "
+            f"SGLang stops at its check that tp_size divides by them; use a tp that is a "
+            f"multiple of {adp.groups}, or leave tp to AUTO_PARALLEL"
+        )
+    dp_gpus = 1 if adp is not None or user.has(ENABLE_DP_ATTENTION) else dp
     need = tp * pp * dp_gpus
     total = per_node * nnodes
     if per_node and need > total:
@@ -474,7 +531,7 @@ def _check_user_tp(
         )
     elif per_node and need < total:
         hint = ""
-        if not user.has(DP) and not user.has(ENABLE_DP_ATTENTION) and total % need == 0:
+        if not user.has(DP) and adp is None and total % need == 0:
             hint = f"; add {DP} {total // need} to serve with all of them"
         b.warnings.append(
             f"tp={tp} x pp={pp} x dp={dp_gpus} uses {need} of the {total} visible GPUs: "

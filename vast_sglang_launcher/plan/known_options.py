@@ -1,6 +1,6 @@
 """The SGLang options the launcher reads or adds, named by their option strings.
 
-SGLang renames dests between releases (0.5.23: ``tensor_parallel_size`` became ``tp_size``)
+SGLang renames dests between releases (0.5.14: ``tensor_parallel_size`` became ``tp_size``)
 but keeps the option strings, so an option is named here by a canonical spelling and its
 known aliases, and each loaded table says which dest that release gives it
 (``options.OptionTable.resolve``). No dest name is written in the planning code.
@@ -34,6 +34,9 @@ TP = Known("--tp-size", ("--tensor-parallel-size",))
 DP = Known("--dp-size", ("--data-parallel-size",))
 PP = Known("--pp-size", ("--pipeline-parallel-size",))
 ENABLE_DP_ATTENTION = Known("--enable-dp-attention")
+# 0.5.22+ (arg_groups/fields/parallel.py, Parallel.attn_dp_size); not in USED: older
+# releases lack it, and there `--dp-size N --enable-dp-attention` is the only spelling.
+ATTN_DP = Known("--attn-dp-size", ("--attention-data-parallel-size",))
 HOST = Known("--host")
 PORT = Known("--port")
 NNODES = Known("--nnodes")

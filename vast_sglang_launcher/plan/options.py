@@ -278,6 +278,12 @@ class UserOptions:
     def has(self, known: Known) -> bool:
         return self.last(known) is not None
 
+    def last_if_known(self, known: Known) -> Occurrence | None:
+        """``last`` for an option only some releases have (``--attn-dp-size``, 0.5.22+): a
+        table without it means the user cannot have set it, which is no problem to report."""
+        option = self.table.resolve(known).option
+        return None if option is None else self.scan.last(option.dest)
+
 
 def read_user_options(
     table: OptionTable, tokens: list[str], sources: list[str] | None = None

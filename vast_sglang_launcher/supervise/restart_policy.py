@@ -7,8 +7,11 @@
   (with the same growing delays); the next failure gives up.
 - A bad argument (exit status 2 before ready), a command that cannot be executed, and a
   failure that the server's last lines show to be permanent (`failure_hints`: no GPU, an
-  unknown architecture, a missing or gated model, heads that --tp does not divide) are not
-  retried at all: nothing changes until the configuration does.
+  unknown architecture, a missing or gated model, heads that --tp does not divide, ...) are
+  not retried at all: nothing changes until the configuration does.
+- Out of GPU memory is one of those only while the plan has never served (``has_served``):
+  the same weights and options run out the same way on every start. Once the server was
+  ready, an out-of-memory is a load the next start may not meet, and it is restarted.
 
 `RestartHistory` counts restarts over the last hour, to report a flapping server.
 """
@@ -78,17 +81,26 @@ class RestartPolicy:
         """Restarts since the delay was last reset (the exponent of the delay)."""
         self.start_failures = 0
         """Failures in a row before the server became ready."""
+        self.served = False
+        """The server was ready at least once since the last ``reset``."""
 
     def reset(self) -> None:
         """Forget past failures (a person asked for a restart: the configuration changed)."""
         self.restarts = 0
         self.start_failures = 0
+        self.served = False
+
+    def has_served(self, outcome: Outcome) -> bool:
+        """Whether the server was ever ready, ``outcome``'s start included: what tells an
+        out-of-memory at start (permanent) from one while serving (`failure_hints`)."""
+        return self.served or outcome.was_ready
 
     def next_delay(self) -> float:
         return float(min(self.backoff_initial * (2.0**self.restarts), self.backoff_max))
 
     def decide(self, outcome: Outcome) -> Verdict:
         if outcome.was_ready:
+            self.served = True
             self.start_failures = 0
             if outcome.ready_for >= self.backoff_reset:
                 self.restarts = 0

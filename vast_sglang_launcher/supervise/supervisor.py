@@ -261,7 +261,12 @@ class Supervisor:
             found = Diagnosis(PORT_BUSY_HINT)
         else:
             hf_token_set = self.settings.hf_token is not None
-            found = diagnose(self.sink.last_lines(), outcome.returncode, hf_token_set)
+            found = diagnose(
+                self.sink.last_lines(),
+                outcome.returncode,
+                hf_token_set,
+                served=self.policy.has_served(outcome),
+            )
         self.lifecycle.note(hint=found.hint or None)
         return found
 
