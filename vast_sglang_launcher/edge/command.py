@@ -7,6 +7,7 @@ import argparse
 import math
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from ..errors import ConfigError
 from ..files import write_atomic
 from ..logs import get_logger
 from ..settings import Settings
-from .caddyfile import edge_warnings, proxied_entries, render_caddyfile
+from .caddyfile import edge_warnings, parse_caddy_version, proxied_entries, render_caddyfile
 from .portal import default_portal_config, portal_entries, portal_yaml_text
 
 SUPERVISOR_STOP_MARGIN = 30
@@ -72,14 +73,28 @@ def service_environment(settings: Settings) -> dict[str, str]:
 # --- the command ---------------------------------------------------------------------------
 
 
+def caddy_version(caddy: str | None) -> tuple[int, int, int] | None:
+    """The version `caddy version` prints (the Caddyfile's syntax depends on it); None when
+    there is no Caddy or it does not answer."""
+    if caddy is None:
+        return None
+    try:
+        done = subprocess.run(
+            [caddy, "version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_caddy_version(done.stdout) if done.returncode == 0 else None
+
+
 def command_edge(settings: Settings, args: argparse.Namespace) -> int:
     entries = portal_entries(settings)
-    text = render_caddyfile(settings, entries)
+    caddy = shutil.which(settings.caddy_bin)
+    text = render_caddyfile(settings, entries, caddy_version(caddy))
     if args.print:
         sys.stdout.write(text)
         return 0
 
-    caddy = shutil.which(settings.caddy_bin)
     if caddy is None:
         raise ConfigError(
             f"LAUNCHER_CADDY_BIN={settings.caddy_bin!r} is not an executable on PATH; "
