@@ -14,7 +14,6 @@ import contextlib
 import ctypes
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from conftest import free_port
+
+__all__ = ["free_port"]  # the suite's one port picker, re-exported for the scale-out tests
 
 CLONE_NEWNET = 0x40000000
 
@@ -45,12 +48,6 @@ def private_network() -> Iterator[None]:
                 raise OSError(err, f"setns back: {os.strerror(err)}")
     finally:
         os.close(home)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http(
