@@ -34,7 +34,7 @@ def test_the_two_commands_start_from_a_venv_and_ci_runs_the_test_command() -> No
         "python3 -m venv .venv && . .venv/bin/activate",
     ]
     test_command = blocks[-1].strip()
-    assert test_command == "python3 -m pytest -q"
+    assert test_command == "python3 -m pytest -q -n 4 --dist loadgroup"
     ci = [
         line
         for line in (ROOT / ".ci" / "run").read_text().splitlines()
