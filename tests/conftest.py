@@ -390,7 +390,7 @@ class LauncherRig:
             pids.update(int(c) for c in start.get("children", []))
         return pids
 
-    def wait_for(self, cond: "Callable[[], Any]", what: str, timeout: float = 20.0) -> Any:
+    def wait_for(self, cond: "Callable[[], Any]", what: str, timeout: float = 60.0) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             value = cond()
@@ -403,24 +403,24 @@ class LauncherRig:
                 )
             time.sleep(0.02)
 
-    def wait_state(self, state: str, timeout: float = 20.0) -> dict[str, Any]:
+    def wait_state(self, state: str, timeout: float = 60.0) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             data = self.status()
             return data if data is not None and data.get("state") == state else None
 
         return dict(self.wait_for(check, f"state {state}", timeout))
 
-    def wait_starts(self, n: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    def wait_starts(self, n: int, timeout: float = 60.0) -> list[dict[str, Any]]:
         return list(
             self.wait_for(lambda: len(self.starts()) >= n and self.starts(), f"{n} starts", timeout)
         )
 
-    def wait_gone(self, pids: set[int], timeout: float = 20.0) -> None:
+    def wait_gone(self, pids: set[int], timeout: float = 60.0) -> None:
         self.wait_for(
             lambda: all(proc_gone(p) for p in pids), f"processes {sorted(pids)} to end", timeout
         )
 
-    def wait_exit(self, proc: "subprocess.Popen[bytes]", timeout: float = 20.0) -> int:
+    def wait_exit(self, proc: "subprocess.Popen[bytes]", timeout: float = 60.0) -> int:
         try:
             return proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -519,7 +519,7 @@ def reaper() -> Iterator[Reaper]:
 
 
 def wait_for_port(
-    port: int, proc: "subprocess.Popen[Any] | None" = None, timeout: float = 20.0
+    port: int, proc: "subprocess.Popen[Any] | None" = None, timeout: float = 60.0
 ) -> None:
     """Wait until 127.0.0.1:port accepts connections; fail early when `proc` exits."""
     deadline = time.monotonic() + timeout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from conftest import LauncherRig
@@ -22,12 +23,17 @@ def test_phases_and_their_durations_are_in_status(rig: LauncherRig) -> None:
         "warmup",
         "ready",
     ]
-    assert took["cuda_graph"] >= 0.3 and took["loading_weights"] >= 0.2
+    # Each phase is timed by when its line arrives, which load can delay; their sum cannot be
+    # shorter than the stand-in's own 0.3 s of loading and 0.4 s of capture, which it spans.
+    done = {phase: d for phase, d in took.items() if phase != "ready"}  # ready: still on
+    assert all(isinstance(d, (int, float)) and d >= 0 for d in done.values()), took
+    assert sum(done.values()) >= 0.7, took
     assert data["phase"]["name"] == "ready" and data["phase"]["since"]
     shown = rig.cli("status", **env)
     assert shown.returncode == 0
     assert "phase      ready for " in shown.stdout
-    assert "took       starting " in shown.stdout and ", cuda_graph 0." in shown.stdout
+    assert "took       starting " in shown.stdout
+    assert re.search(r", cuda_graph \d", shown.stdout), shown.stdout
     err = rig.stderr()
     for title in ("loading weights", "allocating the KV cache", "capturing CUDA graphs"):
         assert err.count(f"phase: {title}") == 1
