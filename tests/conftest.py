@@ -114,6 +114,9 @@ class BootRoot:
             "LAUNCHER_RUN_DIR": str(self.run_dir),
             "WORKSPACE": str(self.workspace),
             "LAUNCHER_SUPERVISORD_CONFIG": str(tmp / "supervisord.conf"),
+            # no detached weight prefetch outliving a boot test (tests/coldstart test it)
+            "LAUNCHER_PREFETCH": "false",
+            "HF_HUB_OFFLINE": "1",
         }
 
     def marker(self, name: str) -> Path:
