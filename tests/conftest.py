@@ -7,12 +7,15 @@ processes on loopback (the SGLang stand-in is tests/sglang_standin.py).
 import argparse
 import contextlib
 import ctypes
+import fcntl
 import io
+import itertools
 import json
 import os
 import shlex
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -27,6 +30,59 @@ import psutil
 import pytest
 
 CHECKOUT = str(Path(__file__).resolve().parent.parent)
+
+# --- no test reaches past loopback -------------------------------------------------------------
+#
+# The whole session (and every process a test starts, xdist's workers included) runs in a
+# private network namespace with only `lo`: a test that forgets HF_ENDPOINT or HF_HUB_OFFLINE
+# gets "no network" instead of asking the public hub, and no DNS query leaves the machine.
+# The first process of the session makes it (unshare(2), CLONE_NEWNET, as root); where that is
+# not possible the session stops before any test runs.
+
+CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def network_interfaces() -> set[str]:
+    """The interfaces of this process's network namespace (/proc/self/net/dev is per
+    namespace; /sys/class/net is the namespace of whoever mounted /sys)."""
+    lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
+    return {line.split(":", 1)[0].strip() for line in lines}
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        request = struct.pack("16sh22x", b"lo", 0)
+        flags = struct.unpack("16sh22x", fcntl.ioctl(s, SIOCGIFFLAGS, request))[1]
+        if not flags & IFF_UP:
+            fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | IFF_UP))
+
+
+def isolate_network() -> str | None:
+    """Move this process into a private network namespace with `lo` up, unless it is in one
+    already; None when done, else why it cannot be done."""
+    if network_interfaces() != {"lo"}:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(CLONE_NEWNET) != 0:
+            return f"unshare(CLONE_NEWNET): {os.strerror(ctypes.get_errno())}"
+    try:
+        _loopback_up()
+    except OSError as exc:
+        return f"cannot bring lo up: {exc}"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # before xdist starts its workers (pytest_sessionstart): they inherit the namespace
+    why = isolate_network()
+    if why is not None:
+        raise pytest.UsageError(
+            "tests/conftest.py: the tests run in a private network namespace (only loopback), "
+            f"and this process cannot make one ({why}): run them as root, or inside one: "
+            "unshare -rn sh -c 'ip link set lo up && python3 -m pytest ...'"
+        )
+
 
 # --- boot steps (hotfix, packages, provisioning, entrypoint): tests/test_boot*.py,
 # --- test_scripts*.py, test_packages*.py, test_entrypoint*.py
@@ -58,6 +114,9 @@ class BootRoot:
             "LAUNCHER_RUN_DIR": str(self.run_dir),
             "WORKSPACE": str(self.workspace),
             "LAUNCHER_SUPERVISORD_CONFIG": str(tmp / "supervisord.conf"),
+            # no detached weight prefetch outliving a boot test (tests/coldstart test it)
+            "LAUNCHER_PREFETCH": "false",
+            "HF_HUB_OFFLINE": "1",
         }
 
     def marker(self, name: str) -> Path:
@@ -174,10 +233,33 @@ def script_server() -> Iterator[ScriptServer]:
 STANDIN = Path(__file__).resolve().parent / "sglang_standin.py"
 
 
+def _port_range() -> range:
+    """This process's share of the ports below the kernel's ephemeral range: ports that no
+    outgoing connection is given (ip_local_port_range), split between xdist's workers, so two
+    workers (or a client's source port) never get the same one."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    first = 10000
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    index = int(worker) if worker.isdigit() else 0
+    share = (low - first) // max(count, 1)
+    return range(first + index * share, first + (index + 1) * share)
+
+
+_PORTS = itertools.cycle(_port_range())
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on, never handed out twice in a row by this process
+    (it goes round its own share of the ports, _port_range)."""
+    while True:
+        port = next(_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def proc_gone(pid: int) -> bool:
@@ -311,7 +393,7 @@ class LauncherRig:
             pids.update(int(c) for c in start.get("children", []))
         return pids
 
-    def wait_for(self, cond: "Callable[[], Any]", what: str, timeout: float = 20.0) -> Any:
+    def wait_for(self, cond: "Callable[[], Any]", what: str, timeout: float = 60.0) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             value = cond()
@@ -324,24 +406,24 @@ class LauncherRig:
                 )
             time.sleep(0.02)
 
-    def wait_state(self, state: str, timeout: float = 20.0) -> dict[str, Any]:
+    def wait_state(self, state: str, timeout: float = 60.0) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             data = self.status()
             return data if data is not None and data.get("state") == state else None
 
         return dict(self.wait_for(check, f"state {state}", timeout))
 
-    def wait_starts(self, n: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    def wait_starts(self, n: int, timeout: float = 60.0) -> list[dict[str, Any]]:
         return list(
             self.wait_for(lambda: len(self.starts()) >= n and self.starts(), f"{n} starts", timeout)
         )
 
-    def wait_gone(self, pids: set[int], timeout: float = 20.0) -> None:
+    def wait_gone(self, pids: set[int], timeout: float = 60.0) -> None:
         self.wait_for(
             lambda: all(proc_gone(p) for p in pids), f"processes {sorted(pids)} to end", timeout
         )
 
-    def wait_exit(self, proc: "subprocess.Popen[bytes]", timeout: float = 20.0) -> int:
+    def wait_exit(self, proc: "subprocess.Popen[bytes]", timeout: float = 60.0) -> int:
         try:
             return proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -440,7 +522,7 @@ def reaper() -> Iterator[Reaper]:
 
 
 def wait_for_port(
-    port: int, proc: "subprocess.Popen[Any] | None" = None, timeout: float = 20.0
+    port: int, proc: "subprocess.Popen[Any] | None" = None, timeout: float = 60.0
 ) -> None:
     """Wait until 127.0.0.1:port accepts connections; fail early when `proc` exits."""
     deadline = time.monotonic() + timeout
@@ -466,9 +548,6 @@ def real_parse(table_path: Path, argv: list[str]) -> argparse.Namespace | None:
             return parser.parse_args(argv)
         except SystemExit:
             return None
-
-
-CLONE_NEWNET = 0x40000000
 
 
 @contextlib.contextmanager

@@ -29,9 +29,12 @@ def _blocks(text: str) -> list[str]:
 
 def test_the_two_commands_start_from_a_venv_and_ci_runs_the_test_command() -> None:
     blocks = [textwrap.dedent(b) for b in _blocks(_section("The two commands"))]
-    assert blocks[0].strip() == "python3 -m venv .venv && . .venv/bin/activate"
+    assert blocks[0].strip().splitlines() == [
+        "apt-get update && apt-get install -y python3-venv",
+        "python3 -m venv .venv && . .venv/bin/activate",
+    ]
     test_command = blocks[-1].strip()
-    assert test_command == "python3 -m pytest -q"
+    assert test_command == "python3 -m pytest -q -n 4 --dist loadgroup"
     ci = [
         line
         for line in (ROOT / ".ci" / "run").read_text().splitlines()

@@ -19,10 +19,11 @@ from vast_sglang_launcher.redact import (
 from vast_sglang_launcher.settings import load_settings
 
 PACKAGE_TABLES = Path(__file__).resolve().parent.parent / "vast_sglang_launcher/plan/data"
-# the package's snapshots, and every release's table where the workspace has them (0.5.23)
-TABLES = sorted(PACKAGE_TABLES.glob("server-args-*.json")) + sorted(
-    Path("/work/shared/sglang").glob("server-args-*.json")
-)
+# every release table the package ships (the ones `plan` chooses from); none is a loud error,
+# not a silently empty parametrization
+TABLES = sorted(PACKAGE_TABLES.glob("server-args-*.json"))
+if not TABLES:
+    raise FileNotFoundError(f"no server-args-*.json in {PACKAGE_TABLES}: the checkout is broken")
 SECRET_NAME = re.compile(r"key|password|passwd|secret|credential|token$", re.I)
 NOT_SECRET = {
     "--ssl-keyfile",  # the path of the key file, not the key

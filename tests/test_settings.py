@@ -76,3 +76,38 @@ def test_errors_name_the_variable() -> None:
 def test_secrets_do_not_print() -> None:
     s = load_settings({"HF_TOKEN": "hf_abc", "OPEN_BUTTON_TOKEN": "tok"})
     assert "hf_abc" not in repr(s) and "tok'" not in repr(s)
+
+
+# --- outside a container the image's directories are not created (issue 20) -----------------
+
+
+def test_container_is_known_by_its_runtime_marker(tmp_path: Path) -> None:
+    from vast_sglang_launcher.settings import in_container
+
+    assert not in_container(tmp_path)
+    (tmp_path / ".dockerenv").touch()
+    assert in_container(tmp_path)
+    (tmp_path / ".dockerenv").unlink()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".containerenv").touch()
+    assert in_container(tmp_path)
+
+
+def test_outside_a_container_missing_default_dirs_are_named_not_created(tmp_path: Path) -> None:
+    from vast_sglang_launcher.settings import require_writable_dirs
+
+    mine = tmp_path / "mine"
+    s = load_settings({"SGLANG_MODEL": "x", "WORKSPACE": str(mine)})
+    missing = [f for f in ("run_dir", "log_dir") if not getattr(s, f).exists()]
+    if missing:
+        with pytest.raises(ConfigError) as info:
+            require_writable_dirs(s, "run_dir", "log_dir", "workspace", container=False)
+        line = str(info.value)
+        assert line.startswith("this is not a container, and LAUNCHER_")
+        assert "creates the image's directories only in a container" in line
+        assert "WORKSPACE" not in line  # set by the user: created
+        for field in missing:
+            assert not getattr(s, field).exists()
+    # what the user set is created, outside a container too
+    require_writable_dirs(s, "workspace", container=False)
+    assert mine.is_dir()

@@ -25,7 +25,7 @@ STANDIN = Path(__file__).resolve().parent / "sglang_standin.py"
 READY_LINE = "The server is fired up and ready to roll!"
 
 
-def wait_until(pred: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+def wait_until(pred: Callable[[], Any], timeout: float = 60.0, interval: float = 0.02) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = pred()
@@ -126,7 +126,6 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., Standin]]:
 
 
 def test_unknown_flag_exits_2() -> None:
-    t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, str(STANDIN), "--model-path", "m", "--bogus"],
         capture_output=True,
@@ -135,7 +134,6 @@ def test_unknown_flag_exits_2() -> None:
     )
     assert proc.returncode == 2
     assert "sglang serve: error: unrecognized arguments: --bogus" in proc.stderr
-    assert time.monotonic() - t0 < 2.0
 
 
 def test_ambiguous_abbreviation_exits_2() -> None:
@@ -175,16 +173,14 @@ def test_abbreviation_and_state_files(launch: Callable[..., Standin], tmp_path: 
 
 
 def test_bind_delay_warmup_and_ready_line(launch: Callable[..., Standin]) -> None:
-    run = launch(STANDIN_BIND_DELAY="0.6", STANDIN_WARMUP="0.6")
-    t0 = time.monotonic()
-    time.sleep(0.2)
+    # Each phase lasts 4 s: each check below runs at its phase's start (waited for), well
+    # within it even on a loaded machine.
+    run = launch(STANDIN_BIND_DELAY="4", STANDIN_WARMUP="4")
+    wait_until(lambda: "Load weight begin." in run.out())
     with pytest.raises(httpx.ConnectError):
         run.get("/health", timeout=0.5)
-    assert "Load weight begin." in run.out()
 
     wait_until(lambda: run.status("/v1/models") == 200)
-    bound = time.monotonic() - t0
-    assert bound >= 0.3
     assert run.status("/health") == 503
     assert run.status("/health_generate") == 503
     models = run.get("/v1/models").json()
@@ -193,7 +189,6 @@ def test_bind_delay_warmup_and_ready_line(launch: Callable[..., Standin]) -> Non
     assert READY_LINE not in run.stdout
 
     run.wait_healthy()
-    assert time.monotonic() - t0 >= 0.9
     assert run.status("/health_generate") == 200
     wait_until(lambda: READY_LINE in [line.split("] ", 1)[-1] for line in run.stdout])
     info = run.get("/model_info").json()
@@ -213,7 +208,7 @@ def test_children_share_pgid_and_die_with_parent(launch: Callable[..., Standin])
     time.sleep(0.3)
     os.kill(run.proc.pid, signal.SIGKILL)
     assert run.wait() == -signal.SIGKILL
-    wait_until(lambda: all_dead(children), timeout=3)
+    wait_until(lambda: all_dead(children))
 
 
 def test_crash_after_dies_by_sigkill(launch: Callable[..., Standin]) -> None:
@@ -226,7 +221,7 @@ def test_crash_after_dies_by_sigkill(launch: Callable[..., Standin]) -> None:
     children = wait_until(parent.children)
     assert run.wait() == -signal.SIGKILL
     assert "CUDA error: out of memory" in run.err()
-    wait_until(lambda: all_dead(children), timeout=3)
+    wait_until(lambda: all_dead(children))
 
 
 def test_exit_after_with_code(launch: Callable[..., Standin]) -> None:
@@ -236,13 +231,13 @@ def test_exit_after_with_code(launch: Callable[..., Standin]) -> None:
 
 
 def test_sigterm_drains_then_exits_0(launch: Callable[..., Standin]) -> None:
-    run = launch(STANDIN_CHILDREN="1", STANDIN_DRAIN="0.5")
+    run = launch(STANDIN_CHILDREN="1", STANDIN_DRAIN="5")
     run.wait_healthy()
     children = psutil.Process(run.proc.pid).children()
     run.proc.send_signal(signal.SIGTERM)
-    wait_until(lambda: run.status() == 503, timeout=0.4)
+    wait_until(lambda: run.status() == 503)  # the 5 s drain, from the signal on
     assert run.wait() == 0
-    wait_until(lambda: all_dead(children), timeout=3)
+    wait_until(lambda: all_dead(children))
 
 
 def test_ignore_sigterm(launch: Callable[..., Standin]) -> None:
@@ -258,8 +253,8 @@ def test_ignore_sigterm(launch: Callable[..., Standin]) -> None:
 
 def test_hang_makes_health_time_out(launch: Callable[..., Standin]) -> None:
     run = launch(STANDIN_HANG_AFTER="0.6")
-    run.wait_healthy()
-    wait_until(lambda: run.proc.poll() is None and _times_out(run), timeout=3)
+    # no wait for a healthy answer first: on a loaded machine the hang may come before it
+    wait_until(lambda: run.proc.poll() is None and _times_out(run))
     assert run.proc.poll() is None
     # The port still accepts connections.
     with socket.create_connection(("127.0.0.1", run.port), timeout=1):
@@ -271,6 +266,8 @@ def _times_out(run: Standin) -> bool:
         run.get("/health", timeout=0.3)
     except httpx.ReadTimeout:
         return True
+    except httpx.ConnectError:  # not bound yet
+        return False
     return False
 
 

@@ -64,7 +64,9 @@ _COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
                 "gave up on a server that keeps failing before it is ready, or at once on "
                 "a failure no restart can fix (no GPU, a bad argument, ...); the model is not "
                 "on the hub, or is gated and HF_TOKEN is unset; a bad setting; a directory "
-                "it cannot write (or a full disk); another launcher runs on LAUNCHER_RUN_DIR",
+                "it cannot write (or a full disk), or outside a container one of the image's "
+                "default directories that does not exist; another launcher runs on "
+                "LAUNCHER_RUN_DIR",
             ),
             _USAGE,
         ],
@@ -104,7 +106,11 @@ _COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         [
             ("0", "every step succeeded or was skipped"),
             ("1", "a step failed (its log is named)"),
-            ("78", "a bad setting or package list, or a directory it cannot write"),
+            (
+                "78",
+                "a bad setting or package list, or a directory it cannot write (outside a "
+                "container: one of the image's default directories that does not exist)",
+            ),
             ("128+N", "stopped by signal N"),
             _USAGE,
         ],

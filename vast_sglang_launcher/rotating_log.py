@@ -37,7 +37,15 @@ class RotatingLog:
         return self._fd is None
 
     def write(self, data: bytes) -> int:
-        """Append ``data`` (rotating first when it would pass the size); OSError on failure."""
+        """Append ``data`` (rotating first when it would pass the size); OSError on failure.
+
+        A chunk larger than the size (a busy server's burst, read at once) is written in
+        whole-line pieces, so that no file passes the size unless one line alone does."""
+        for piece in _line_pieces(data, self.max_bytes):
+            self._append(piece)
+        return len(data)
+
+    def _append(self, data: bytes) -> None:
         if self._fd is None:
             self._open()
         if self._size and self._size + len(data) > self.max_bytes:
@@ -48,7 +56,6 @@ class RotatingLog:
             written = os.write(self._fd, view)
             self._size += written
             view = view[written:]
-        return len(data)
 
     def flush(self) -> None:
         """Nothing is buffered: here so that the object stands in for a binary file."""
@@ -73,6 +80,21 @@ class RotatingLog:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
+
+
+def _line_pieces(data: bytes, limit: int) -> list[bytes]:
+    """``data`` cut after newlines into pieces of at most ``limit`` bytes (a longer line is
+    a piece of its own, whole)."""
+    pieces = []
+    while len(data) > limit > 0:
+        cut = data.rfind(b"\n", 0, limit) + 1
+        if cut == 0:  # one line longer than the limit: up to its end
+            cut = data.find(b"\n", limit) + 1 or len(data)
+        pieces.append(data[:cut])
+        data = data[cut:]
+    if data:
+        pieces.append(data)
+    return pieces
 
 
 def open_rotating(path: Path, max_bytes: int, backups: int) -> RotatingLog:

@@ -599,13 +599,36 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(_explain(exc, env)) from None
 
 
-def require_writable_dirs(settings: Settings, *fields: str) -> None:
+def in_container(root: Path = Path("/")) -> bool:
+    """True inside a Docker (/.dockerenv) or Podman (/run/.containerenv) container."""
+    return (root / ".dockerenv").exists() or (root / "run" / ".containerenv").exists()
+
+
+def require_writable_dirs(settings: Settings, *fields: str, container: bool | None = None) -> None:
     """Create each directory setting in ``fields`` and check that it can be written.
 
     Outside a container the defaults (/run/..., /var/log/portal, /workspace, /) need root: a
     first try by hand then stops here with one line naming every variable to set (exit 78)
-    instead of failing half-way.
+    instead of failing half-way. Even as root, outside a container (`container`, default
+    `in_container()`) a missing directory that is the image's default is not created: the
+    line names it instead, so that a try on one's own machine leaves nothing behind.
     """
+    if not (in_container() if container is None else container):
+        missing = [
+            f"{env_name(f)}={getattr(settings, f)}"
+            for f in fields
+            if f not in settings.model_fields_set and not Path(getattr(settings, f)).exists()
+        ]
+        if missing:
+            many = len(missing) > 1
+            names = " and ".join(m.split("=", 1)[0] for m in missing)
+            raise ConfigError(
+                f"this is not a container, and {', '.join(missing)} (the image's "
+                f"default{'s' if many else ''}) do{'' if many else 'es'} not exist: the "
+                "launcher creates the image's directories only in a container; set "
+                f'{names} to {"directories" if many else "a directory"} of yours (see "Try '
+                f'it without a GPU" in README.md), or create {"them" if many else "it"}'
+            )
     failed: list[tuple[str, Path, str]] = []
     for field in fields:
         path: Path = getattr(settings, field)

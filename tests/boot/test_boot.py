@@ -36,7 +36,7 @@ def order(boot_root):
     return path.read_text().split() if path.exists() else []
 
 
-def wait_for(predicate, timeout=10.0):
+def wait_for(predicate, timeout=60.0):
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
@@ -196,36 +196,65 @@ def test_stale_provisioning_marker_is_removed_and_provisioning_runs(
     assert boot_root.marker(COMPLETE).exists()
 
 
+def provision_while_owned(boot_root, two_scripts, release):
+    """`provision` while another process owns the marker: `release()` (the owner finishes or
+    dies) once provision says it waits, whatever the machine's load. (rc, stdout, stderr)"""
+    err = boot_root.tmp / "provision.stderr"
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen(
+            boot_root.argv("provision"),
+            env={**boot_root.env, **two_scripts},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            cwd=boot_root.tmp,
+        )
+    try:
+        wait_for(lambda: "waiting for it to finish" in err.read_text())
+        release()
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err.read_text()
+
+
 def test_provision_waits_for_a_running_provisioning(boot_root, two_scripts):
-    # Another process provisions: it holds the marker, then completes.
+    # Another process provisions: it holds the marker, then completes (when told to).
+    go = boot_root.tmp / "go"
     owner = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import pathlib, sys, time; d = pathlib.Path(sys.argv[1]); time.sleep(1.0);"
-            f" (d / '{COMPLETE}').write_text(''); (d / '{PROV}').unlink()",
+            "import pathlib, sys, time; d, go = map(pathlib.Path, sys.argv[1:]);\n"
+            "while not go.exists(): time.sleep(0.02)\n"
+            f"(d / '{COMPLETE}').write_text(''); (d / '{PROV}').unlink()",
             str(boot_root.markers),
+            str(go),
         ]
     )
     markers.claim(boot_root.marker(PROV), owner.pid)
-    started = time.monotonic()
-    out = boot_root.run("provision", **two_scripts)
-    owner.wait()
-    assert out.returncode == 0, out.stderr
-    assert time.monotonic() - started >= 0.9
-    assert "waiting for it to finish" in out.stderr
-    assert "provisioning: skipped" in out.stdout
+    try:
+        rc, out, err = provision_while_owned(boot_root, two_scripts, go.touch)
+    finally:
+        go.touch()
+        owner.wait(30)
+    assert rc == 0, err
+    assert "provisioning: skipped" in out
     assert "prov" not in order(boot_root)
 
 
 def test_provision_takes_over_when_the_running_owner_dies(boot_root, two_scripts):
-    owner = subprocess.Popen(["sleep", "0.8"])
+    owner = subprocess.Popen(["sleep", "600"])
     markers.claim(boot_root.marker(PROV), owner.pid)
-    out = boot_root.run("provision", **two_scripts)
-    owner.wait()
-    assert out.returncode == 0, out.stderr
-    assert "waiting for it to finish" in out.stderr
-    assert "provisioning: ok" in out.stdout
+    try:
+        rc, out, err = provision_while_owned(boot_root, two_scripts, owner.kill)
+    finally:
+        owner.kill()
+        owner.wait()
+    assert rc == 0, err
+    assert "provisioning: ok" in out
     assert not boot_root.marker(PROV).exists()
 
 

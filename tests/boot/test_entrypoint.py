@@ -26,7 +26,7 @@ RECORD = (
 )
 
 
-def wait_for(predicate, timeout=15.0):
+def wait_for(predicate, timeout=60.0):
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"

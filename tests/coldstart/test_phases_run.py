@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from conftest import LauncherRig
@@ -22,12 +23,17 @@ def test_phases_and_their_durations_are_in_status(rig: LauncherRig) -> None:
         "warmup",
         "ready",
     ]
-    assert took["cuda_graph"] >= 0.3 and took["loading_weights"] >= 0.2
+    # Each phase is timed by when its line arrives, which load can delay; their sum cannot be
+    # shorter than the stand-in's own 0.3 s of loading and 0.4 s of capture, which it spans.
+    done = {phase: d for phase, d in took.items() if phase != "ready"}  # ready: still on
+    assert all(isinstance(d, (int, float)) and d >= 0 for d in done.values()), took
+    assert sum(done.values()) >= 0.7, took
     assert data["phase"]["name"] == "ready" and data["phase"]["since"]
     shown = rig.cli("status", **env)
     assert shown.returncode == 0
     assert "phase      ready for " in shown.stdout
-    assert "took       starting " in shown.stdout and ", cuda_graph 0." in shown.stdout
+    assert "took       starting " in shown.stdout
+    assert re.search(r", cuda_graph \d", shown.stdout), shown.stdout
     err = rig.stderr()
     for title in ("loading weights", "allocating the KV cache", "capturing CUDA graphs"):
         assert err.count(f"phase: {title}") == 1
@@ -41,14 +47,24 @@ def test_phases_and_their_durations_are_in_status(rig: LauncherRig) -> None:
 
 
 def test_a_silent_start_is_reported_naming_its_phase(rig: LauncherRig) -> None:
+    """The stand-in prints "Load weight begin" and is then silent (STANDIN_BIND_DELAY). On a
+    loaded machine its own start may already outlast the stall timeout, and that stall is
+    reported as "starting the server"; output resets the watchdog (Phases.activity), so the
+    silence after the weights line is reported again, naming its phase: wait for that one."""
     launcher = rig.start(
-        PYTHONPATH=REPO_ROOT, STANDIN_BIND_DELAY="30", LAUNCHER_STALL_TIMEOUT="0.5"
+        PYTHONPATH=REPO_ROOT, STANDIN_BIND_DELAY="600", LAUNCHER_STALL_TIMEOUT="0.5"
     )
     line = "startup looks stalled: no server output for"
-    rig.wait_for(lambda: line in rig.stderr(), "the stall warning")
-    assert "while loading weights (LAUNCHER_STALL_TIMEOUT)" in rig.stderr()
-    data = rig.status()
-    assert data is not None and line in data["message"] and data["state"] == "starting"
+    phase = "while loading weights (LAUNCHER_STALL_TIMEOUT)"
+    rig.wait_for(lambda: phase in rig.stderr(), "the stall warning", timeout=60)
+    assert line in rig.stderr()
+
+    def stalled_status() -> dict[str, object] | None:
+        data = rig.status()
+        return data if data is not None and phase in str(data.get("message")) else None
+
+    data = rig.wait_for(stalled_status, "the stall in the status", timeout=60)
+    assert line in data["message"] and data["state"] == "starting"
     assert len(rig.starts()) == 1  # only a warning by default
     launcher.terminate()
     assert rig.wait_exit(launcher) == 0

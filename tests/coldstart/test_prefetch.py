@@ -125,7 +125,7 @@ def test_gated_with_a_token_without_access_starts_the_server_anyway(
 def test_unreachable_hub_is_reported_and_not_fatal(rig: LauncherRig, hub: FakeHub) -> None:
     env = hub_env(rig, hub, HF_ENDPOINT=f"http://127.0.0.1:{free_port()}")
     done = rig.cli("provision", **env)
-    assert "prefetch: failed (org/tiny: cannot reach the hub (ConnectError))" in done.stdout
+    assert "prefetch: failed (org/tiny: cannot reach the hub (connection refused))" in done.stdout
     status = prefetch_status(rig)
     assert status["kind"] == "network" and status["fatal"] is False
 

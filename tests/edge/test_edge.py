@@ -15,6 +15,7 @@ from vast_sglang_launcher.edge.caddyfile import (
     credentials,
     edge_warnings,
     excluded_ports,
+    parse_caddy_version,
     proxied_entries,
     regex_literal,
     render_caddyfile,
@@ -62,6 +63,47 @@ def test_streaming_is_flushed_immediately_on_every_proxy() -> None:
     text = render(OPEN_BUTTON_TOKEN="t", AUTH_EXCLUDE="1111")
     assert text.count("reverse_proxy ") == 2
     assert text.count("flush_interval -1") == 2
+
+
+@pytest.mark.parametrize(
+    "version, line",
+    [
+        # Caddy v2.6.2 (Debian 12) knows only `buffer_requests`; v2.6.4 adds
+        # `request_buffers SIZE`; v2.8.0 drops `buffer_requests`
+        # (modules/caddyhttp/reverseproxy/caddyfile.go, UnmarshalCaddyfile, of each tag)
+        ((2, 6, 2), "buffer_requests"),
+        ((2, 6, 4), "request_buffers 1GiB"),
+        ((2, 8, 4), "request_buffers 1GiB"),
+        (None, "request_buffers 1GiB"),
+    ],
+)
+def test_every_proxy_reads_the_request_body_before_sending_it(
+    version: tuple[int, int, int] | None, line: str
+) -> None:
+    """A POST through the edge keeps its response (caddyfile.REQUEST_BUFFER); the caddy test
+    test_token_parameters_are_removed_before_proxying lost it without this."""
+    settings = load_settings(
+        {"OPEN_BUTTON_TOKEN": "t", "AUTH_EXCLUDE": "1111", "PORTAL_CONFIG": TWO}
+    )
+    text = render_caddyfile(settings, portal_entries(settings), version)
+    assert text.count("reverse_proxy ") == 2
+    assert text.count(f"\t{line}\n") == 2
+
+
+@pytest.mark.parametrize(
+    "text, version",
+    [
+        ("v2.6.2\n", (2, 6, 2)),
+        ("v2.7.6 h1:J2tFn4BGtZZvTfVMNWxzHB6KSwFgjqf8Q8eu7+LdEpg=\n", (2, 7, 6)),
+        ("2.10.0-beta.1 h1:x\n", (2, 10, 0)),
+        ("(devel)\n", None),
+        ("", None),
+    ],
+)
+def test_caddy_version_is_read_from_caddy_version(
+    text: str, version: tuple[int, int, int] | None
+) -> None:
+    assert parse_caddy_version(text) == version
 
 
 def test_equal_ports_are_not_proxied() -> None:

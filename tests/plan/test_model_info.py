@@ -4,10 +4,14 @@ huggingface_hub client against tests/fake_hub.py)."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import CHECKOUT, free_port
 from fake_hub import FakeHub, Repo
 
 from vast_sglang_launcher.plan.model_info import HubAccess, parse_config, read_model_info
@@ -100,3 +104,71 @@ def test_unreachable_hub_is_a_warning_not_a_failure(tmp_path: Path) -> None:
         "org/x", None, tmp_path, HubAccess("http://127.0.0.1:9", None, 0.5)
     )
     assert info is None and warning and "cannot fetch" in warning
+
+
+# --- `plan` without the hub: one line naming the cause, never the client's own lines ---------
+# (the suite runs in a private network namespace, tests/conftest.py: no DNS query leaves)
+
+
+def plan_stderr(tmp_path: Path, endpoint: str, model: str, **env: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "vast_sglang_launcher", "plan"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": CHECKOUT,
+            "HF_HOME": str(tmp_path / "hf"),
+            "HF_ENDPOINT": endpoint,
+            "SGLANG_MODEL": model,
+            "SGLANG_ARGS_FILE": str(tmp_path / "sglang-args.conf"),
+            "WORKSPACE": str(tmp_path / "ws"),
+            "GPU_COUNT": "8",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("sglang serve --model-path ")
+    assert "--tp-size 8" in done.stdout  # heads unknown: all GPUs, and said so
+    # huggingface_hub's own retry lines (utils/_http.py, _http_backoff_base) never show
+    output = done.stdout + done.stderr
+    for line in ("thrown while requesting", "Retrying in", "Traceback"):
+        assert line not in output, output
+    warnings = [w for w in output.splitlines() if "heads not checked" in w]
+    assert len(warnings) == 1, output
+    assert warnings[0].startswith("warning: ")
+    return warnings[0]
+
+
+def test_plan_with_the_hub_refusing_names_the_refusal(tmp_path: Path) -> None:
+    warning = plan_stderr(tmp_path, f"http://127.0.0.1:{free_port()}", "org/m")
+    assert "/org/m/resolve/main/config.json: connection refused: heads not checked" in warning
+
+
+def test_plan_without_dns_names_the_name_lookup(tmp_path: Path) -> None:
+    warning = plan_stderr(tmp_path, "https://hub.example.invalid", "org/m")
+    assert "the hub's name does not resolve (no network or no DNS" in warning
+
+
+def test_plan_with_a_silent_hub_names_the_timeout(tmp_path: Path) -> None:
+    with socket.socket() as silent:  # accepts connections (the kernel does), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        warning = plan_stderr(
+            tmp_path,
+            f"http://127.0.0.1:{silent.getsockname()[1]}",
+            "org/m",
+            LAUNCHER_MODEL_INFO_TIMEOUT="1",
+        )
+    assert "no answer within 1 s (LAUNCHER_MODEL_INFO_TIMEOUT): heads not checked" in warning
+
+
+def test_plan_of_a_gated_model_names_the_401(tmp_path: Path, hub: str) -> None:
+    warning = plan_stderr(tmp_path, hub, "org/gated")
+    assert "org/gated config.json answered 401 (gated or private model?): set HF_TOKEN" in warning
+
+
+def test_plan_of_an_unknown_model_names_the_404(tmp_path: Path, hub: str) -> None:
+    warning = plan_stderr(tmp_path, hub, "org/none")
+    assert "answered 404: org/none does not exist on the hub (HTTP 404)" in warning

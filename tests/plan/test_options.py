@@ -12,6 +12,8 @@ from vast_sglang_launcher.plan.options import OptionTable, read_table, scan, sna
 
 DATA = Path(__file__).resolve().parents[2] / "vast_sglang_launcher" / "plan" / "data"
 TABLES = sorted(DATA.glob("server-args-*.json"))
+if not TABLES:  # a loud error, not a silently empty parametrization
+    raise FileNotFoundError(f"no server-args-*.json in {DATA}: the checkout is broken")
 
 
 CASES = [

@@ -23,6 +23,8 @@ from vast_sglang_launcher.settings import load_settings
 
 DATA = Path(__file__).resolve().parents[2] / "vast_sglang_launcher" / "plan" / "data"
 TABLES = sorted(DATA.glob("server-args-*.json"))
+if not TABLES:  # a loud error, not a silently empty parametrization
+    raise FileNotFoundError(f"no server-args-*.json in {DATA}: the checkout is broken")
 EIGHT_KV = ModelInfo(32, 8, "LlamaForCausalLM", "test")
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,18 +23,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from conftest import private_network
+from conftest import free_port, private_network
 
-__all__ = ["private_network"]
+# The suite's one port picker and network namespace, re-exported for the scale-out tests.
+__all__ = ["free_port", "private_network"]
 
 MODEL = "Qwen/Qwen2.5-7B-Instruct"
 """The model the launcher rig serves (conftest.LauncherRig: the stand-in reports it)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http(

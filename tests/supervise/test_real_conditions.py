@@ -75,10 +75,8 @@ def test_a_stalled_stdout_blocks_neither_probes_nor_signals(rig: LauncherRig) ->
         rig.wait_starts(2, timeout=30)
         rig.wait_state("ready", timeout=30)
         pids = rig.tree_pids()
-        t0 = time.monotonic()
         launcher.send_signal(signal.SIGTERM)
-        assert rig.wait_exit(launcher, timeout=15) == 0
-        assert time.monotonic() - t0 < 10
+        assert rig.wait_exit(launcher, timeout=60) == 0
         rig.wait_gone(pids)
         assert rig.status()["state"] == "stopped"
     finally:
@@ -150,14 +148,13 @@ def test_a_full_log_disk_warns_once_and_serving_goes_on(rig: LauncherRig) -> Non
         launcher = rig.start(STANDIN_CHATTER="5")
         rig.wait_state("ready", timeout=30)
         rig.wait_for(lambda: "cannot write the server's output" in rig.stderr(), "the warning")
-        time.sleep(1.0)  # more lines fail to go to the log file meanwhile
+        # the lines still reach stdout, and more of them fail to go to the log file meanwhile
+        size = len(rig.stdout())
+        rig.wait_for(lambda: len(rig.stdout()) > size + 10_000, "stdout to keep growing")
         assert rig.status()["state"] == "ready"
         err = rig.stderr()
         assert err.count("cannot write the server's output") == 1, err
         assert "No space left on device" in err and "serving goes on" in err
-        # the lines still reach stdout
-        size = len(rig.stdout())
-        rig.wait_for(lambda: len(rig.stdout()) > size + 10_000, "stdout to keep growing")
         launcher.send_signal(signal.SIGTERM)
         assert rig.wait_exit(launcher) == 0
 
@@ -170,8 +167,11 @@ def test_sglang_log_is_rotated_by_size(rig: LauncherRig) -> None:
         STANDIN_CHATTER="2", LAUNCHER_LOG_MAX_BYTES="8192", LAUNCHER_LOG_BACKUPS="2"
     )
     log = rig.logs / "sglang.log"
-    rig.wait_for((rig.logs / "sglang.log.2").exists, "two rotated copies")
-    time.sleep(0.5)
+    second = rig.logs / "sglang.log.2"
+    rig.wait_for(second.exists, "two rotated copies")
+    first = second.stat().st_ino
+    # one more rotation with two copies already there: the oldest goes, no sglang.log.3
+    rig.wait_for(lambda: second.exists() and second.stat().st_ino != first, "a third rotation")
     launcher.send_signal(signal.SIGTERM)
     assert rig.wait_exit(launcher) == 0
     assert not (rig.logs / "sglang.log.3").exists()
@@ -191,6 +191,23 @@ def test_rotating_log_keeps_the_newest_backups(tmp_path: Path) -> None:
     assert names == ["provisioning.log", "provisioning.log.1", "provisioning.log.2"]
     assert (tmp_path / "provisioning.log").read_bytes().startswith(b"9")
     assert (tmp_path / "provisioning.log.2").read_bytes().startswith(b"7")
+
+
+def test_a_burst_larger_than_the_size_is_rotated_in_whole_lines(tmp_path: Path) -> None:
+    """A loaded machine reads a busy server's output in big chunks: one write of many lines
+    still leaves every file within the size, each ending with a newline."""
+    log = RotatingLog(tmp_path / "sglang.log", max_bytes=100, backups=5)
+    log.open()
+    log.write(b"".join(b"line %02d of a burst\n" % i for i in range(20)))  # 400 bytes
+    log.write(b"x" * 150 + b"\n")  # one line longer than the size: whole, in a file alone
+    log.close()
+    files = sorted(tmp_path.iterdir())
+    text = b"".join(p.read_bytes() for p in reversed(files[1:])) + files[0].read_bytes()
+    assert text.count(b"of a burst\n") == 20
+    for path in files:
+        data = path.read_bytes()
+        assert data.endswith(b"\n")
+        assert len(data) <= 100 or data == b"x" * 150 + b"\n", (path.name, len(data))
 
 
 def test_provisioning_log_is_rotated(tmp_path: Path) -> None:
@@ -297,15 +314,13 @@ def test_transient_failures_keep_the_backoff_and_show_the_hint(rig: LauncherRig)
 
 def test_the_ready_line_interrupts_a_hanging_startup_probe(rig: LauncherRig) -> None:
     launcher = rig.start(
-        STANDIN_HEALTH_HANG="1", STANDIN_WARMUP="1.5", LAUNCHER_LIVENESS_TIMEOUT="60"
+        STANDIN_HEALTH_HANG="1", STANDIN_WARMUP="1.5", LAUNCHER_LIVENESS_TIMEOUT="3600"
     )
     log = rig.logs / "sglang.log"
     rig.wait_for(
-        lambda: log.exists() and b"ready to roll" in log.read_bytes(), "the ready line", 30
+        lambda: log.exists() and b"ready to roll" in log.read_bytes(), "the ready line", 60
     )
-    seen = time.monotonic()
-    rig.wait_state("ready", timeout=30)
-    assert time.monotonic() - seen < 2.0  # not the 60 s probe timeout
+    rig.wait_state("ready", timeout=120)  # not after the hour-long probe timeout
     launcher.send_signal(signal.SIGTERM)
     assert rig.wait_exit(launcher) == 0
 
@@ -470,9 +485,13 @@ def test_each_process_of_the_tree_gets_a_signal_once(tmp_path: Path) -> None:
             tree.signal(int(signal.SIGRTMIN) + 1)
 
         asyncio.run(send())
-        time.sleep(0.5)
-        assert out.read_text() == "1"
-        assert (tmp_path / "count.child").read_text() == "1"
+        # every kill() has returned: a second delivery would be pending now, so the
+        # counters (rewritten every 50 ms) read 1 each only if each process got it once
+        counts = [out, tmp_path / "count.child"]
+        deadline = time.monotonic() + 60
+        while [p.read_text() if p.exists() else "" for p in counts] != ["1", "1"]:
+            assert time.monotonic() < deadline, [p.read_text() for p in counts]
+            time.sleep(0.02)
     finally:
         os.killpg(leader.pid, signal.SIGKILL)
         leader.wait()

@@ -89,14 +89,16 @@ def test_slow_start_reaches_ready_and_sigterm_leaves_nothing(rig: LauncherRig) -
 
 
 def test_sigterm_during_load_stops_the_tree(rig: LauncherRig) -> None:
-    launcher = rig.start(STANDIN_BIND_DELAY="60", STANDIN_CHILDREN="2")
+    # "at once": not after LAUNCHER_STOP_TIMEOUT (600 s here), and without a SIGKILL
+    launcher = rig.start(
+        STANDIN_BIND_DELAY="600", STANDIN_CHILDREN="2", LAUNCHER_STOP_TIMEOUT="600"
+    )
     rig.wait_starts(1)
     rig.wait_for(lambda: len(rig.starts()[0]["children"]) == 2, "children")
     tree = rig.tree_pids()
-    t0 = time.monotonic()
     launcher.send_signal(signal.SIGTERM)
-    assert rig.wait_exit(launcher) == 0
-    assert time.monotonic() - t0 < 4, "a loading server that obeys SIGTERM stops at once"
+    assert rig.wait_exit(launcher, timeout=120) == 0
+    assert "LAUNCHER_STOP_TIMEOUT" not in rig.stderr()
     assert all(proc_gone(p) for p in tree)
     assert rig.status()["state"] == "stopped"
 
@@ -111,8 +113,7 @@ def test_server_ignoring_sigterm_is_killed_after_stop_timeout(rig: LauncherRig) 
     t0 = time.monotonic()
     launcher.send_signal(signal.SIGTERM)
     assert rig.wait_exit(launcher) == 0
-    took = time.monotonic() - t0
-    assert 0.9 <= took < 8, took
+    assert time.monotonic() - t0 >= 0.9  # it waited LAUNCHER_STOP_TIMEOUT first
     assert all(proc_gone(p) for p in tree)
     assert "LAUNCHER_STOP_TIMEOUT" in rig.stderr()
     assert "stopping" in rec.stop()
@@ -124,8 +125,7 @@ def test_second_sigint_skips_the_wait(rig: LauncherRig) -> None:
     rig.wait_state("ready")
     tree = rig.tree_pids()
     launcher.send_signal(signal.SIGINT)
-    rig.wait_state("stopping")
-    time.sleep(0.3)
+    rig.wait_state("stopping")  # the first one was handled
     launcher.send_signal(signal.SIGINT)
     assert rig.wait_exit(launcher, timeout=10) == 0
     assert all(proc_gone(p) for p in tree)
@@ -283,13 +283,11 @@ def test_provisioning_gate_waits_then_releases(rig: LauncherRig) -> None:
     launcher = rig.start()
     data = rig.wait_state("waiting_provisioning")
     assert str(marker) in data["message"]
-    time.sleep(0.7)
     assert rig.starts() == []
     assert rig.cli("status").returncode == 1
-    t0 = time.monotonic()
+    # released by the marker's removal (how fast: test_supervise_parts, with inotify)
     marker.unlink()
-    rig.wait_state("starting", timeout=10)
-    assert time.monotonic() - t0 < 3, "released by the marker's removal, not a long poll"
+    rig.wait_state("starting", timeout=60)
     rig.wait_state("ready")
     launcher.send_signal(signal.SIGTERM)
     assert rig.wait_exit(launcher) == 0
@@ -317,10 +315,8 @@ def test_sigterm_while_waiting_for_provisioning_exits_at_once(rig: LauncherRig) 
     (rig.markers / ".provisioning").write_text("")
     launcher = rig.start()
     rig.wait_state("waiting_provisioning")
-    t0 = time.monotonic()
-    launcher.send_signal(signal.SIGTERM)
-    assert rig.wait_exit(launcher) == 0
-    assert time.monotonic() - t0 < 3
+    launcher.send_signal(signal.SIGTERM)  # the marker never goes: only the signal ends it
+    assert rig.wait_exit(launcher, timeout=60) == 0
     assert rig.starts() == []
     assert rig.status()["state"] == "stopped"
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import re
+import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +66,16 @@ class RepoListing:
     revision: str
     commit: str
     files: tuple[RepoFile, ...]
+
+
+def quiet_hub_client() -> None:
+    """Keep the hub client's own log lines off the user's terminal: its retry lines ("'[Errno
+    -2] Name or service not known' thrown while requesting HEAD ...", "Retrying in 1s [Retry
+    1/5].", huggingface_hub 1.x/2.x utils/_http.py, _http_backoff_base, logger
+    `huggingface_hub.utils._http`) go to the handler that utils/logging.py
+    (_configure_library_root_logger) puts on the `huggingface_hub` logger; the launcher says
+    what failed itself, in one line (classify, fetch_config)."""
+    logging.getLogger("huggingface_hub").setLevel(logging.CRITICAL + 1)
 
 
 def is_repo_id(model: str) -> bool:
@@ -141,11 +154,25 @@ def _is_network(exc: BaseException) -> bool:
     )
 
 
-def _cause(exc: BaseException) -> str:
-    for e in _chain(exc):
-        if any(n in type(e).__name__ for n in _NETWORK_NAMES) or isinstance(e, ConnectionError):
-            return type(e).__name__
-    return type(exc).__name__
+def _cause(exc: BaseException, timeout: float | None = None) -> str:
+    """What went wrong on the way to the hub, in words. huggingface_hub raises its HTTP
+    client's errors (httpx / httpx2 ConnectError, ReadTimeout, ...) whose chain ends in the
+    socket's: socket.gaierror (no DNS), ConnectionRefusedError, TimeoutError, ssl.SSLError."""
+    chain = _chain(exc)
+    for e in chain:
+        if isinstance(e, socket.gaierror):
+            return f"the hub's name does not resolve (no network or no DNS: {e.strerror or e})"
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(e, ssl.SSLError):
+            return f"TLS failed ({e.reason or e})"
+    if any(isinstance(e, TimeoutError) or "Timeout" in type(e).__name__ for e in chain):
+        within = f" within {timeout:g} s" if timeout is not None else ""
+        return f"no answer{within}"
+    for e in chain:
+        if isinstance(e, OSError) and e.strerror:
+            return e.strerror
+    return f"{type(exc).__name__}: {_clip(str(exc))}" if str(exc) else type(exc).__name__
 
 
 def _clip(text: str, limit: int = 200) -> str:
@@ -162,8 +189,9 @@ def fetch_config(
     """The repo's config.json: from the HF cache when it is there, else from the hub (it is
     then kept in the cache). Returns (config, where it came from, None) or (None, "", a
     warning saying why not). Never contacts the hub in offline mode."""
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, try_to_load_from_cache
 
+    quiet_hub_client()
     cached = try_to_load_from_cache(repo, "config.json", cache_dir=hub_cache, revision=revision)
     path = Path(cached) if isinstance(cached, str) else _any_snapshot_config(hub_cache, repo)
     if path is not None and (isinstance(cached, str) or hub.offline):
@@ -175,7 +203,17 @@ def fetch_config(
             f"{repo} is not in the HF cache and HF_HUB_OFFLINE is set: heads not checked",
         )
     url = f"{hub.endpoint.rstrip('/')}/{repo}/resolve/{revision or 'main'}/config.json"
+    timeout = f"within {hub.timeout:g} s (LAUNCHER_MODEL_INFO_TIMEOUT)"
     try:
+        # One HEAD without the client's retries first: it fails at once with the real
+        # cause (hf_hub_download retries network errors with a backoff, file_download.py
+        # _hf_hub_download_to_cache_dir, retry_on_errors=True, beyond any plan's patience).
+        _within(
+            hub.timeout,
+            lambda: get_hf_file_metadata(
+                url, token=hub.token or None, timeout=hub.timeout, endpoint=hub.endpoint
+            ),
+        )
         got = _within(
             hub.timeout,
             lambda: hf_hub_download(
@@ -189,19 +227,12 @@ def fetch_config(
             ),
         )
     except TimeoutError:
-        return (
-            None,
-            "",
-            (
-                f"cannot fetch {url}: no answer within {hub.timeout:g} s "
-                "(LAUNCHER_MODEL_INFO_TIMEOUT): heads not checked"
-            ),
-        )
+        return None, "", f"cannot fetch {url}: no answer {timeout}: heads not checked"
     except Exception as exc:
         problem = classify(exc, repo, hub.token is not None)
+        status = _status(exc)
         if problem.kind == "gated":
             hint = "set HF_TOKEN" if not hub.token else "check that HF_TOKEN has access"
-            status = _status(exc)
             return (
                 None,
                 "",
@@ -211,8 +242,12 @@ def fetch_config(
                 ),
             )
         if problem.kind == "network":
-            return None, "", f"cannot fetch {url}: {_cause(exc)}: heads not checked"
-        status = _status(exc)
+            cause = _cause(exc)
+            if cause == "no answer":
+                cause = f"no answer {timeout}"
+            return None, "", f"cannot fetch {url}: {cause}: heads not checked"
+        if problem.kind in ("not_found", "revision") or status == 404:
+            return None, "", f"{url} answered 404: {problem.line}; heads not checked"
         if status is not None:
             return None, "", f"{url} answered {status}: heads not checked"
         return None, "", f"cannot fetch {url}: {problem.line}: heads not checked"
@@ -266,6 +301,7 @@ def list_files(repo: str, revision: str | None, hub: HubAccess) -> RepoListing:
     """The repo's files with their sizes at `revision` (HubProblem on failure)."""
     from huggingface_hub import HfApi
 
+    quiet_hub_client()
     api = HfApi(endpoint=hub.endpoint, token=hub.token or None)
     try:
         info = api.model_info(repo, revision=revision, files_metadata=True, timeout=hub.timeout)
@@ -289,6 +325,7 @@ def download(
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils.tqdm import disable_progress_bars
 
+    quiet_hub_client()
     disable_progress_bars()  # the launcher reports progress itself, every 10 s at most
     try:
         folder = snapshot_download(

@@ -56,6 +56,19 @@ TOKEN_PASSES = 3
 REALM = "vast-sglang"
 GRACE_PERIOD = "10s"
 """How long Caddy lets open requests finish after SIGTERM before it closes them."""
+REQUEST_BUFFER = "1GiB"
+"""How much of a request body the proxy reads before it sends the request upstream.
+
+Without it, a POST can lose its response: Go's HTTP/1 server closes the unread request body
+when the handler writes the response header (net/http server.go, chunkWriter.writeHeader),
+while the upstream transport is still reading that body for EOF after sending
+Content-Length bytes (transfer.go, transferWriter.writeBody); the transport then closes the
+upstream connection and the client gets the header and no body (Caddy v2.6.2
+reverseproxy.go finalizeResponse logs "aborting with incomplete response"; caddyserver/caddy
+issue 5431). A buffered body (reverseproxy.go prepareRequest, bufferedBody) is read from
+memory instead. Caddy before v2.6.4 spells it `buffer_requests` (the whole body), later ones
+`request_buffers SIZE` (v2.8 dropped `buffer_requests`)."""
+REQUEST_BUFFERS_SINCE = (2, 6, 4)
 
 UNAUTHORIZED_BODY = (
     "401 Unauthorized: send Authorization: Bearer with the instance token, "
@@ -190,16 +203,38 @@ def _strip_token_lines(indent: str) -> list[str]:
     return lines
 
 
-def _proxy_lines(entry: PortalEntry, indent: str) -> list[str]:
+def parse_caddy_version(text: str) -> tuple[int, int, int] | None:
+    """`caddy version`'s answer ("v2.6.2", "v2.7.6 h1:...") as numbers; None when unreadable."""
+    match = re.match(r"\s*v?(\d+)\.(\d+)\.(\d+)", text)
+    if match is None:
+        return None
+    major, minor, patch = (int(g) for g in match.groups())
+    return major, minor, patch
+
+
+def _request_buffer_line(caddy_version: tuple[int, int, int] | None) -> str:
+    """See REQUEST_BUFFER; an unknown version gets the current spelling."""
+    if caddy_version is not None and caddy_version < REQUEST_BUFFERS_SINCE:
+        return "buffer_requests"
+    return f"request_buffers {REQUEST_BUFFER}"
+
+
+def _proxy_lines(
+    entry: PortalEntry, indent: str, caddy_version: tuple[int, int, int] | None
+) -> list[str]:
     return [
         f"{indent}reverse_proxy {UPSTREAM_HOST}:{entry.internal} {{",
         f"{indent}\t# stream responses (server-sent events) as they come",
         f"{indent}\tflush_interval -1",
+        f"{indent}\t# read the request body first: a POST keeps its response (REQUEST_BUFFER)",
+        f"{indent}\t{_request_buffer_line(caddy_version)}",
         f"{indent}}}",
     ]
 
 
-def _gateway_probe_lines(entry: PortalEntry) -> list[str]:
+def _gateway_probe_lines(
+    entry: PortalEntry, caddy_version: tuple[int, int, int] | None
+) -> list[str]:
     """Worker mode: the gateway's `/health` probe carries no token (scaleout)."""
     return [
         "\t# worker mode (LAUNCHER_GATEWAY_URL): the gateway probes /health without a token",
@@ -208,13 +243,18 @@ def _gateway_probe_lines(entry: PortalEntry) -> list[str]:
         "\t\tpath /health",
         "\t}",
         "\thandle @edge_gateway_probe {",
-        *_proxy_lines(entry, "\t\t"),
+        *_proxy_lines(entry, "\t\t", caddy_version),
         "\t}",
     ]
 
 
 def _auth_lines(
-    creds: Credentials, entry: PortalEntry, https: bool, links: bool, max_age: int
+    creds: Credentials,
+    entry: PortalEntry,
+    https: bool,
+    links: bool,
+    max_age: int,
+    caddy_version: tuple[int, int, int] | None,
 ) -> list[str]:
     if not creds.configured:
         return [f"\trespond {_quoted(FAIL_CLOSED_BODY, 'body')} 401"]
@@ -269,15 +309,20 @@ def _auth_lines(
         "\thandle {",
         "\t\troute {",
         *_strip_token_lines("\t\t\t"),
-        *_proxy_lines(entry, "\t\t\t"),
+        *_proxy_lines(entry, "\t\t\t", caddy_version),
         "\t\t}",
         "\t}",
     ]
     return lines
 
 
-def render_caddyfile(settings: Settings, entries: Sequence[PortalEntry]) -> str:
-    """The Caddyfile that publishes `entries` according to the auth settings (pure)."""
+def render_caddyfile(
+    settings: Settings,
+    entries: Sequence[PortalEntry],
+    caddy_version: tuple[int, int, int] | None = None,
+) -> str:
+    """The Caddyfile that publishes `entries` according to the auth settings (pure), in the
+    syntax of `caddy_version` (None: the current one)."""
     creds = credentials(settings)
     excluded = excluded_ports(settings)
     https = settings.enable_https
@@ -319,13 +364,18 @@ def render_caddyfile(settings: Settings, entries: Sequence[PortalEntry]) -> str:
             key = _quoted(str(settings.tls_key), "LAUNCHER_TLS_KEY")
             lines.append(f"\ttls {cert} {key}")
         if auth and settings.gateway_url and entry.internal == settings.sglang_port:
-            lines += _gateway_probe_lines(entry)
+            lines += _gateway_probe_lines(entry, caddy_version)
         if auth:
             lines += _auth_lines(
-                creds, entry, https, settings.auth_link_login, settings.auth_cookie_max_age
+                creds,
+                entry,
+                https,
+                settings.auth_link_login,
+                settings.auth_cookie_max_age,
+                caddy_version,
             )
         else:
-            lines += _proxy_lines(entry, "\t")
+            lines += _proxy_lines(entry, "\t", caddy_version)
         lines.append("}")
     return "\n".join(lines) + "\n"
 

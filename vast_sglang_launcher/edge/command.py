@@ -7,6 +7,7 @@ import argparse
 import math
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from ..errors import ConfigError
 from ..files import write_atomic
 from ..logs import get_logger
 from ..settings import Settings
-from .caddyfile import edge_warnings, proxied_entries, render_caddyfile
+from .caddyfile import edge_warnings, parse_caddy_version, proxied_entries, render_caddyfile
 from .portal import default_portal_config, portal_entries, portal_yaml_text
 
 SERVERLESS_PAUSE = 3.0
@@ -78,9 +79,24 @@ def service_environment(settings: Settings) -> dict[str, str]:
 # --- the command ---------------------------------------------------------------------------
 
 
+def caddy_version(caddy: str | None) -> tuple[int, int, int] | None:
+    """The version `caddy version` prints (the Caddyfile's syntax depends on it); None when
+    there is no Caddy or it does not answer."""
+    if caddy is None:
+        return None
+    try:
+        done = subprocess.run(
+            [caddy, "version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_caddy_version(done.stdout) if done.returncode == 0 else None
+
+
 def command_edge(settings: Settings, args: argparse.Namespace) -> int:
     entries = portal_entries(settings)
-    text = render_caddyfile(settings, entries)
+    caddy = shutil.which(settings.caddy_bin)
+    text = render_caddyfile(settings, entries, caddy_version(caddy))
     if settings.serverless and not args.print:
         # Vast's image stops Caddy (and the portal, Jupyter ...) in serverless mode
         # (vast-ai/base-image `opt/supervisor-scripts/caddy.sh` sources
@@ -94,7 +110,6 @@ def command_edge(settings: Settings, args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return 0
 
-    caddy = shutil.which(settings.caddy_bin)
     if caddy is None:
         raise ConfigError(
             f"LAUNCHER_CADDY_BIN={settings.caddy_bin!r} is not an executable on PATH; "

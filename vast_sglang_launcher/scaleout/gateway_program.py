@@ -34,8 +34,9 @@ from ..logs import get_logger
 from ..settings import Settings
 from .join import SGLANG_HEALTH_TIMEOUT, check_url
 
-EARLY = 10.0
-"""A router that ends within this many seconds of its start failed to start."""
+EARLY = 60.0
+"""A router that ends within this many seconds of its start failed to start (its Python
+start alone, importing sglang_router, took over 10 s on a loaded 2-core machine)."""
 PAUSE = 5.0
 """Seconds to wait before exiting after an early failure (supervisord restarts us)."""
 
