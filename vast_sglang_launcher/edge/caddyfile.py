@@ -382,7 +382,7 @@ def render_caddyfile(settings: Settings, entries: Sequence[PortalEntry]) -> str:
             )
         else:
             lines += _sglang_lines(entry, loading, "\t")
-        if loading is not None:
+        if loading is not None and (creds.configured or not auth):  # fail closed: 401 only
             lines += _loading_error_lines(loading)
         lines.append("}")
     return "\n".join(lines) + "\n"

@@ -60,9 +60,10 @@ _SCRIPT = """
     var failed = e.code === "failed";
     document.body.className = failed ? "failed" : "";
     text("title", failed ? "SGLang failed to start" : "SGLang is loading");
-    text("phase", e.title ? "Now: " + e.title : "");
-    text("message", e.message);
+    text("phase", e.title && !failed ? "Now: " + e.title : "");
     var p = e.progress;
+    // the bar says it all while it is drawn; after a give-up the hint box says what to do
+    text("message", p ? "" : failed && e.reason ? "The launcher gave up: " + e.reason : e.message);
     $("progress").hidden = !p;
     if (p) {
       $("fill").style.width = Math.round((p.fraction || 0) * 1000) / 10 + "%";

@@ -93,12 +93,13 @@ class Answers:
         """The server's last lines (progress bars end in \\r, not \\n), masked."""
         try:
             with open(self.server_log, "rb") as f:
-                f.seek(max(0, os.fstat(f.fileno()).st_size - LOG_TAIL_BYTES))
+                start = max(0, os.fstat(f.fileno()).st_size - LOG_TAIL_BYTES)
+                f.seek(start)
                 tail = f.read(LOG_TAIL_BYTES)
         except OSError:
             return []
-        text = tail.decode("utf-8", "replace")
-        lines = [line for line in re.split(r"[\r\n]+", text)[1:] if line.strip()]
+        pieces = re.split(r"[\r\n]+", tail.decode("utf-8", "replace"))
+        lines = [line for line in pieces[1 if start else 0 :] if line.strip()]  # whole lines
         return [self.mask(line) for line in lines]
 
     def mask(self, line: str) -> str:
