@@ -11,6 +11,7 @@ DNS query is sent. A fresh `--user-data-dir` per browser: no state between tests
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import itertools
 import json
@@ -62,7 +63,7 @@ class Browser:
             [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=open(profile.parent / f"{profile.name}.stderr", "wb"),  # noqa: SIM115
+            stderr=open(profile.parent / f"{profile.name}.stderr", "wb"),
             close_fds=False,
             preexec_fn=child_fds,  # noqa: PLW1509 - dup2 only, before exec
             start_new_session=True,
@@ -179,9 +180,9 @@ class Browser:
     def new_context(self) -> None:
         """Continue in a fresh browser context: no cookies, as a stranger's browser."""
         context = self.call("Target.createBrowserContext")["browserContextId"]
-        target = self.call(
-            "Target.createTarget", url="about:blank", browserContextId=context
-        )["targetId"]
+        target = self.call("Target.createTarget", url="about:blank", browserContextId=context)[
+            "targetId"
+        ]
         self.session = ""
         self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)[
             "sessionId"
@@ -190,10 +191,8 @@ class Browser:
         self.call("Network.enable")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.close(self._cmd_w)  # Chromium exits when its command pipe closes
-        except OSError:
-            pass
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:

@@ -94,7 +94,7 @@ def site(rig: LauncherRig, reaper: Reaper, port_factory: Callable[[], int]) -> I
                     cwd=rig.tmp,
                 )
             )
-    _wait(lambda: (rig.run_dir / "loading.sock").exists(), "the loading page's socket")
+    _wait((rig.run_dir / "loading.sock").exists, "the loading page's socket")
     wait_for_port(port, procs["edge"])
     with httpx.Client(timeout=20, follow_redirects=False) as client:
         yield Site(rig, port, client)
@@ -352,9 +352,7 @@ BROWSER_PHASES: list[tuple[str, list[tuple[str, dict[str, Any]]], dict[str, Any]
 
 
 @needs_chromium
-def test_a_person_sees_each_phase_in_chromium(
-    site: Site, browser: Browser, tmp_path: Path
-) -> None:
+def test_a_person_sees_each_phase_in_chromium(site: Site, browser: Browser, tmp_path: Path) -> None:
     site.status_path.write_text("{ not json")
     browser.open(site.url(f"/?token={quote(TOKEN)}"))  # the token link: cookie, then the page
     assert browser.statuses == [503]  # after the redirect (not reported as a response)
@@ -380,9 +378,7 @@ def test_a_person_sees_each_phase_in_chromium(
     width = browser.eval("document.getElementById('fill').style.width")
     assert width == "27.6%"
     if os.environ.get("LOADING_PAGE_SCREENSHOT"):  # docs/loading-page.png, for README.md
-        site.phase(
-            "starting", [("waiting_provisioning", {}), ("downloading", DOWNLOAD)]
-        )
+        site.phase("starting", [("waiting_provisioning", {}), ("downloading", DOWNLOAD)])
         browser.open(site.url("/"))
         browser.screenshot(Path(os.environ["LOADING_PAGE_SCREENSHOT"]))
     # a stranger's browser (no cookie) gets the edge's 401, not the page

@@ -27,7 +27,7 @@ def write_phase(path: Path, state: str, phases: list[tuple[str, dict[str, Any]]]
     """status.json as the launcher writes it: the tracker enters each phase in turn."""
     status = StatusFile(path, argv=["sglang", "serve", "--api-key", "sk-secret-key"])
     clock = [time.time() - 30 * len(phases) - 1.5]  # each phase took 30 s
-    tracker = PhaseTracker(lambda **kw: status.update(**kw), Quiet(), 600, lambda: clock[0])
+    tracker = PhaseTracker(status.update, Quiet(), 600, lambda: clock[0])
     status.update(state=state, **fields)
     for name, detail in phases:
         if name == "starting":
