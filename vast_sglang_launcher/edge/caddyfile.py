@@ -233,9 +233,9 @@ def _loading_upstream(run_dir: Path) -> str:
 def _loading_error_lines(run_dir: Path) -> list[str]:
     """A proxy that cannot reach SGLang (it died since the marker was written, or a launcher
     killed before it could remove it): reverse_proxy's dial error (502) is handled by the
-    loading page too, never Caddy's bare 502. `handle_errors` runs only for errors Caddy
-    raises (2.6.2 caddyconfig/httpcaddyfile/builtins.go `parseHandleErrors`, the server's
-    Errors routes); a 502 that SGLang itself sends passes as it is."""
+    loading page too, never Caddy's bare 502. `handle_errors` runs only for errors a handler
+    returns (Caddy 2.6.2 modules/caddyhttp/server.go, `Server.ServeHTTP`, the Errors
+    routes; reverseproxy.go `statusError`); a 502 that SGLang itself sends passes as it is."""
     return [
         "\t# SGLang unreachable: the loading page's handler answers (503), not a bare 502",
         "\thandle_errors {",

@@ -3,16 +3,18 @@
 Why a handler of the launcher and not Caddy's own templates: the answer is computed from
 status.json (message, ETA, a timeline with durations, masked log lines), must never be a 500
 on a partial or garbage file, and must be the same for the JSON and the page. Caddy 2.6.2's
-`templates` directive (modules/caddyhttp/templates/tplcontext.go; sprig's `fromJson`) could
-read the file, but a field of an unexpected type is a template error, which Caddy answers
-with 500; and formatting bytes, rates and ETAs in Go templates would be a second copy of
-`coldstart.phases`. Caddy still decides where each request goes, at no cost to a ready
-server: the `file` matcher (2.6.2 modules/caddyhttp/fileserver/matcher.go, `MatchFile`) sees
-whether `$LAUNCHER_RUN_DIR/serving` exists (one stat per request), and `handle_errors`
-(caddyconfig/httpcaddyfile/builtins.go, `parseHandleErrors`) catches a proxy that cannot
-reach SGLang (a 502 from reverse_proxy's dial). Both go to this handler over a Unix socket
-(`unix/PATH` upstreams, reverse_proxy's addresses.go), so it needs no port of its own and
-only Caddy (the same user) can reach it; authentication stays in Caddy, in front of it.
+`templates` (modules/caddyhttp/templates/tplcontext.go, with sprig's functions) could read
+the file, but any template error is answered 500 (templates.go, `Templates.ServeHTTP`), and
+formatting bytes, rates and ETAs in Go templates would be a second copy of
+`coldstart.phases`. Caddy still decides where each request goes, at no cost a benchmark sees
+(BENCHMARKS.md): the `file` matcher (2.6.2 modules/caddyhttp/fileserver/matcher.go,
+`MatchFile.selectFile`: root + try_files, one stat) sees whether `$LAUNCHER_RUN_DIR/serving`
+exists, and `handle_errors` (modules/caddyhttp/server.go, `Server.ServeHTTP` runs the
+Errors routes on a handler error) catches a proxy that cannot reach SGLang (reverseproxy.go
+`statusError`: 502 on a dial error, 504 on a timeout). Both go to this handler over a Unix
+socket (a `unix/PATH` upstream, reverseproxy/addresses.go `parseUpstreamDialAddress`), so it
+needs no port of its own and only Caddy (the same user; mode 0600) reaches it;
+authentication stays in Caddy, in front of it.
 
 Every request gets 503: JSON in OpenAI's error shape for API clients, the page for a
 browser (a GET or HEAD asking for HTML, as the edge's token link decides). `Retry-After`
