@@ -164,8 +164,8 @@ def loading_view(
     now = time.time() if now is None else now
     data = data if isinstance(data, dict) else {}
     state = _text(data.get("state"))
-    phase = data.get("phase") if isinstance(data.get("phase"), dict) else {}
-    assert isinstance(phase, dict)
+    raw_phase = data.get("phase")
+    phase: dict[str, Any] = raw_phase if isinstance(raw_phase, dict) else {}
     name = phase.get("name") if phase.get("name") in ORDER else None
     current = _STATE_PHASES.get(state or "") or name or "starting"
     if current == "ready":  # status says ready, but SGLang did not answer the edge
