@@ -155,6 +155,18 @@ def test_portal_wrapper_skips_the_portal_in_serverless_mode(tmp_path: Path) -> N
     assert "serverless mode" in done.stdout
 
 
+def test_loading_page_program_outlives_the_edge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    _, programs = parse_supervisor(tmp_path, monkeypatch, settings)
+    p = programs["loading_page"]
+    assert p.command == "/venv/bin/python -m vast_sglang_launcher loading-page"
+    assert p.exitcodes == [0]
+    # started before the edge and stopped after it: the edge never finds no socket
+    assert p.priority < programs["caddy"].priority
+    assert p.redirect_stderr is True and p.stdout_logfile == "/dev/stdout"
+
+
 def test_portal_program_runs_the_wrapper(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings
 ) -> None:

@@ -27,6 +27,14 @@ ALLOWED = {
         "caches.cache_env",
     },
     ("coldstart", "plan"): {"prepare.prepare_plan"},
+    # the loading page reads status.json as the status writer and the phase tracker write it
+    ("edge", "supervise"): {"status.parse_iso", "status.SERVING_MARKER"},
+    ("edge", "coldstart"): {
+        "phases.ORDER",
+        "phases.TITLES",
+        "phases.fmt_bytes",
+        "phases.fmt_duration",
+    },
 }
 """(importer, imported) -> the names the importer may take from the imported capability."""
 

@@ -142,6 +142,20 @@ _COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
             _USAGE,
         ],
     ),
+    "loading-page": (
+        "answer the API port while SGLang is not ready (supervisord program)",
+        "Serve, on $LAUNCHER_RUN_DIR/loading.sock, what the edge answers on the SGLang API's "
+        "port while the server is not ready: 503 with Retry-After and an OpenAI-style JSON "
+        "error naming the phase and its progress, or for a browser a page that updates "
+        "itself (phases, progress, last server lines, the hint after a give-up). Reads "
+        "status.json and sglang.log; SIGTERM/SIGINT stop it (exit 0).",
+        "LAUNCHER_RUN_DIR, LAUNCHER_LOG_DIR, SGLANG_ARGS, SGLANG_ARGS_FILE (secrets to mask)",
+        [
+            ("0", "stopped by SIGTERM or SIGINT"),
+            ("78", "a bad setting, or a LAUNCHER_RUN_DIR too long for a Unix socket"),
+            _USAGE,
+        ],
+    ),
     "gateway": (
         "run SGLang's gateway, smg (supervisord program)",
         "Run the gateway (LAUNCHER_GATEWAY_COMMAND, smg by default) in the foreground on "
@@ -312,6 +326,10 @@ def _command(name: str) -> Command:
         from .edge.command import command_edge
 
         return command_edge
+    if name == "loading-page":
+        from .edge.loading_server import command_loading_page
+
+        return command_loading_page
     if name == "gateway":
         from .scaleout.gateway_program import command_gateway
 
@@ -335,6 +353,7 @@ _WRITES = {
     "run": ("run_dir", "log_dir", "workspace"),
     "provision": ("run_dir", "log_dir", "workspace", "marker_dir"),
     "serverless": ("run_dir", "log_dir"),
+    "loading-page": ("run_dir",),
 }
 
 

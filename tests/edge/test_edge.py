@@ -61,8 +61,12 @@ def test_global_options_disable_admin_and_automatic_https() -> None:
 
 def test_streaming_is_flushed_immediately_on_every_proxy() -> None:
     text = render(OPEN_BUTTON_TOKEN="t", AUTH_EXCLUDE="1111")
-    assert text.count("reverse_proxy ") == 2
+    upstreams = [line.split()[-2] for line in text.splitlines() if "reverse_proxy 127" in line]
+    assert upstreams == ["127.0.0.1:18000", "127.0.0.1:11111"]
     assert text.count("flush_interval -1") == 2
+    # the other two go to the loading page's socket (answers of a few hundred bytes)
+    assert text.count("reverse_proxy @edge_not_serving ") == 1
+    assert text.count('\t\treverse_proxy "unix/') == 1
 
 
 @pytest.mark.parametrize(
@@ -172,7 +176,7 @@ def test_fail_closed_is_explained_in_the_warnings() -> None:
 def test_auth_disabled_proxies_without_checks() -> None:
     text = render(OPEN_BUTTON_TOKEN="t", ENABLE_AUTH="false")
     assert "@edge_denied" not in text and "respond" not in text
-    assert text.count("reverse_proxy") == 2
+    assert text.count("reverse_proxy 127.0.0.1:") == 2
     settings = load_settings({"ENABLE_AUTH": "false", "PORTAL_CONFIG": TWO})
     warnings = edge_warnings(settings, portal_entries(settings))
     assert any("published without authentication" in w for w in warnings)

@@ -158,6 +158,10 @@ def start_edge(
         n = len(edges)
         run_dir = tmp_path / f"run{n}"
         log = tmp_path / f"edge{n}.log"
+        # the upstream stands for a ready server: the status writer's marker says so (else
+        # the edge answers with the loading page, tests/edge/test_loading_page.py)
+        run_dir.mkdir()
+        (run_dir / "serving").touch()
         full_env = {
             "PATH": os.environ.get("PATH", os.defpath),
             "LANG": "C.UTF-8",

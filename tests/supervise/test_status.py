@@ -57,7 +57,24 @@ def test_update_writes_atomically_and_tracks_since(tmp_path: Path) -> None:
     status.update(state="ready")
     data = read_status(status.path)
     assert data is not None and data["state"] == "ready"
-    assert [p.name for p in (tmp_path / "run").iterdir()] == ["status.json"]  # no tmp left
+    # no tmp left; the serving marker (the edge proxies to SGLang) follows the state
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["serving", "status.json"]
+    status.update(state="backoff")
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["status.json"]
+
+
+def test_the_serving_marker_follows_the_state(tmp_path: Path) -> None:
+    status = _write(tmp_path / "run", "starting")
+    marker = tmp_path / "run" / "serving"
+    seen = []
+    for state in ("starting", "ready", "unhealthy", "ready", "stopping", "stopped"):
+        status.update(state=state, **({"ready_at": "x"} if state == "ready" else {}))
+        seen.append(marker.exists())
+    assert seen == [False, True, True, True, True, False]
+    # a stop before the server was ever ready: not serving
+    status.update(state="starting", ready_at=None)
+    status.update(state="stopping")
+    assert not marker.exists()
 
 
 def test_unknown_state_is_a_bug(tmp_path: Path) -> None:

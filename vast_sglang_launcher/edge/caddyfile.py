@@ -42,10 +42,15 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import ConfigError
 from ..settings import Settings, shown_value
+from ..supervise.status import SERVING_MARKER
 from .portal import PortalEntry
+
+LOADING_SOCKET = "loading.sock"
+"""The loading page's Unix socket in LAUNCHER_RUN_DIR (edge.loading_server listens on it)."""
 
 UPSTREAM_HOST = "127.0.0.1"
 COOKIE_PREFIX = "vast_sglang_auth_"
@@ -232,6 +237,51 @@ def _proxy_lines(
     ]
 
 
+def _sglang_lines(
+    entry: PortalEntry,
+    run_dir: Path | None,
+    indent: str,
+    caddy_version: tuple[int, int, int] | None,
+) -> list[str]:
+    """The SGLang API's proxy: while the status writer's serving marker is missing, the
+    request goes to the loading page's handler (edge.loading_server says why it is a
+    handler and not Caddy templates), else to SGLang untouched. The `file` matcher (Caddy
+    2.6.2 modules/caddyhttp/fileserver/matcher.go, `MatchFile`: root + try_files, one stat)
+    is all a ready server's request pays; reverse_proxy is terminal, so the second one runs
+    only when the first did not match."""
+    if run_dir is None:
+        return _proxy_lines(entry, indent, caddy_version)
+    return [
+        f"{indent}# SGLang not serving yet: the loading page's handler answers (503)",
+        f"{indent}@edge_not_serving {{",
+        f"{indent}\tnot file {{",
+        f"{indent}\t\troot {_quoted(str(run_dir), 'LAUNCHER_RUN_DIR')}",
+        f"{indent}\t\ttry_files /{SERVING_MARKER}",
+        f"{indent}\t}}",
+        f"{indent}}}",
+        f"{indent}reverse_proxy @edge_not_serving {_loading_upstream(run_dir)}",
+        *_proxy_lines(entry, indent, caddy_version),
+    ]
+
+
+def _loading_upstream(run_dir: Path) -> str:
+    return _quoted(f"unix/{run_dir / LOADING_SOCKET}", "LAUNCHER_RUN_DIR")
+
+
+def _loading_error_lines(run_dir: Path) -> list[str]:
+    """A proxy that cannot reach SGLang (it died since the marker was written, or a launcher
+    killed before it could remove it): reverse_proxy's dial error (502) is handled by the
+    loading page too, never Caddy's bare 502. `handle_errors` runs only for errors a handler
+    returns (Caddy 2.6.2 modules/caddyhttp/server.go, `Server.ServeHTTP`, the Errors
+    routes; reverseproxy.go `statusError`); a 502 that SGLang itself sends passes as it is."""
+    return [
+        "\t# SGLang unreachable: the loading page's handler answers (503), not a bare 502",
+        "\thandle_errors {",
+        f"\t\treverse_proxy {_loading_upstream(run_dir)}",
+        "\t}",
+    ]
+
+
 def _gateway_probe_lines(
     entry: PortalEntry, caddy_version: tuple[int, int, int] | None
 ) -> list[str]:
@@ -255,6 +305,7 @@ def _auth_lines(
     links: bool,
     max_age: int,
     caddy_version: tuple[int, int, int] | None,
+    loading: Path | None = None,
 ) -> list[str]:
     if not creds.configured:
         return [f"\trespond {_quoted(FAIL_CLOSED_BODY, 'body')} 401"]
@@ -309,7 +360,7 @@ def _auth_lines(
         "\thandle {",
         "\t\troute {",
         *_strip_token_lines("\t\t\t"),
-        *_proxy_lines(entry, "\t\t\t", caddy_version),
+        *_sglang_lines(entry, loading, "\t\t\t", caddy_version),
         "\t\t}",
         "\t}",
     ]
@@ -365,6 +416,7 @@ def render_caddyfile(
             lines.append(f"\ttls {cert} {key}")
         if auth and settings.gateway_url and entry.internal == settings.sglang_port:
             lines += _gateway_probe_lines(entry, caddy_version)
+        loading = settings.run_dir if entry.internal == settings.sglang_port else None
         if auth:
             lines += _auth_lines(
                 creds,
@@ -373,9 +425,12 @@ def render_caddyfile(
                 settings.auth_link_login,
                 settings.auth_cookie_max_age,
                 caddy_version,
+                loading,
             )
         else:
-            lines += _proxy_lines(entry, "\t", caddy_version)
+            lines += _sglang_lines(entry, loading, "\t", caddy_version)
+        if loading is not None and (creds.configured or not auth):  # fail closed: 401 only
+            lines += _loading_error_lines(loading)
         lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 RUN_DIR_VARIABLE = "LAUNCHER_RUN_DIR"
 RUN_DIR_DEFAULT = "/run/vast-sglang-launcher"  # = Settings.run_dir's default
 STATUS_FILE = "status.json"
+SERVING_MARKER = "serving"
+"""Exists beside status.json while SGLang serves: the edge (Caddy's `file` matcher) proxies
+API requests to SGLang only then, and answers them with the loading page otherwise."""
+SERVING_STATES = ("ready", "unhealthy", "stopping")
+"""A server that was ready keeps its requests while probes fail and while it drains."""
 
 
 STATES = tuple(state.value for state in ServerState)
@@ -143,9 +148,20 @@ class StatusFile:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             shown = masked(self.data, self._secrets)
             write_atomic(self.path, json.dumps(shown, indent=1) + "\n", 0o600)
+            self._mark_serving()
             self.error = None
         except OSError as exc:
             self.error = f"cannot write {self.path}: {exc.strerror or exc}"
+
+    def _mark_serving(self) -> None:
+        """The serving marker follows the state; a stopping server that never became ready
+        is not serving (the edge's fallback on a refused connection covers that too)."""
+        marker = self.path.parent / SERVING_MARKER
+        state = self.data.get("state")
+        if state in SERVING_STATES and (state != "stopping" or self.data.get("ready_at")):
+            marker.touch(0o600)
+        else:
+            marker.unlink(missing_ok=True)
 
     @property
     def state(self) -> str | None:
