@@ -17,7 +17,13 @@ mkdir -p "${dir}"
 
 rm -f "${dir}"/vast_sglang_launcher-*.whl
 python3 -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir "${dir}" .
-# every pinned package, binary wheels only, for the target Python (its markers decide which)
+# every pinned package, binary wheels only, for the target Python (its markers decide
+# which); skipped when this wheelhouse already holds them (same pins, Python and machine)
+stamp="$(sha256sum docker/constraints.txt | cut -d' ' -f1) ${version} ${arch}"
+if grep -qxF "${stamp}" "${dir}/.downloaded" 2>/dev/null; then
+    echo "wheelhouse ${dir}: the pinned wheels for Python ${version}, ${arch} are there"
+    exit 0
+fi
 grep -v '^#' docker/constraints.txt >"${dir}/.requirements.txt"
 python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
     --python-version "${version}" --platform "manylinux2014_${arch}" \
@@ -25,4 +31,5 @@ python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-bin
     --dest "${dir}" -r "${dir}/.requirements.txt" \
     2> >(grep -v "is neither a file nor a directory" >&2)
 rm -f "${dir}/.requirements.txt"
+echo "${stamp}" >>"${dir}/.downloaded"
 echo "wheelhouse ${dir}: $(find "${dir}" -name '*.whl' | wc -l) wheels for Python ${version}, ${arch}"

@@ -216,8 +216,27 @@ def test_dockerfile_build_arguments_and_bases() -> None:
     assert "ARG VAST_BASE=vastai/base-image:stock-ubuntu24.04-py312" in text
     assert re.search(r"^FROM \$\{VAST_BASE\} AS vast$", text, re.M)
     assert re.search(r"^FROM \$\{SGLANG_BASE\}$", text, re.M)
-    assert "COPY --from=vast /opt/portal-aio/caddy_manager/caddy /usr/local/bin/caddy" in text
     assert "COPY --from=vast /opt/portal-aio /opt/portal-aio" in text
+    # Caddy comes inside /opt/portal-aio: copied once (37 MB), linked onto PATH
+    assert text.count("caddy_manager/caddy") == 1
+    assert "RUN ln -s /opt/portal-aio/caddy_manager/caddy /usr/local/bin/caddy" in text
+    # no `# syntax=` line: BuildKit would pull a frontend image for no feature used
+    assert "syntax=" not in text
+
+
+def test_dockerfile_installs_only_the_pinned_wheels() -> None:
+    """No network in the build: pip reads the host-made wheelhouse (scripts/
+    image-wheelhouse.sh) at the versions docker/constraints.txt pins."""
+    text = dockerfile()
+    installs = [b for b in re.split(r"^RUN ", text, flags=re.M) if " -m pip " in b]
+    assert len(installs) == 2, installs
+    for block in installs:
+        assert "--no-index --find-links /tmp/wheels" in block
+        assert "--constraint /tmp/wheels/constraints.txt" in block
+    pins = (ROOT / "docker" / "constraints.txt").read_text()
+    for package in ("supervisor", "sglang-router", "huggingface_hub", "pydantic", "psutil"):
+        assert re.search(rf"^{package}==\S+", pins, re.M), package
+    assert "--format docker" in text  # the HEALTHCHECK needs the docker format (said once)
 
 
 def test_dockerfile_wires_the_launcher(settings: Settings) -> None:

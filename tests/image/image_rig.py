@@ -45,7 +45,7 @@ WHEELHOUSE = ROOT / "build" / "wheelhouse"
 TABLE = ROOT / "vast_sglang_launcher" / "plan" / "data" / "server-args-0.5.6.post2.json"
 SUITE = "bookworm"
 IN_CI = bool(os.environ.get("CI"))
-TOOLS = ("podman", "buildah", "debootstrap", "runc")
+TOOLS = ("podman", "debootstrap", "runc")
 
 
 def tools_or_skip() -> None:
@@ -155,6 +155,15 @@ class Podman:
         return self("image", "exists", image, check=False).returncode == 0
 
 
+def prune(podman: Podman, keep: str) -> None:
+    """Remove the other tags of `keep`'s repository: the stale builds of this cache."""
+    repository = keep.rsplit(":", 1)[0]
+    listed = podman("images", "--format", "{{.Repository}}:{{.Tag}}", repository, check=False)
+    stale = [t for t in listed.stdout.split() if t != keep and t.startswith(repository + ":")]
+    if stale:
+        podman("rmi", "--force", *stale, check=False)
+
+
 def _import_rootfs(podman: Podman, rootfs: Path, tag: str, changes: list[str]) -> None:
     args = ["import"]
     for change in changes:
@@ -257,6 +266,7 @@ def sglang_base(podman: Podman) -> str:
     shutil.copy(STANDIN / "server_args.py", package / "srt" / "server_args.py")
     _import_rootfs(podman, rootfs, tag, ["CMD /bin/bash"])
     shutil.rmtree(rootfs)
+    prune(podman, tag)
     podman.timings["sglang_base_s"] = round(time.monotonic() - started, 1)
     return tag
 
@@ -292,16 +302,6 @@ def image() -> Iterator[Image]:
     tools_or_skip()
     podman = Podman.make()
     sglang, vast = sglang_base(podman), vast_base(podman)
-    started = time.monotonic()
-    done = subprocess.run(
-        [str(ROOT / "scripts" / "image-wheelhouse.sh"), str(WHEELHOUSE)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, f"scripts/image-wheelhouse.sh failed:\n{done.stderr[-3000:]}"
-    podman.timings["wheelhouse_s"] = round(time.monotonic() - started, 1)
     key = digest(
         ROOT / "docker",
         ROOT / ".dockerignore",
@@ -312,6 +312,16 @@ def image() -> Iterator[Image]:
     )
     tag = f"localhost/vast-sglang-test/image:{key}"
     if not podman.exists(tag):
+        started = time.monotonic()
+        done = subprocess.run(
+            [str(ROOT / "scripts" / "image-wheelhouse.sh"), str(WHEELHOUSE)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, f"scripts/image-wheelhouse.sh failed:\n{done.stderr[-3000:]}"
+        podman.timings["wheelhouse_s"] = round(time.monotonic() - started, 1)
         started = time.monotonic()
         podman(
             "build",
@@ -335,5 +345,6 @@ def image() -> Iterator[Image]:
             timeout=1800,
         )
         podman.timings["build_s"] = round(time.monotonic() - started, 1)
+        prune(podman, tag)
     yield Image(tag, sglang, podman)
     (BUILD / "timings.json").write_text(json.dumps(podman.timings, indent=2) + "\n")

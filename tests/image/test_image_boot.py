@@ -21,6 +21,7 @@ pytestmark = pytest.mark.xdist_group("image")
 
 TOKEN = "image-test-token-5c1d"
 MODEL = "/opt/sglang-standin/model"
+WHEELS = "/opt/sglang-standin/wheels"
 # Vast's own SGLang template (issue 18; tests/edge/test_edge.py VAST_SGLANG_TEMPLATE)
 VAST_SGLANG_TEMPLATE = (
     "localhost:1111:11111:/:Instance Portal|localhost:7860:17860:/:Model UI"
@@ -199,3 +200,22 @@ def test_the_image_boots_serves_stops_and_starts_again(
     check_running(c, down_ports)
     assert "first boot" in c.logs()
     check_stop(c)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs issue 17 item 7 (boot/packages.py: PIP_PACKAGES into an externally "
+    "managed Python); remove this mark when it is merged",
+)
+def test_pip_packages_install_into_an_externally_managed_python(
+    boot: Callable[..., Container],
+) -> None:
+    """First boot installs PIP_PACKAGES into the Python that runs sglang, here Debian's
+    python3, which carries the PEP 668 marker (EXTERNALLY-MANAGED): a local wheel (the
+    container has no network) must be installed and importable, and the server start."""
+    c = boot(PIP_PACKAGES=f"{WHEELS}/standin_extra-1.0-py3-none-any.whl")
+    code, marker = c.exec("sh", "-c", "ls /usr/lib/python3*/EXTERNALLY-MANAGED")
+    assert code == 0, marker
+    c.wait_for("ready status", c.ready)
+    code, out = c.exec("python3", "-c", "import standin_extra; print(standin_extra.VALUE)")
+    assert (code, out.strip()) == (0, "installed on first boot"), c.logs()[-4000:]
