@@ -46,6 +46,8 @@ TABLE = ROOT / "vast_sglang_launcher" / "plan" / "data" / "server-args-0.5.6.pos
 SUITE = "bookworm"
 IN_CI = bool(os.environ.get("CI"))
 TOOLS = ("podman", "debootstrap", "runc")
+RECIPE = "sglang-base-1"
+"""Part of the stand-in SGLang base's cache key: bump it when sglang_base() changes."""
 
 
 def tools_or_skip() -> None:
@@ -228,7 +230,8 @@ def _wheel(dest: Path) -> Path:
 
 def sglang_base(podman: Podman) -> str:
     """The stand-in SGLANG_BASE (see the module's docstring)."""
-    key = digest(STANDIN, ROOT / "tests" / "sglang_standin.py", TABLE, Path(__file__))
+    # the recipe below: bump RECIPE when it changes
+    key = digest(STANDIN, ROOT / "tests" / "sglang_standin.py", TABLE, extra=RECIPE)
     tag = f"localhost/vast-sglang-test/sglang-base:{key}"
     if podman.exists(tag):
         return tag
