@@ -25,6 +25,7 @@ configuration live under build/image (runc, cgroupfs, ulimits this machine allow
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -304,6 +305,16 @@ def image() -> Iterator[Image]:
     """The image of this checkout, built once (and again only when its inputs change)."""
     tools_or_skip()
     podman = Podman.make()
+    # one builder at a time (pytest-xdist workers, or two checkouts' runs): the others wait
+    # here, then find what it made in the cache
+    with open(BUILD / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        tag, sglang = _build(podman)
+    yield Image(tag, sglang, podman)
+    (BUILD / "timings.json").write_text(json.dumps(podman.timings, indent=2) + "\n")
+
+
+def _build(podman: Podman) -> tuple[str, str]:
     sglang, vast = sglang_base(podman), vast_base(podman)
     key = digest(
         ROOT / "docker",
@@ -349,5 +360,4 @@ def image() -> Iterator[Image]:
         )
         podman.timings["build_s"] = round(time.monotonic() - started, 1)
         prune(podman, tag)
-    yield Image(tag, sglang, podman)
-    (BUILD / "timings.json").write_text(json.dumps(podman.timings, indent=2) + "\n")
+    return tag, sglang
