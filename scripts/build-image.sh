@@ -37,6 +37,10 @@ engine="${ENGINE:-$(command -v docker >/dev/null 2>&1 && echo docker || echo pod
 # The base's Python and machine decide which wheels the build needs.
 read -r version arch < <("${engine}" run --rm --entrypoint "${python}" "${sglang_base}" -c \
     'import platform, sys; print("%d.%d" % sys.version_info[:2], platform.machine())')
+if [[ -z "${version:-}" || -z "${arch:-}" ]]; then
+    echo "build-image: cannot run ${python} in ${sglang_base} (set SGLANG_PYTHON?)" >&2
+    exit 1
+fi
 scripts/image-wheelhouse.sh build/wheelhouse "${version}" "${arch}"
 
 format=()
