@@ -260,8 +260,27 @@ def test_dockerfile_build_arguments_and_bases() -> None:
     assert "ARG VAST_BASE=vastai/base-image:stock-ubuntu24.04-py312" in text
     assert re.search(r"^FROM \$\{VAST_BASE\} AS vast$", text, re.M)
     assert re.search(r"^FROM \$\{SGLANG_BASE\}$", text, re.M)
-    assert "COPY --from=vast /opt/portal-aio/caddy_manager/caddy /usr/local/bin/caddy" in text
     assert "COPY --from=vast /opt/portal-aio /opt/portal-aio" in text
+    # Caddy comes inside /opt/portal-aio: copied once (37 MB), linked onto PATH
+    assert text.count("caddy_manager/caddy") == 1
+    assert "RUN ln -s /opt/portal-aio/caddy_manager/caddy /usr/local/bin/caddy" in text
+    # no `# syntax=` line: BuildKit would pull a frontend image for no feature used
+    assert "syntax=" not in text
+
+
+def test_dockerfile_installs_only_the_pinned_wheels() -> None:
+    """No network in the build: pip reads the host-made wheelhouse (scripts/
+    image-wheelhouse.sh) at the versions docker/constraints.txt pins."""
+    text = dockerfile()
+    installs = [b for b in re.split(r"^RUN ", text, flags=re.M) if " -m pip " in b]
+    assert len(installs) == 3, installs  # the launcher's venv, smg's, vastai's
+    for block in installs:
+        assert "--no-index --find-links /tmp/wheels" in block
+        assert "--constraint /tmp/wheels/constraints.txt" in block
+    pins = (ROOT / "docker" / "constraints.txt").read_text()
+    for package in ("supervisor", "smg", "vastai", "huggingface_hub", "pydantic", "psutil"):
+        assert re.search(rf"^{package}==\S+", pins, re.M), package
+    assert "--format docker" in text  # the HEALTHCHECK needs the docker format (said once)
 
 
 def test_dockerfile_wires_the_launcher(settings: Settings) -> None:
@@ -302,24 +321,24 @@ def test_dockerfile_sets_every_variable_the_supervisor_files_need() -> None:
 
 
 def shell_scripts() -> list[Path]:
-    """Every shell script of the repository: *.sh, or a file with a sh/bash shebang."""
+    """Every shell script of the repository: *.sh, or a file with a sh/bash shebang. Skipped
+    directories are never entered (build/ holds the image test's root filesystems)."""
     skip = {".git", ".venv", "build", "dist", "node_modules"}
     found = []
-    for path in ROOT.rglob("*"):
-        parts = set(path.relative_to(ROOT).parts)
-        if parts & skip or any(p.endswith("_cache") or p.endswith(".egg-info") for p in parts):
-            continue
-        if not path.is_file():
-            continue
-        if path.suffix == ".sh":
-            found.append(path)
-            continue
-        try:
-            first = path.open("rb").readline(200)
-        except OSError:
-            continue
-        if re.match(rb"#!\s*/(usr/)?bin/(env\s+)?(ba|da)?sh\b", first):
-            found.append(path)
+    for top, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in skip and not d.endswith(("_cache", ".egg-info"))]
+        for name in files:
+            path = Path(top) / name
+            if path.suffix == ".sh":
+                found.append(path)
+                continue
+            try:
+                with path.open("rb") as fh:
+                    first = fh.readline(200)
+            except OSError:
+                continue
+            if re.match(rb"#!\s*/(usr/)?bin/(env\s+)?(ba|da)?sh\b", first):
+                found.append(path)
     return sorted(found)
 
 

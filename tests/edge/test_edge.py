@@ -22,7 +22,13 @@ from vast_sglang_launcher.edge.caddyfile import (
     render_caddyfile,
 )
 from vast_sglang_launcher.edge.command import supervisor_environment
-from vast_sglang_launcher.edge.portal import parse_portal_config, portal_entries, portal_yaml_text
+from vast_sglang_launcher.edge.portal import (
+    link_entries,
+    link_target,
+    parse_portal_config,
+    portal_entries,
+    portal_yaml_text,
+)
 from vast_sglang_launcher.errors import ConfigError
 from vast_sglang_launcher.settings import load_settings
 
@@ -178,7 +184,10 @@ def test_fail_closed_is_explained_in_the_warnings() -> None:
 
 def test_auth_disabled_proxies_without_checks() -> None:
     text = render(OPEN_BUTTON_TOKEN="t", ENABLE_AUTH="false")
-    assert "@edge_denied" not in text and "respond" not in text
+    assert "@edge_denied" not in text and " 401" not in text
+    # the only answers the edge writes itself: the page of a service that is down, and the
+    # SGLang API's errors sent to the loading page (one handle_errors each)
+    assert text.count("respond ") == 1 and text.count("handle_errors {") == 2
     assert text.count("reverse_proxy 127.0.0.1:") == 2
     settings = load_settings({"ENABLE_AUTH": "false", "PORTAL_CONFIG": TWO})
     warnings = edge_warnings(settings, portal_entries(settings))
@@ -275,9 +284,82 @@ def test_duplicate_external_ports_are_refused() -> None:
 
 
 def test_external_port_that_is_another_entrys_internal_port_is_refused() -> None:
-    entries = parse_portal_config("localhost:8080:8080:/:Jupyter|localhost:8080:18000:/:api")
-    with pytest.raises(ConfigError, match="also an internal port"):
+    entries = parse_portal_config("localhost:8000:18000:/:api|localhost:18000:19000:/:b")
+    with pytest.raises(ConfigError, match="18000, which is also the internal port of 'api'"):
         proxied_entries(entries)
+
+
+# Values users copy from Vast's templates (vast-ai/base-image a7552d1): the SGLang
+# template's (issue 18), the base image's documented default (README.md, "PORTAL_CONFIG"),
+# and a derivative's with a terminal link (derivatives/llama-cpp/.../05-llama-env.sh).
+VAST_SGLANG_TEMPLATE = (
+    "localhost:1111:11111:/:Instance Portal|localhost:7860:17860:/:Model UI"
+    "|localhost:8000:18000:/docs:SGLang API|localhost:8080:18080:/:Jupyter"
+    "|localhost:8080:8080:/terminals/1:Jupyter Terminal"
+)
+VAST_BASE_DEFAULT = (
+    "localhost:1111:11111:/:Instance Portal|localhost:8080:18080:/:Jupyter"
+    "|localhost:7860:17860:/:My App"
+)
+VAST_LLAMA_CPP = (
+    "localhost:1111:11111:/:Instance Portal|localhost:8000:18000:/:Llama.cpp UI"
+    "|localhost:8080:18080:/:Jupyter|localhost:8080:8080:/terminals/1:Jupyter Terminal"
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "published", "links"),
+    [
+        (VAST_SGLANG_TEMPLATE, [1111, 7860, 8000, 8080], ["Jupyter Terminal"]),
+        (VAST_BASE_DEFAULT, [1111, 8080, 7860], []),
+        (VAST_LLAMA_CPP, [1111, 8000, 8080], ["Jupyter Terminal"]),
+        # the link first: order does not matter
+        ("localhost:8080:8080:/:Jupyter|localhost:8080:18000:/:api", [8080], ["Jupyter"]),
+    ],
+)
+def test_vast_template_values_publish_their_ports_and_keep_links_as_links(
+    value: str, published: list[int], links: list[str]
+) -> None:
+    settings = load_settings({"OPEN_BUTTON_TOKEN": "t", "PORTAL_CONFIG": value})
+    entries = portal_entries(settings)
+    assert [e.external for e in proxied_entries(entries)] == published
+    assert [e.name for e in link_entries(entries)] == links
+    text = render_caddyfile(settings, entries)
+    assert re.findall(r"^http://:(\d+) \{$", text, re.M) == [str(p) for p in published]
+    # every entry of the portal's list is kept, links and paths included
+    apps = json.loads(portal_yaml_text(entries))["applications"]
+    assert [a["open_path"] for a in apps.values()] == [e.path for e in entries]
+
+
+def test_a_link_points_at_the_entry_that_publishes_its_port() -> None:
+    entries = parse_portal_config(VAST_SGLANG_TEMPLATE + "|localhost:8888:8888:/lab:Own")
+    terminal, own = link_entries(entries)
+    target = link_target(terminal, entries)
+    assert target is not None and (target.name, target.internal) == ("Jupyter", 18080)
+    # a link to a port nothing publishes: the service listens on it itself
+    assert link_target(own, entries) is None
+
+
+def test_a_docs_path_is_where_the_portal_opens_not_a_limit_on_the_proxy() -> None:
+    """Vast's edge proxies the whole port whatever the path (generate_caddyfile ignores
+    open_path); so does this one."""
+    text = render(OPEN_BUTTON_TOKEN="t", PORTAL_CONFIG=VAST_SGLANG_TEMPLATE)
+    body = site(text, 8000)
+    assert "docs" not in body
+    assert "reverse_proxy 127.0.0.1:18000 {" in body
+
+
+def test_every_site_answers_a_down_service_with_a_page_that_says_so() -> None:
+    text = render(OPEN_BUTTON_TOKEN="t", AUTH_EXCLUDE="1111")
+    body = site(text, 1111)
+    assert body.count("handle_errors {") == 1
+    assert "{err.status_code} >= 502 && {err.status_code} <= 504" in body
+    assert "behind port 1111 (127.0.0.1:11111)" in body
+    assert "header Cache-Control no-store" in body
+    # the SGLang API's one error handler is the loading page's, which says more (issue 22)
+    body = site(text, 8000)
+    assert body.count("handle_errors {") == 1
+    assert "loading.sock" in body.split("handle_errors {")[1]
 
 
 def test_warns_when_the_sglang_port_is_not_published() -> None:

@@ -619,6 +619,7 @@ _OUR_PLACEHOLDERS = {
     "{edge_token_pair1}",
     "{edge_token_pair2}",
     "{edge_token_pair3}",
+    "{http.error.status_code}",
 }
 
 
@@ -825,7 +826,11 @@ def test_more_token_parameters_than_the_edge_removes_are_refused(
 def test_the_token_is_in_no_log_while_the_service_is_down(
     start_edge: StartEdge, port_factory: Callable[[], int]
 ) -> None:
-    """On a 502 (SGLang still loading) Caddy logs the request: without its query."""
+    """On a 502 (SGLang still loading) the edge answers with its page (issue 18), and neither
+    the page nor Caddy's log holds the token. (Whether Caddy logs a handled error depends on
+    its release, modules/caddyhttp/server.go `ServeHTTP`: at debug level in some, at error
+    level for a 5xx in others; Debian 12's 2.6.2 logs nothing here. Either way through the
+    log filter of the Caddyfile's global options.)"""
     port, down = port_factory(), port_factory()
     token = "edge-log-secret-7e3f"
     edge = start_edge(
@@ -835,15 +840,14 @@ def test_the_token_is_in_no_log_while_the_service_is_down(
     client = edge.client()
     for headers in ({}, bearer(token), {"Referer": f"http://x/?token={token}"}):
         r = client.get(f"http://127.0.0.1:{port}/v1/models?x=1&token={token}", headers=headers)
-        assert r.status_code == 502
+        assert r.status_code == 502 and "nothing answers" in r.text
+        assert token not in r.text
     r = client.get(f"http://127.0.0.1:{port}/v1/models", auth=("vastai", token))
-    assert r.status_code == 502
+    assert r.status_code == 502 and "nothing answers" in r.text
     edge.proc.send_signal(signal.SIGTERM)
     edge.proc.wait(15)
     output = edge.output()
-    assert output.count('"status":502') == 4, output
     assert token not in output
-    assert "/v1/models?(hidden)" in output
 
 
 # --- issue 11: the cookie ----------------------------------------------------------------------
@@ -954,3 +958,42 @@ def test_a_token_full_of_placeholders_is_compared_literally(start_edge: StartEdg
     link = edge.url("/v1/models?token=" + quote(token, safe=""))
     assert client.get(link).status_code == 200
     assert client.get(edge.url("/"), auth=("vastai", token)).status_code == 200
+
+
+# --- issue 18: Vast's own templates ------------------------------------------------------------
+
+
+def test_vast_sglang_template_publishes_links_and_answers_down_services(
+    start_edge: StartEdge, upstream: Upstream, port_factory: Callable[[], int]
+) -> None:
+    """The shape of Vast's SGLang template (tests/edge/test_edge.py VAST_SGLANG_TEMPLATE) on
+    free ports: a `/docs` path on the API, a Model UI and a Jupyter with no service behind
+    them, and `Jupyter Terminal` as a second link to Jupyter's published port."""
+    portal, ui, api, jupyter = (port_factory() for _ in range(4))
+    down = [port_factory() for _ in range(3)]
+    config = (
+        f"localhost:{portal}:{down[0]}:/:Instance Portal|localhost:{ui}:{down[1]}:/:Model UI"
+        f"|localhost:{api}:{upstream.port}:/docs:SGLang API"
+        f"|localhost:{jupyter}:{down[2]}:/:Jupyter"
+        f"|localhost:{jupyter}:{jupyter}:/terminals/1:Jupyter Terminal"
+    )
+    edge = start_edge(wait=False, OPEN_BUTTON_TOKEN=TOKEN, PORTAL_CONFIG=config)
+    for port in (portal, ui, api, jupyter):
+        wait_for_port(port, edge.proc)
+    client = edge.client()
+    # the API is proxied whole, whatever path the portal opens
+    for path in ("/docs", "/v1/models"):
+        r = client.get(edge.url(path, api), headers=bearer(TOKEN))
+        assert (r.status_code, r.json()["path"]) == (200, path)
+    # ports with no service: a page that says so, after authentication only
+    for port, internal, path in ((ui, down[1], "/"), (jupyter, down[2], "/terminals/1")):
+        assert client.get(edge.url(path, port)).status_code == 401
+        r = client.get(edge.url(path, port), headers=bearer(TOKEN))
+        assert r.status_code == 502
+        assert f"nothing answers behind port {port} (127.0.0.1:{internal})" in r.text
+        assert r.headers["content-type"].startswith("text/plain")
+        assert r.headers["cache-control"] == "no-store"
+    assert edge.proc.poll() is None
+    apps = json.loads(edge.portal_yaml.read_text())["applications"]
+    assert apps["Jupyter Terminal"]["open_path"] == "/terminals/1"
+    assert apps["SGLang API"]["open_path"] == "/docs"

@@ -47,7 +47,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..settings import Settings, shown_value
 from ..supervise.status import SERVING_MARKER
-from .portal import PortalEntry
+from .portal import PortalEntry, published_entries
 
 LOADING_SOCKET = "loading.sock"
 """The loading page's Unix socket in LAUNCHER_RUN_DIR (edge.loading_server listens on it)."""
@@ -79,6 +79,23 @@ UNAUTHORIZED_BODY = (
     "401 Unauthorized: send Authorization: Bearer with the instance token, "
     "HTTP Basic credentials, or open a link with ?token="
 )
+UNAVAILABLE_STATUSES = (502, 503, 504)
+"""What Caddy's reverse_proxy answers when the service is not there: 502 (nothing listens,
+connection refused), 503 (no upstream available), 504 (it listens but does not answer).
+The same three that Vast's edge turns into its loading page (vast-ai/base-image a7552d1,
+portal-aio/caddy_manager/caddy_config_manager.py, `get_not_ready_handler_block`)."""
+
+
+def unavailable_body(entry: PortalEntry) -> str:
+    """The page of a published port whose service does not answer (ports only: entry names
+    never reach the Caddyfile)."""
+    return (
+        f"Service unavailable: nothing answers behind port {entry.external} "
+        f"(127.0.0.1:{entry.internal}): the service is still starting, or it does not run "
+        "in this container. Check: supervisorctl status; the logs in /var/log/portal/"
+    )
+
+
 FAIL_CLOSED_BODY = (
     "401 Unauthorized: ENABLE_AUTH is on but neither OPEN_BUTTON_TOKEN nor WEB_PASSWORD "
     "is set, so the auth proxy refuses every request; set OPEN_BUTTON_TOKEN or "
@@ -125,28 +142,9 @@ def excluded_ports(settings: Settings) -> frozenset[int]:
 
 
 def proxied_entries(entries: Sequence[PortalEntry]) -> list[PortalEntry]:
-    """Entries the edge serves; a port that cannot be bound twice is a ConfigError."""
-    internal = {e.internal for e in entries}
-    seen: dict[int, PortalEntry] = {}
-    result = []
-    for entry in entries:
-        if not entry.proxied:
-            continue
-        if entry.external in seen:
-            raise ConfigError(
-                f"PORTAL_CONFIG publishes external port {entry.external} twice "
-                f"({seen[entry.external].name!r} and {entry.name!r}); give each entry its "
-                "own external port"
-            )
-        if entry.external in internal:
-            raise ConfigError(
-                f"PORTAL_CONFIG entry {entry.name!r} publishes port {entry.external}, which is "
-                "also an internal port of an entry; the proxy and that service cannot both "
-                "listen on it"
-            )
-        seen[entry.external] = entry
-        result.append(entry)
-    return result
+    """Entries the edge serves (`portal.published_entries`); a port that cannot be bound
+    twice is a ConfigError."""
+    return published_entries(entries)
 
 
 # --- Caddyfile text ------------------------------------------------------------------------
@@ -282,6 +280,25 @@ def _loading_error_lines(run_dir: Path) -> list[str]:
     ]
 
 
+def unavailable_lines(entry: PortalEntry, indent: str = "\t") -> list[str]:
+    """The site's error handler: a service that is down (or not started yet) is answered
+    with a page that says so (`unavailable_body`), with the proxy's own status, instead of
+    an empty 502. Never cached; the request's `?token=` has already been removed."""
+    low, high = min(UNAVAILABLE_STATUSES), max(UNAVAILABLE_STATUSES)
+    return [
+        f"{indent}# the service does not answer (not running, or still starting)",
+        f"{indent}handle_errors {{",
+        f"{indent}\t@edge_unavailable expression `{{err.status_code}} >= {low} && "
+        f"{{err.status_code}} <= {high}`",
+        f"{indent}\thandle @edge_unavailable {{",
+        f'{indent}\t\theader Content-Type "text/plain; charset=utf-8"',
+        f"{indent}\t\theader Cache-Control no-store",
+        f"{indent}\t\trespond {_quoted(unavailable_body(entry), 'body')} {{err.status_code}}",
+        f"{indent}\t}}",
+        f"{indent}}}",
+    ]
+
+
 def _gateway_probe_lines(
     entry: PortalEntry, caddy_version: tuple[int, int, int] | None
 ) -> list[str]:
@@ -414,9 +431,13 @@ def render_caddyfile(
             cert = _quoted(str(settings.tls_cert), "LAUNCHER_TLS_CERT")
             key = _quoted(str(settings.tls_key), "LAUNCHER_TLS_KEY")
             lines.append(f"\ttls {cert} {key}")
+        loading = settings.run_dir if entry.internal == settings.sglang_port else None
+        if loading is None and (creds.configured or not auth):
+            # the SGLang API's errors go to the loading page instead (_loading_error_lines):
+            # one handle_errors per site
+            lines += unavailable_lines(entry)
         if auth and settings.gateway_url and entry.internal == settings.sglang_port:
             lines += _gateway_probe_lines(entry, caddy_version)
-        loading = settings.run_dir if entry.internal == settings.sglang_port else None
         if auth:
             lines += _auth_lines(
                 creds,

@@ -17,7 +17,7 @@ from ..files import write_atomic
 from ..logs import get_logger
 from ..settings import Settings
 from .caddyfile import edge_warnings, parse_caddy_version, proxied_entries, render_caddyfile
-from .portal import default_portal_config, portal_entries, portal_yaml_text
+from .portal import default_portal_config, link_entries, portal_entries, portal_yaml_text
 
 SERVERLESS_PAUSE = 3.0
 """Seconds `edge` waits before its exit 0 in serverless mode: longer than caddy.conf's
@@ -144,6 +144,7 @@ def command_edge(settings: Settings, args: argparse.Namespace) -> int:
         caddy=caddy,
         config=str(config),
         ports={e.external: e.internal for e in sites},
+        links={e.name: e.external for e in link_entries(entries)},
         auth=settings.enable_auth,
         https=settings.enable_https,
     )

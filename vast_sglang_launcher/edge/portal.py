@@ -1,4 +1,17 @@
-"""PORTAL_CONFIG: the ports the image publishes, `host:external:internal:path:name|...`."""
+"""PORTAL_CONFIG: the ports the image publishes, `host:external:internal:path:name|...`.
+
+Read the way Vast's own portal reads it (vast-ai/base-image a7552d1,
+portal-aio/caddy_manager/caddy_config_manager.py, `load_config` and `generate_caddyfile`):
+entries split on `|`, each on the first four `:`; an entry whose ports differ is proxied
+(external -> internal), an entry whose ports are equal is a *link* that Caddy never serves
+(`if external_port == internal_port ...: continue`), and the path is only where the
+portal's button opens (README.template.md, "PORTAL_CONFIG": "If the external_port and
+local_port are equal then Caddy will not act as a proxy but the Instance Portal UI will
+still create links"; "When defining multiple links to a single application, only the first
+should have non equal ports"). So Vast's SGLang template, whose
+`localhost:8080:8080:/terminals/1:Jupyter Terminal` follows
+`localhost:8080:18080:/:Jupyter`, is a second link to the published port 8080.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +44,12 @@ class PortalEntry:
     def proxied(self) -> bool:
         """Entries whose ports differ are served by the edge on the external port."""
         return self.external != self.internal
+
+    @property
+    def link(self) -> bool:
+        """Entries whose ports are equal are links: the portal shows them, the edge does not
+        listen for them (another entry publishes the port, or the service itself does)."""
+        return self.external == self.internal
 
 
 def parse_portal_config(text: str) -> list[PortalEntry]:
@@ -97,3 +116,43 @@ def portal_yaml_text(entries: Sequence[PortalEntry]) -> str:
         for e in entries
     }
     return json.dumps({"applications": apps}, indent=2) + "\n"
+
+
+def published_entries(entries: Sequence[PortalEntry]) -> list[PortalEntry]:
+    """The entries the edge serves, one per external port; links are left out. Two entries
+    publishing one external port, or an external port that another proxied entry's service
+    must listen on, cannot both be bound: a ConfigError naming them."""
+    proxied = [e for e in entries if e.proxied]
+    internal = {e.internal: e for e in proxied}
+    seen: dict[int, PortalEntry] = {}
+    for entry in proxied:
+        if entry.external in seen:
+            raise ConfigError(
+                f"PORTAL_CONFIG publishes external port {entry.external} twice "
+                f"({seen[entry.external].name!r} and {entry.name!r}); give each entry its "
+                "own external port (a second link to a published port has equal ports: "
+                f"localhost:{entry.external}:{entry.external}:/path:name)"
+            )
+        other = internal.get(entry.external)
+        if other is not None:
+            raise ConfigError(
+                f"PORTAL_CONFIG entry {entry.name!r} publishes port {entry.external}, which is "
+                f"also the internal port of {other.name!r}; the proxy and that service cannot "
+                "both listen on it"
+            )
+        seen[entry.external] = entry
+    return list(seen.values())
+
+
+def link_entries(entries: Sequence[PortalEntry]) -> list[PortalEntry]:
+    """The links (equal ports): shown by the Instance Portal, never served by the edge."""
+    return [e for e in entries if e.link]
+
+
+def link_target(entry: PortalEntry, entries: Sequence[PortalEntry]) -> PortalEntry | None:
+    """The proxied entry that publishes a link's port, or None when the service behind the
+    link listens on that port itself (Vast: Jupyter in Jupyter launch mode)."""
+    for other in published_entries(entries):
+        if other.external == entry.external:
+            return other
+    return None
