@@ -315,11 +315,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .supervise.status import command_status
 
         return command_status(args.json)
-    from .logs import configure
+    if args.command == "settings" and not (args.markdown or args.update):
+        from .settings_doc import print_settings
+
+        return print_settings(os.environ)  # every value, the bad ones marked (exit 78)
+    from .logs import configure_for
     from .settings import load_settings, require_writable_dirs
 
     settings = load_settings()
-    configure(settings.log_format, settings.log_level)
+    configure_for(settings)
     require_writable_dirs(settings, *_WRITES.get(args.command, ()))
     return _command(args.command)(settings, args)
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import errno
 import json
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..values import looks_local, repo_id_problem
+
 T = TypeVar("T")
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _NETWORK_NAMES = ("Connect", "Timeout", "Network", "RemoteProtocol", "ReadError", "Proxy")
 
 
@@ -66,10 +66,11 @@ class RepoListing:
 
 
 def is_repo_id(model: str) -> bool:
-    """True when `model` names a hub repo rather than a local directory."""
-    if model.startswith(("/", ".", "~")) or Path(model).expanduser().exists():
+    """True when `model` names a hub repo rather than a local directory (the settings and
+    the plan refuse a value that is neither, so False here means a local path)."""
+    if looks_local(model) or Path(model).expanduser().exists():
         return False
-    return bool(_REPO_ID.match(model))
+    return repo_id_problem(model) is None
 
 
 def classify(exc: BaseException, repo: str, token_set: bool) -> HubProblem:

@@ -26,7 +26,8 @@ from typing import Any
 import psutil
 
 from ..errors import LauncherError
-from ..logs import configure, get_logger
+from ..logs import configure_for, get_logger
+from ..redact import settings_secrets
 from ..settings import Settings, load_settings
 from . import hub as hubmod
 from . import preflight, progress, select
@@ -68,14 +69,15 @@ def _me() -> dict[str, Any]:
 class _Status:
     """prefetch.json of this process: every write carries the whole document."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, secrets: list[str] | None = None) -> None:
         self.path = path
+        self.secrets = secrets or []
         self.doc: dict[str, Any] = {**_me(), "state": "starting", "started_at": time.time()}
 
     def set(self, **fields: Any) -> None:
         self.doc.update(fields)
         try:
-            progress.write_status(self.path, self.doc)
+            progress.write_status(self.path, self.doc, self.secrets)
         except OSError as exc:
             log.warning(f"cannot write {self.path}: {exc.strerror or exc}")
 
@@ -103,7 +105,7 @@ def _model_and_revision(settings: Settings) -> tuple[str | None, str | None]:
 
 def run_prefetch(settings: Settings) -> Result:
     """Every step of the prefetch, in this process; prefetch.json follows each step."""
-    status = _Status(progress.status_path(settings.run_dir))
+    status = _Status(progress.status_path(settings.run_dir), settings_secrets(settings))
     status.set()
     if not settings.prefetch:
         return status.finish(Result("skipped", "LAUNCHER_PREFETCH is off"))
@@ -346,7 +348,7 @@ def run_foreground(settings: Settings) -> tuple[str, str] | None:
 def main() -> int:
     try:
         settings = load_settings()
-        configure(settings.log_format, settings.log_level)
+        configure_for(settings)
         result = run_prefetch(settings)
     except LauncherError as exc:
         log.error(f"download not started: {exc}")

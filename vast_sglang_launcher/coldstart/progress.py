@@ -14,12 +14,14 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import markers
 from ..files import write_atomic
+from ..redact import Redactor
 
 STATUS_FILE = "prefetch.json"
 RUNNING = ("starting", "listing", "downloading")
@@ -29,9 +31,11 @@ def status_path(run_dir: Path) -> Path:
     return run_dir / STATUS_FILE
 
 
-def write_status(path: Path, doc: dict[str, Any]) -> None:
-    doc = {**doc, "updated_at": time.time()}
-    write_atomic(path, json.dumps(doc, indent=1) + "\n")
+def write_status(path: Path, doc: dict[str, Any], secrets: Sequence[str] = ()) -> None:
+    """Rewrite prefetch.json (mode 0600: a detail line may name a URL), every string masked
+    with `secrets` (redact.settings_secrets)."""
+    doc = Redactor(secrets).data({**doc, "updated_at": time.time()})
+    write_atomic(path, json.dumps(doc, indent=1) + "\n", 0o600)
 
 
 def read_status(path: Path) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from .states import ServerState
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
     from typing import Any
 
@@ -118,10 +118,11 @@ class StatusFile:
     """The launcher's status document; ``update`` rewrites the file (tmp + os.replace,
     mode 0600). Secret option values of the argv are masked in every field."""
 
-    def __init__(self, path: Path, **initial: Any) -> None:
+    def __init__(self, path: Path, secrets: Sequence[str] = (), **initial: Any) -> None:
         self.path = path
         self.data: dict[str, Any] = {**EMPTY, **initial}
         self.error: str | None = None
+        self._fixed = list(secrets)  # the settings' secrets (redact.settings_secrets)
         self._secrets: list[str] = argv_secrets(self.data.get("argv") or [])
 
     def update(self, **changes: Any) -> None:
@@ -141,7 +142,7 @@ class StatusFile:
 
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            shown = masked(self.data, self._secrets)
+            shown = masked(self.data, [*self._fixed, *self._secrets])
             write_atomic(self.path, json.dumps(shown, indent=1) + "\n", 0o600)
             self.error = None
         except OSError as exc:

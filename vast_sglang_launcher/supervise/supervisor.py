@@ -25,6 +25,7 @@ from ..errors import EX_CONFIG, LauncherError
 from ..logs import get_logger
 from ..plan.build import LaunchPlan
 from ..plan.prepare import prepare_plan
+from ..redact import settings_secrets
 from ..scaleout.join import gateway_membership
 from ..settings import Settings
 from .attempt import Attempt, fmt_seconds
@@ -55,7 +56,10 @@ class Supervisor:
         self.run_dir = RunDir(settings.run_dir, me.pid)
         self.lifecycle = Lifecycle(
             StatusFile(
-                settings.status_file, launcher_pid=me.pid, launcher_started=me.create_time()
+                settings.status_file,
+                settings_secrets(settings),
+                launcher_pid=me.pid,
+                launcher_started=me.create_time(),
             ),
             self.log,
         )
