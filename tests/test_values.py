@@ -210,3 +210,37 @@ def test_status_json_and_prefetch_json_mask_the_settings_secrets(tmp_path: Path)
         configure_for(settings, stream=stream)
         get_logger("t").info(f"registered {settings.gateway_url}", token=SECRET + "d")
     assert "registered" in log.read_text() and SECRET not in log.read_text()
+
+
+def test_an_unexpected_registration_error_is_visible_in_status() -> None:
+    import asyncio
+
+    from vast_sglang_launcher.scaleout.membership import GatewayMembership, Timing
+
+    class Log:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def error(self, line: str, **_: object) -> None:
+            self.lines.append(line)
+
+        warning = info = error
+
+    class Api:  # the launcher's own GatewayApi, whose request raises what httpx would
+        base_url = "http://127.0.0.1:9"
+
+        async def workers(self) -> object:
+            raise UnicodeEncodeError("ascii", "t\u00f6ken", 1, 2, "ordinal not in range")
+
+    notes: list[dict[str, object]] = []
+    log = Log()
+
+    async def main() -> None:
+        m = GatewayMembership(Api(), "http://w:1", None, Timing(1, 1, 1, 1), log, notes.append)  # type: ignore[arg-type]
+        m.on_ready()
+        while notes[-1]["state"] != "failed":
+            await asyncio.sleep(0)
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+    assert "UnicodeEncodeError" in str(notes[-1]["message"]) and log.lines
+    assert "t\u00f6ken" not in str(notes[-1]) + "".join(log.lines)
