@@ -116,7 +116,9 @@ def classify(exc: BaseException, repo: str, token_set: bool) -> HubProblem:
     if isinstance(exc, LocalEntryNotFoundError) or _is_network(exc):
         return HubProblem("network", f"{repo}: cannot reach the hub ({_cause(exc)})")
     if isinstance(exc, OSError):
-        return HubProblem("error", f"{repo}: {exc.strerror or exc}")
+        # e.g. huggingface_hub's "Consistency check failed: ...\nThis is usually due to ...":
+        # one line (file_download.py http_get, 2.4.0).
+        return HubProblem("error", f"{repo}: {_clip(str(exc.strerror or exc))}")
     return HubProblem("error", f"{repo}: {type(exc).__name__}: {_clip(str(exc))}")
 
 

@@ -14,6 +14,8 @@ when provisioning ends first (`gate`). `provision` runs the same steps in the fo
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -92,6 +94,11 @@ class _Status:
         return result
 
 
+def served_model(settings: Settings) -> tuple[str | None, str | None]:
+    """The model and revision the server would get if it started now (the plan)."""
+    return _model_and_revision(settings)
+
+
 def _model_and_revision(settings: Settings) -> tuple[str | None, str | None]:
     """The model and revision the server will get: SGLANG_MODEL when no user argument can
     name others, else the plan's (which reads --model-path and --revision as SGLang does)."""
@@ -146,7 +153,14 @@ def _fetch(
     chosen = set(select.choose(f.path for f in listing.files))
     files = [(f.path, f.size, f.etag) for f in listing.files if f.path in chosen]
     total = sum(size for _, size, _ in files)
-    have = progress.bytes_on_disk(cache, model, files)
+    removed, removed_bytes = progress.remove_orphan_partials(cache, model)
+    if removed:
+        log.info(
+            f"removed {removed} partial file{'s' if removed != 1 else ''} "
+            f"({fmt_bytes(removed_bytes)}) left by an interrupted earlier download of {model}: "
+            "huggingface_hub cannot resume them"
+        )
+    have = progress.reusable_bytes(cache, model, files)
     problem_line = preflight.disk_problem(
         model, total - have, total, preflight.free_bytes(cache), cache
     )
@@ -345,7 +359,42 @@ def run_foreground(settings: Settings) -> tuple[str, str] | None:
     return ("ok" if result.state == "done" else result.state), result.detail
 
 
+class Stopped(BaseException):
+    """SIGTERM: the launcher stops (a container stop, a new plan for another model)."""
+
+
+def _on_sigterm(signum: int, _frame: object) -> None:
+    raise Stopped
+
+
+def _stopped(settings: Settings) -> int:
+    """After SIGTERM: remove this process's partial files (they could never be reused) and
+    say so in prefetch.json; the download thread dies with the process."""
+    path = progress.status_path(settings.run_dir)
+    doc = progress.read_status(path) or {}
+    repo = doc.get("repo")
+    removed = 0
+    if isinstance(repo, str):
+        for partial in progress.own_partials(settings.hub_cache, repo):
+            with contextlib.suppress(OSError):
+                partial.unlink()
+                removed += 1
+    detail = "stopped by the launcher" + (
+        f" (removed {removed} partial file{'s' if removed != 1 else ''})" if removed else ""
+    )
+    with contextlib.suppress(OSError):
+        progress.write_status(
+            path,
+            {**doc, "state": "stopped", "detail": detail, "finished_at": time.time()},
+            settings_secrets(settings),
+        )
+    log.info(f"download {detail}")
+    return 128 + signal.SIGTERM
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    settings = None
     try:
         settings = load_settings()
         configure_for(settings)
@@ -353,6 +402,13 @@ def main() -> int:
     except LauncherError as exc:
         log.error(f"download not started: {exc}")
         return 1
+    except Stopped:
+        if settings is None:
+            return 128 + signal.SIGTERM
+        code = _stopped(settings)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # not sys.exit: the download thread must not finish a file now
     return 1 if result.state == "failed" else 0
 
 

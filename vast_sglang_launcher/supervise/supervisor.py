@@ -19,7 +19,7 @@ from typing import BinaryIO
 import psutil
 
 from .. import markers
-from ..coldstart.gate import wait_for_weights
+from ..coldstart.gate import stop_download, wait_for_weights
 from ..coldstart.phases import PhaseTracker
 from ..errors import EX_CONFIG, LauncherError
 from ..logs import get_logger
@@ -113,6 +113,7 @@ class Supervisor:
             )
             return await self._main()
         finally:
+            await stop_download(self.settings, self.log)  # every stop: no orphan partials
             if self.membership is not None:
                 await self.membership.close()
             await client.aclose()
