@@ -7,8 +7,8 @@ checks made from the repo's file list before anything is downloaded (`preflight`
 and compile caches kept on the workspace (`caches`), the server's load phases read from its
 log (`phases`) with the stall watchdog, and the server's wait for the download (`gate`).
 
-May import: the shared top level (settings, errors, files, logs, markers, redact, values) and, from the plan,
-only `prepare.prepare_plan` and the `build.LaunchPlan` it returns.
+May import: the shared top level (settings, errors, files, logs, markers, redact, values)
+and, from the plan, only `prepare.prepare_plan` and the `build.LaunchPlan` it returns.
 
 Other capabilities use it through one documented function each:
 
