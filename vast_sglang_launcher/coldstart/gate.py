@@ -77,7 +77,7 @@ async def wait_for_weights(
                 other = await loop.run_in_executor(None, _served_instead, settings, doc)
                 if other is not None:
                     log.warning(other)
-                    await stop_download(settings, log)
+                    await stop_download(settings, log, settings.stop_timeout)
                     return Verdict(
                         True, "", {"state": "stopped", "repo": doc.get("repo"), "detail": other}
                     )

@@ -20,6 +20,8 @@ from ..values import looks_local, repo_id_problem
 
 T = TypeVar("T")
 
+DOWNLOAD_CHUNK = 64 * 1024
+"""Bytes the hub client reads before it writes them to the partial file (this process)."""
 _NETWORK_NAMES = ("Connect", "Timeout", "Network", "RemoteProtocol", "ReadError", "Proxy")
 
 
@@ -289,10 +291,15 @@ def download(
     cache layout and hf-xet's fast path when installed). HubProblem on failure."""
     import glob
 
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.utils.tqdm import disable_progress_bars
 
     disable_progress_bars()  # the launcher reports progress itself, every 10 s at most
+    # huggingface_hub 2.4.0 file_download.py http_get writes what
+    # `response.iter_bytes(chunk_size=constants.DOWNLOAD_CHUNK_SIZE)` yields, 10 MiB by
+    # default (constants.py), read at each call: bytes then reach the disk, where the
+    # progress and the stall watchdog count them, in 10 MiB steps. Small steps instead.
+    constants.DOWNLOAD_CHUNK_SIZE = DOWNLOAD_CHUNK
     try:
         folder = snapshot_download(
             listing.repo,

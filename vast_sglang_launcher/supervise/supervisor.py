@@ -113,7 +113,8 @@ class Supervisor:
             )
             return await self._main()
         finally:
-            await stop_download(self.settings, self.log)  # every stop: no orphan partials
+            # Every stop: no orphan partials (the download runs only while no server does).
+            await stop_download(self.settings, self.log, self.settings.stop_timeout)
             if self.membership is not None:
                 await self.membership.close()
             await client.aclose()
