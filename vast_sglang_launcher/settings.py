@@ -22,6 +22,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -258,10 +259,12 @@ class Settings(BaseSettings):
     """Hugging Face hub address."""
 
     hf_home: SafePath | None = Field(None, validation_alias="HF_HOME")
-    """Hugging Face home; default `$WORKSPACE/.cache/huggingface`."""
+    """Hugging Face home; default `$WORKSPACE/.cache/huggingface`. A relative path is read
+    against `WORKSPACE`, once, for the prefetch and the server alike."""
 
     hf_hub_cache: SafePath | None = Field(None, validation_alias="HF_HUB_CACHE")
-    """Hugging Face model cache; default `$HF_HOME/hub`."""
+    """Hugging Face model cache; default `$HF_HOME/hub`. A relative path is read against
+    `WORKSPACE`."""
 
     hf_hub_offline: Bool = Field(False, validation_alias="HF_HUB_OFFLINE")
     """Never contact the hub: no weight prefetch, and config.json only from a local dir or the
@@ -517,6 +520,16 @@ class Settings(BaseSettings):
     def _auth_exclude_ports(cls, value: str) -> str:
         parse_ports(value)
         return value
+
+    @model_validator(mode="after")
+    def _hub_dirs_absolute(self) -> Settings:
+        # A relative HF_HOME / HF_HUB_CACHE is read once, against WORKSPACE (the server's
+        # working directory), so that the prefetch, `plan` and the server use one cache.
+        for name in ("hf_home", "hf_hub_cache"):
+            value = getattr(self, name)
+            if value is not None and not value.is_absolute():
+                object.__setattr__(self, name, self.workspace / value)
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -7,6 +7,7 @@ the bytes on disk. The real huggingface_hub client against the loopback hub."""
 from __future__ import annotations
 
 import fcntl
+import json
 import hashlib
 import os
 import subprocess
@@ -145,3 +146,15 @@ def test_a_download_of_a_model_the_server_will_not_serve_is_stopped(
     hub.flowing.set()
     launcher.terminate()
     assert rig.wait_exit(launcher) == 0
+
+
+def test_a_relative_hf_home_is_one_cache_for_the_prefetch_and_the_server(
+    rig: LauncherRig, hub: FakeHub
+) -> None:
+    env = hub_env(rig, hub, HF_HOME="rel/hf")
+    done = rig.cli("provision", **env)  # run from rig.tmp, not from the workspace
+    assert done.returncode == 0, done.stdout + done.stderr
+    cache = rig.workspace / "rel" / "hf" / "hub" / "models--org--tiny"
+    assert (cache / "blobs").is_dir() and not (rig.tmp / "rel").exists()
+    got = rig.cli("plan", "--json", **env)
+    assert json.loads(got.stdout)["env"]["HF_HOME"] == str(rig.workspace / "rel" / "hf")

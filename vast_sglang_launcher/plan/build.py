@@ -177,6 +177,7 @@ def build_plan(
     env = dict(base_env)
     env.update(SGLANG_MODEL=model, MODEL_NAME=model, HOME=str(settings.workspace))
     env.update(cache_env(settings.workspace, env))  # JIT caches on the volume (coldstart)
+    env.update(_hub_dirs(settings, env))
     return LaunchPlan(
         head + user.tokens + b.additions,
         env,
@@ -191,6 +192,20 @@ def build_plan(
         **about,
         node_rank=node_rank,
     )
+
+
+CHANGED_ENV = ("HF_HOME", "HF_HUB_CACHE")
+"""Variables of the server's environment that `plan --json` shows when the launcher set them."""
+
+
+def _hub_dirs(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    """HF_HOME / HF_HUB_CACHE as the settings read them (a relative one made absolute
+    against WORKSPACE), so that the server uses the cache the prefetch filled."""
+    found = {}
+    for var, value in (("HF_HOME", settings.hf_home), ("HF_HUB_CACHE", settings.hf_hub_cache)):
+        if value is not None and env.get(var) is not None:
+            found[var] = str(value)
+    return found
 
 
 def _unique(lines: list[str]) -> list[str]:

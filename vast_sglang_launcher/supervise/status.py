@@ -148,6 +148,14 @@ class StatusFile:
         except OSError as exc:
             self.error = f"cannot write {self.path}: {exc.strerror or exc}"
 
+    def restore(self) -> bool:
+        """Write the file again when it is gone (deleted by hand or by a cleaner: the
+        HEALTHCHECK reads it); True when it was missing."""
+        if os.path.lexists(self.path):
+            return False
+        self.write()
+        return True
+
     @property
     def state(self) -> str | None:
         value = self.data.get("state")
