@@ -7,8 +7,8 @@ the bytes on disk. The real huggingface_hub client against the loopback hub."""
 from __future__ import annotations
 
 import fcntl
-import json
 import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -158,3 +158,26 @@ def test_a_relative_hf_home_is_one_cache_for_the_prefetch_and_the_server(
     assert (cache / "blobs").is_dir() and not (rig.tmp / "rel").exists()
     got = rig.cli("plan", "--json", **env)
     assert json.loads(got.stdout)["env"]["HF_HOME"] == str(rig.workspace / "rel" / "hf")
+
+
+def test_a_busy_hub_listing_is_tried_again_with_backoff(rig: LauncherRig, hub: FakeHub) -> None:
+    hub.busy = [429, 500]
+    done = rig.cli("provision", **hub_env(rig, hub))
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = done.stdout + done.stderr
+    assert "org/tiny: the hub answered HTTP 429 listing the files; trying again in 0.5 s" in log
+    assert "org/tiny: the hub answered HTTP 500 listing the files; trying again in 1 s" in log
+    assert prefetch_status(rig)["state"] == "done"
+
+
+def test_a_consistency_check_failure_is_one_line() -> None:
+    from vast_sglang_launcher.coldstart.hub import classify
+
+    # huggingface_hub 2.4.0 file_download.py http_get raises this text (two lines).
+    exc = OSError(
+        "Consistency check failed: file should be of size 10 but has size 4 (model.bin).\n"
+        "This is usually due to network issues while downloading the file. Please retry "
+        "with `force_download=True`."
+    )
+    line = classify(exc, "org/x", False).line
+    assert "\n" not in line and line.startswith("org/x: Consistency check failed")

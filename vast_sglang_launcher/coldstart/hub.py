@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,15 +268,38 @@ def _read(path: Path, source: str) -> tuple[dict[str, Any] | None, str, str | No
 # --- the file list and the download --------------------------------------------------------
 
 
-def list_files(repo: str, revision: str | None, hub: HubAccess) -> RepoListing:
-    """The repo's files with their sizes at `revision` (HubProblem on failure)."""
+LIST_RETRY_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0)
+"""Seconds before each new try of the file listing after a 429 or a 5xx answer."""
+
+
+def list_files(
+    repo: str,
+    revision: str | None,
+    hub: HubAccess,
+    warn: Callable[[str], None] = lambda line: None,
+    waits: tuple[float, ...] = LIST_RETRY_WAITS,
+) -> RepoListing:
+    """The repo's files with their sizes at `revision` (HubProblem on failure). A 429 (rate
+    limit) or 5xx answer is tried again after each of `waits` (`warn` says so):
+    huggingface_hub 2.4.0 hf_api.py `model_info` sends one GET and raises on its status
+    (`hf_raise_for_status`), with no retry of its own."""
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=hub.endpoint, token=hub.token or None)
-    try:
-        info = api.model_info(repo, revision=revision, files_metadata=True, timeout=hub.timeout)
-    except Exception as exc:
-        raise classify(exc, repo, hub.token is not None) from None
+    left = list(waits)
+    while True:
+        try:
+            info = api.model_info(repo, revision=revision, files_metadata=True, timeout=hub.timeout)
+            break
+        except Exception as exc:
+            problem = classify(exc, repo, hub.token is not None)
+            status = _status(exc)
+            if left and status is not None and (status == 429 or status >= 500):
+                wait = left.pop(0)
+                warn(f"{problem.line} listing the files; trying again in {wait:g} s")
+                time.sleep(wait)
+                continue
+            raise problem from None
     files = []
     for s in info.siblings or []:
         etag = s.lfs.sha256 if s.lfs is not None else s.blob_id

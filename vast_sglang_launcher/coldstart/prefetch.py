@@ -147,7 +147,7 @@ def _fetch(
     access = _access(settings)
     status.set(state="listing")
     try:
-        listing = hubmod.list_files(model, revision, access)
+        listing = hubmod.list_files(model, revision, access, log.warning)
     except hubmod.HubProblem as exc:
         return _failed(status, exc)
     chosen = set(select.choose(f.path for f in listing.files))
