@@ -950,3 +950,58 @@ def test_a_token_full_of_placeholders_is_compared_literally(start_edge: StartEdg
     link = edge.url("/v1/models?token=" + quote(token, safe=""))
     assert client.get(link).status_code == 200
     assert client.get(edge.url("/"), auth=("vastai", token)).status_code == 200
+
+
+# --- worker mode: the gateway's /health probe, and nothing else (issue 19 item 5) ------------
+
+
+def _raw_get(port: int, target: str) -> int:
+    """Status of `GET target` sent byte for byte (httpx would normalise the path)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while b"\r\n" not in data:
+            got = sock.recv(4096)
+            if not got:
+                break
+            data += got
+    return int(data.split(b" ", 2)[1])
+
+
+BYPASSES = [
+    "/v1/models/../../health",
+    "/v1/models%2F..%2F..%2Fhealth",
+    "/v1/models/%2e%2e/%2e%2e/health",
+    "/HEALTH",
+    "/Health",
+    "//health",
+    "/health/",
+    "/./health",
+    "/health%2f",
+    "/health?token=" + "x",
+    "/health?x=1",
+    "/%68ealth",
+]
+
+
+def test_worker_mode_lets_only_the_exact_health_probe_through(
+    start_edge: StartEdge, upstream: Upstream
+) -> None:
+    edge = start_edge(
+        OPEN_BUTTON_TOKEN="probe-token-1234",
+        LAUNCHER_GATEWAY_URL="http://127.0.0.1:9",
+        LAUNCHER_WORKER_URL="http://127.0.0.1:8",
+    )
+    assert _raw_get(edge.port, "/health") == 200
+    assert upstream.requests[-1]["path"] == "/health"  # forwarded as matched
+    seen = len(upstream.requests)
+    for target in BYPASSES:
+        assert _raw_get(edge.port, target) == 401, target
+    assert len(upstream.requests) == seen  # none of them reached SGLang
+    # with the token, a token parameter is stripped on every route, /health's included
+    c = edge.client()
+    got = c.get(edge.url("/health?token=probe-token-1234"))
+    assert got.status_code == 200 and upstream.requests[-1]["path"] == "/health"
+    assert "probe-token-1234" not in json.dumps(upstream.requests)
