@@ -28,6 +28,7 @@ from typing import Any
 import psutil
 
 from ..errors import LauncherError
+from ..host_limits import read_host_limits, thread_caps
 from ..logs import configure_for, get_logger
 from ..redact import settings_secrets
 from ..settings import Settings, load_settings
@@ -308,7 +309,12 @@ def start_background(settings: Settings, env: Mapping[str, str]) -> tuple[str, s
             return "failed", f"cannot write {path}: {exc.strerror or exc}"
         return "ok", detail
     child_env = dict(env)
-    child_env.setdefault("HF_XET_HIGH_PERFORMANCE", "1")  # hf-xet's fast path, when used
+    caps = thread_caps(read_host_limits(), env)
+    child_env.update(caps.env)
+    if caps.capped:  # a small pids budget: no high-performance mode (more threads)
+        log.info(f"the download's thread pools: {caps.why}")
+    else:
+        child_env.setdefault("HF_XET_HIGH_PERFORMANCE", "1")  # hf-xet's fast path, when used
     child_env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         child = subprocess.Popen(

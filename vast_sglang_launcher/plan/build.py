@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..coldstart.caches import cache_env
+from ..host_limits import POOL_VARIABLES, ThreadCaps
 from ..settings import Settings
 from .gpus import GpuInventory
 from .known_options import (
@@ -138,8 +139,10 @@ def build_plan(
     base_env: dict[str, str],
     notes: tuple[str, ...] = (),
     table_why: str = "",
+    threads: ThreadCaps | None = None,
 ) -> LaunchPlan:
-    """Decide the server's argv and environment. Pure: no I/O, no environment reads."""
+    """Decide the server's argv and environment. Pure: no I/O, no environment reads.
+    `threads`: the thread pool caps for the host's limits (host_limits.thread_caps)."""
     command = shlex.split(settings.sglang_command)
     user_opts = read_user_options(
         table, *server_words(command, table.version, user.tokens, user.sources)
@@ -178,6 +181,10 @@ def build_plan(
     env.update(SGLANG_MODEL=model, MODEL_NAME=model, HOME=str(settings.workspace))
     env.update(cache_env(settings.workspace, env))  # JIT caches on the volume (coldstart)
     env.update(_hub_dirs(settings, env))
+    if threads is not None and threads.capped:
+        env.update(threads.env)
+        shown = " ".join(f"{k}={v}" for k, v in threads.env.items()) or "yours"
+        b.decide("thread pools", shown, "host limits", threads.why)
     return LaunchPlan(
         head + user.tokens + b.additions,
         env,
@@ -194,7 +201,7 @@ def build_plan(
     )
 
 
-CHANGED_ENV = ("HF_HOME", "HF_HUB_CACHE")
+CHANGED_ENV = ("HF_HOME", "HF_HUB_CACHE", *POOL_VARIABLES)
 """Variables of the server's environment that `plan --json` shows when the launcher set them."""
 
 

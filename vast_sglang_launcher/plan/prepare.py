@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from ..coldstart.preflight import plan_warnings, shm_bytes
 from ..errors import ConfigError
+from ..host_limits import read_host_limits, thread_caps
 from ..settings import Settings
 from ..values import check_model
 from .build import LaunchPlan, build_plan
@@ -72,7 +73,10 @@ def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -
             notes.append(warning)
     notes += user_opts.problems  # e.g. a table without --revision; build_plan drops repeats
     table = choice.table
-    plan = build_plan(settings, user, gpus, info, table, base_env, tuple(notes), choice.why)
+    threads = thread_caps(read_host_limits(), base_env) if model else None
+    plan = build_plan(
+        settings, user, gpus, info, table, base_env, tuple(notes), choice.why, threads
+    )
     if not model or not plan.argv:
         return plan
     rev = revision.value if revision else None
