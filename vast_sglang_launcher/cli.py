@@ -167,13 +167,14 @@ _COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         "print every setting's current value, or the settings reference",
         "Print every setting as VARIABLE=value with the value it has now: from the "
         "environment, else its default (booleans as true/false, secrets masked, unset "
-        "values empty). --markdown prints the settings reference instead (docs/settings.md: "
-        "every variable, its default and its meaning).",
+        "values empty); a bad value is shown as given and marked `# not valid: REASON`. "
+        "--markdown prints the settings reference instead (docs/settings.md: every "
+        "variable, its default and its meaning).",
         "all of them",
         [
             ("0", "printed, or FILE updated"),
             ("1", "--update FILE: FILE exists and is not a settings reference"),
-            _CONFIG,
+            ("78", "printed, and at least one value is not valid (marked in the output)"),
             _USAGE,
         ],
     ),

@@ -31,7 +31,9 @@ the settings class (`vast-sglang-launcher settings --markdown`; after changing a
   `NVIDIA_VISIBLE_DEVICES` (empty hides every GPU).
 - Where two names are given, the first wins when both are set.
 - Booleans accept `true`/`false`, `1`/`0`, `yes`/`no` in any case.
-- `vast-sglang-launcher settings` prints the value each setting has now.
+- `vast-sglang-launcher settings` prints the value each setting has now, every secret masked;
+  a bad value is shown as given, marked `# not valid: ...` with the reason, and the command
+  exits 78 after printing them all.
 """
 
 
