@@ -244,3 +244,35 @@ def test_an_unexpected_registration_error_is_visible_in_status() -> None:
     asyncio.run(asyncio.wait_for(main(), 30))
     assert "UnicodeEncodeError" in str(notes[-1]["message"]) and log.lines
     assert "t\u00f6ken" not in str(notes[-1]) + "".join(log.lines)
+
+
+def test_run_writes_no_secret_anywhere(tmp_path: Path) -> None:
+    """`run` with a known secret in every setting that can hold one, the gateway unreachable
+    (its retry lines name the URL): no output and no file the launcher writes holds it."""
+    from conftest import LauncherRig
+
+    rig = LauncherRig(tmp_path)
+    try:
+        env = dict(SECRET_SETTINGS)
+        launcher = rig.start(**env)
+        rig.wait_state("ready")
+        rig.wait_for(
+            lambda: ((rig.status() or {}).get("gateway") or {}).get("state") == "retrying",
+            "the gateway's retry state",
+        )
+        shown = [rig.cli("status", **env), rig.cli("status", "--json", **env)]
+        launcher.terminate()
+        assert rig.wait_exit(launcher) == 0
+    finally:
+        rig.cleanup()
+    texts = [rig.stdout(), rig.stderr(), *(c.stdout + c.stderr for c in shown)]
+    assert "gateway registration failed" in rig.stderr()  # the retry lines were written
+    for text in texts:
+        assert SECRET not in text
+    for path in tmp_path.rglob("*"):
+        if not path.is_file() or rig.state_dir in path.parents:
+            continue  # the stand-in's own records of what it was given
+        if path.name == "server.json":  # the real command line, for a later clean-up
+            assert path.stat().st_mode & 0o777 == 0o600
+            continue
+        assert SECRET not in path.read_text(errors="replace"), path
