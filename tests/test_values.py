@@ -90,7 +90,7 @@ BAD = [
 
 
 CASES = [("plan", *bad) for bad in BAD] + [
-    (command, *BAD[i]) for command in ("run", "gateway", "provision", "edge") for i in (1, 6, 9)
+    (command, *BAD[i]) for command in ("run", "gateway", "provision", "edge") for i in (1, 6, 9, 13)
 ]
 
 
