@@ -137,6 +137,25 @@ def test_a_local_directory_is_kept_and_never_called_a_repo(tmp_path: Path) -> No
     assert load_settings({"SGLANG_MODEL": "./models/x"}).model == "./models/x"
 
 
+def test_the_edge_token_may_hold_spaces_but_not_when_it_goes_to_the_gateway() -> None:
+    assert load_settings({"OPEN_BUTTON_TOKEN": 'sk "q" {x} \u20ac'}).open_button_token
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            {
+                "OPEN_BUTTON_TOKEN": "t\u00f6ken-abcdefgh",
+                "LAUNCHER_GATEWAY_URL": "http://127.0.0.1:9",
+            }
+        )
+    line = str(info.value)
+    assert line.startswith("OPEN_BUTTON_TOKEN holds a character that is not ASCII")
+    assert "t\u00f6ken" not in line and "\n" not in line
+    got = _cli(
+        "settings", OPEN_BUTTON_TOKEN="t\u00f6ken-abcdefgh", LAUNCHER_GATEWAY_URL="http://h:1"
+    )
+    assert got.returncode == 78
+    assert "OPEN_BUTTON_TOKEN=***  # not valid: OPEN_BUTTON_TOKEN holds" in got.stdout
+
+
 def test_errors_never_hold_a_token() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({"HF_TOKEN": "hf_secretvalue\r\n", "OPEN_BUTTON_TOKEN": "tok secret"})

@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
-from .values import check_model, check_password, check_token, check_url, check_urls
+from .values import check_header_token, check_model, check_secret, check_url, check_urls
 
 # Variables whose empty value means something (an empty CUDA_VISIBLE_DEVICES hides every GPU);
 # any other variable set to an empty string counts as unset.
@@ -151,9 +151,11 @@ ModelName = Annotated[
 ]
 Url = Annotated[str, AfterValidator(_one_line), AfterValidator(check_url)]
 Urls = Annotated[str, AfterValidator(_one_line), AfterValidator(check_urls)]
-Token = Annotated[SecretStr, BeforeValidator(lambda v: check_token(v) if isinstance(v, str) else v)]
-Password = Annotated[
-    SecretStr, BeforeValidator(lambda v: check_password(v) if isinstance(v, str) else v)
+HeaderToken = Annotated[
+    SecretStr, BeforeValidator(lambda v: check_header_token(v) if isinstance(v, str) else v)
+]
+Secret = Annotated[
+    SecretStr, BeforeValidator(lambda v: check_secret(v) if isinstance(v, str) else v)
 ]
 
 
@@ -248,7 +250,7 @@ class Settings(BaseSettings):
     slurm_job_nodelist: Line | None = Field(None, validation_alias="SLURM_JOB_NODELIST")
     """Set by SLURM: the job's hosts, compressed (`node[01-04],gpu7`); the first is the head."""
 
-    hf_token: Token | None = Field(
+    hf_token: HeaderToken | None = Field(
         None, validation_alias=AliasChoices("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
     )
     """Hugging Face token for gated models (also used by the weight prefetch and to read the
@@ -411,14 +413,14 @@ class Settings(BaseSettings):
     """supervisord configuration that `entrypoint` starts."""
 
     # --- the auth edge (edge) -------------------------------------------------------------
-    open_button_token: Token | None = Field(None, validation_alias="OPEN_BUTTON_TOKEN")
+    open_button_token: Secret | None = Field(None, validation_alias="OPEN_BUTTON_TOKEN")
     """Token accepted as `Authorization: Bearer`, as a `?token=` link, and as the default
     Basic password."""
 
     web_username: Line = Field("vastai", validation_alias="WEB_USERNAME")
     """User name for HTTP Basic authentication."""
 
-    web_password: Password | None = Field(None, validation_alias="WEB_PASSWORD")
+    web_password: Secret | None = Field(None, validation_alias="WEB_PASSWORD")
     """Password for HTTP Basic authentication; default `OPEN_BUTTON_TOKEN`."""
 
     enable_auth: Bool = Field(True, validation_alias="ENABLE_AUTH")
@@ -458,7 +460,7 @@ class Settings(BaseSettings):
     gateway instance's published port): the launcher registers the server there once it is
     ready and deregisters it before every stop or restart. Unset: no gateway."""
 
-    gateway_token: Token | None = Field(None, validation_alias="LAUNCHER_GATEWAY_TOKEN")
+    gateway_token: HeaderToken | None = Field(None, validation_alias="LAUNCHER_GATEWAY_TOKEN")
     """Bearer token sent to the gateway (the gateway instance's `OPEN_BUTTON_TOKEN` when it runs
     behind its auth edge); default this instance's `OPEN_BUTTON_TOKEN`."""
 
@@ -520,6 +522,24 @@ class Settings(BaseSettings):
     def _auth_exclude_ports(cls, value: str) -> str:
         parse_ports(value)
         return value
+
+    @model_validator(mode="after")
+    def _gateway_token_ascii(self) -> Settings:
+        # OPEN_BUTTON_TOKEN is the gateway's Bearer token when LAUNCHER_GATEWAY_TOKEN is unset:
+        # then it goes into an HTTP header, which carries ASCII only.
+        token = self.open_button_token
+        if (
+            self.gateway_url
+            and self.gateway_token is None
+            and token is not None
+            and not token.get_secret_value().isascii()
+        ):
+            raise ValueError(
+                "OPEN_BUTTON_TOKEN holds a character that is not ASCII and is the token sent "
+                "to LAUNCHER_GATEWAY_URL; set LAUNCHER_GATEWAY_TOKEN (ASCII) or an ASCII "
+                "OPEN_BUTTON_TOKEN"
+            )
+        return self
 
     @model_validator(mode="after")
     def _hub_dirs_absolute(self) -> Settings:
@@ -594,13 +614,13 @@ def inspect_settings(environ: Mapping[str, str]) -> tuple[Settings, dict[str, st
             return Settings.model_validate({k: v for k, v in data.items() if k not in bad}), bad
         except ValidationError as exc:
             for err in exc.errors():
-                var = str(err["loc"][0]) if err["loc"] else "?"
+                var = _error_var(err)
                 msg = str(err["msg"]).removeprefix("Value error, ")
                 bad.setdefault(
                     var,
                     f"expected one of {BOOL_VOCABULARY}" if err["type"].startswith("bool") else msg,
                 )
-            if all(str(e["loc"][0]) not in data for e in exc.errors() if e["loc"]):
+            if all(_error_var(e) not in data for e in exc.errors()):
                 break  # a problem no single variable causes: leave it to load_settings
     return Settings.model_validate({}), bad
 
@@ -674,6 +694,15 @@ def secret_names() -> frozenset[str]:
     return frozenset(names)
 
 
+def _error_var(err: Any) -> str:
+    """The variable an error is about: its location, or (a check across settings) the
+    variable its message starts with."""
+    if err["loc"]:
+        return str(err["loc"][0])
+    first = str(err["msg"]).removeprefix("Value error, ").split(" ", 1)[0]
+    return first if re.fullmatch(r"[A-Z][A-Z0-9_]+", first) else "?"
+
+
 def shown_value(value: str, limit: int = 60) -> str:
     """`value` for an error line: quoted, escaped (no raw newline) and shortened."""
     if len(value) <= limit:
@@ -685,9 +714,12 @@ def _explain(exc: ValidationError, env: Mapping[str, str]) -> str:
     secret = secret_names()
     lines = []
     for err in exc.errors():
-        var = str(err["loc"][0]) if err["loc"] else "?"
-        value = "'***'" if var in secret else shown_value(env.get(var, ""))
+        var = _error_var(err)
         msg = str(err["msg"]).removeprefix("Value error, ")
+        if not err["loc"]:  # a check across settings: its message names them
+            lines.append(f"{msg}; fix or unset {var}")
+            continue
+        value = "'***'" if var in secret else shown_value(env.get(var, ""))
         if err["type"].startswith("bool"):
             msg = f"expected one of {BOOL_VOCABULARY}"
         lines.append(f"{var}={value} is not valid: {msg}; fix or unset {var}")

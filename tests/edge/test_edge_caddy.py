@@ -704,10 +704,20 @@ def test_hostile_values_adapt_to_exactly_the_expected_servers_and_routes(
         if where != "name":
             parts[field] = parts[field].replace(":", "")
         env["PORTAL_CONFIG"] = ":".join(parts) + "|localhost:28100:28101:/:Other"
-    elif where == "token":
-        env["OPEN_BUTTON_TOKEN"] = "t" + text
-    elif where == "password":
-        env["WEB_PASSWORD"] = "p" + text
+    elif where in ("token", "password"):
+        var = "OPEN_BUTTON_TOKEN" if where == "token" else "WEB_PASSWORD"
+        env[var] = where[0] + text
+        if "\n" in text:  # a line break in a secret is refused (issue 19 item 1)
+            refused = subprocess.run(
+                [sys.executable, "-m", "vast_sglang_launcher", "edge", "--print"],
+                env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": REPO, **env},
+                capture_output=True,
+                text=True,
+            )
+            assert refused.returncode == 78 and refused.stdout == ""
+            assert refused.stderr.startswith(f"vast-sglang-launcher: {var}='***'")
+            assert refused.stderr.count("\n") == 1
+            return
     elif where == "username":
         env["WEB_USERNAME"] = "u" + text.replace(":", "")  # ':' is refused, tested elsewhere
         if "\n" in text:  # one line only: refused before anything is written
