@@ -94,6 +94,9 @@ class FakeHub:
     """Cleared: file bodies wait (after their headers) until it is set again."""
     moved: dict[str, str] = field(default_factory=dict)
     """Renamed repos: old name -> new name (file requests get a relative 307)."""
+    busy: list[int] = field(default_factory=list)
+    """Statuses (429, 500, 503) the next model-info requests answer, one each, as the hub does
+    under load (an error body, like every error of `_error`)."""
 
     def __post_init__(self) -> None:
         hub = self
@@ -146,6 +149,10 @@ class FakeHub:
         query = urlsplit(h.path).query
         m = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?", path)
         if m:
+            with self._lock:
+                busy = self.busy.pop(0) if self.busy else None
+            if busy is not None:
+                return self._error(h, method, busy, "", "Too many requests or server busy")
             return self._info(h, method, m.group(1), m.group(2) or "main", "blobs=" in query)
         m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(/.*)?", path)
         if m:

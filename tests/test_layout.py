@@ -16,7 +16,11 @@ ENTRY_POINTS = {"cli", "__main__", "option_table"}
 ALLOWED = {
     ("supervise", "plan"): {"prepare.prepare_plan", "build.LaunchPlan"},
     ("supervise", "scaleout"): {"join.gateway_membership"},
-    ("supervise", "coldstart"): {"gate.wait_for_weights", "phases.PhaseTracker"},
+    ("supervise", "coldstart"): {
+        "gate.wait_for_weights",
+        "gate.stop_download",
+        "phases.PhaseTracker",
+    },
     ("boot", "edge"): {"command.service_environment"},
     ("boot", "coldstart"): {"prefetch.run_foreground", "prefetch.start_background"},
     ("plan", "coldstart"): {

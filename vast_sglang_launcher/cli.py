@@ -204,13 +204,14 @@ _COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         "print every setting's current value, or the settings reference",
         "Print every setting as VARIABLE=value with the value it has now: from the "
         "environment, else its default (booleans as true/false, secrets masked, unset "
-        "values empty). --markdown prints the settings reference instead (docs/settings.md: "
-        "every variable, its default and its meaning).",
+        "values empty); a bad value is shown as given and marked `# not valid: REASON`. "
+        "--markdown prints the settings reference instead (docs/settings.md: every "
+        "variable, its default and its meaning).",
         "all of them",
         [
             ("0", "printed, or FILE updated"),
             ("1", "--update FILE: FILE exists and is not a settings reference"),
-            _CONFIG,
+            ("78", "printed, and at least one value is not valid (marked in the output)"),
             _USAGE,
         ],
     ),
@@ -362,11 +363,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .supervise.status import command_status
 
         return command_status(args.json)
-    from .logs import configure
+    if args.command == "settings" and not (args.markdown or args.update):
+        from .settings_doc import print_settings
+
+        return print_settings(os.environ)  # every value, the bad ones marked (exit 78)
+    from .logs import configure_for
     from .settings import load_settings, require_writable_dirs
 
     settings = load_settings()
-    configure(settings.log_format, settings.log_level)
+    configure_for(settings)
     require_writable_dirs(settings, *_WRITES.get(args.command, ()))
     return _command(args.command)(settings, args)
 

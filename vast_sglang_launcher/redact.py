@@ -90,17 +90,76 @@ def url_secrets(url: str) -> list[str]:
     found = [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
     if "@" in parts.netloc:
         userinfo = parts.netloc.rsplit("@", 1)[0]
-        found += [userinfo, *userinfo.split(":", 1)]
+        # `user:password` masks the password (and the pair); a lone `token@` masks the token.
+        found += [userinfo, userinfo.split(":", 1)[1]] if ":" in userinfo else [userinfo]
     return found
 
 
+URL_SETTINGS = (
+    "hf_endpoint",
+    "hotfix_script",
+    "provisioning_script",
+    "gateway_url",
+    "worker_url",
+    "gateway_workers",
+)
+"""Settings that hold URLs (or lists of them): their userinfo and query values are secret."""
+ARGV_SETTINGS = ("sglang_args", "sglang_command", "gateway_args", "gateway_command")
+"""Settings split into an argv: the values of secret options in them are secret."""
+
+
 def settings_secrets(settings: Settings) -> list[str]:
-    """Values of the secret settings (HF_TOKEN, OPEN_BUTTON_TOKEN, WEB_PASSWORD)."""
-    return [
+    """Every secret a setting can hold, the one list every output is masked with: the secret
+    settings (HF_TOKEN, OPEN_BUTTON_TOKEN, WEB_PASSWORD, LAUNCHER_GATEWAY_TOKEN), the
+    userinfo and query values of every URL setting, and the values of secret options
+    (`--api-key X`) in SGLANG_ARGS and the other argv settings."""
+    found = [
         secret.get_secret_value()
-        for secret in (settings.hf_token, settings.open_button_token, settings.web_password)
+        for secret in (
+            settings.hf_token,
+            settings.open_button_token,
+            settings.web_password,
+            settings.gateway_token,
+        )
         if secret is not None
     ]
+    for name in URL_SETTINGS:
+        value = getattr(settings, name, None)
+        for url in str(value or "").replace(",", " ").split():
+            if "://" in url:
+                found += url_secrets(url)
+    for name in ARGV_SETTINGS:
+        found += argv_secrets(_split(str(getattr(settings, name, "") or "")))
+    return found
+
+
+def _split(text: str) -> list[str]:
+    """`text` split like a shell would; on unbalanced quotes, split on blanks (a masking
+    rule must not fail where the plan later refuses the value)."""
+    import shlex
+
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def mask_setting(name: str, value: str) -> str:
+    """The value of setting `name` (a field name) fit for an output: URLs with userinfo and
+    query values masked, argv settings with secret option values masked."""
+    if name in URL_SETTINGS:
+        import re
+
+        return re.sub(
+            r"[^\s,]+", lambda m: redact_url(m.group()) if "://" in m.group() else m.group(), value
+        )
+    if name in ARGV_SETTINGS:
+        import shlex
+
+        words = _split(value)
+        if argv_secrets(words):  # `--api-key=***` quotes to itself
+            return " ".join(w if w == MASK else shlex.quote(w) for w in mask_argv(words))
+    return value
 
 
 class Redactor:

@@ -22,10 +22,12 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
+from .values import check_header_token, check_model, check_secret, check_url, check_urls
 
 # Variables whose empty value means something (an empty CUDA_VISIBLE_DEVICES hides every GPU);
 # any other variable set to an empty string counts as unset.
@@ -106,7 +108,9 @@ def _check_path(value: Any) -> Any:
 
 def _url_or_path(value: str) -> str:
     _one_line(value)
-    if "://" not in value:
+    if value.strip().lower().startswith(("http://", "https://")):
+        check_url(value.strip())
+    elif "://" not in value:
         _check_path(value.strip())
     return value
 
@@ -142,6 +146,17 @@ Line = Annotated[str, AfterValidator(_one_line)]
 SafePath = Annotated[Path, BeforeValidator(_check_path)]
 Source = Annotated[str, AfterValidator(_url_or_path)]
 PathLike = Annotated[str, AfterValidator(_path_like)]
+ModelName = Annotated[
+    str, AfterValidator(_one_line), AfterValidator(_path_like), AfterValidator(check_model)
+]
+Url = Annotated[str, AfterValidator(_one_line), AfterValidator(check_url)]
+Urls = Annotated[str, AfterValidator(_one_line), AfterValidator(check_urls)]
+HeaderToken = Annotated[
+    SecretStr, BeforeValidator(lambda v: check_header_token(v) if isinstance(v, str) else v)
+]
+Secret = Annotated[
+    SecretStr, BeforeValidator(lambda v: check_secret(v) if isinstance(v, str) else v)
+]
 
 
 class Settings(BaseSettings):
@@ -155,11 +170,13 @@ class Settings(BaseSettings):
     )
 
     # --- what to serve (plan) -------------------------------------------------------------
-    model: PathLike | None = Field(
+    model: ModelName | None = Field(
         None, validation_alias=AliasChoices("SGLANG_MODEL", "MODEL_NAME")
     )
-    """Model to serve: a Hugging Face repo id or a local directory. `MODEL_NAME` is accepted
-    as a fallback; `SGLANG_MODEL` wins when both are set. Unset: the server is not started."""
+    """Model to serve: a Hugging Face repo id (`Org/Name`) or a local directory. A pasted hub
+    page URL (`https://huggingface.co/Org/Name`) is read as its repo id, with a note in the
+    plan; any other malformed id is refused. `MODEL_NAME` is accepted as a fallback;
+    `SGLANG_MODEL` wins when both are set. Unset: the server is not started."""
 
     sglang_args: str = Field("", validation_alias="SGLANG_ARGS")
     """Extra SGLang options, split like a shell would split them (never run by a shell)."""
@@ -233,20 +250,23 @@ class Settings(BaseSettings):
     slurm_job_nodelist: Line | None = Field(None, validation_alias="SLURM_JOB_NODELIST")
     """Set by SLURM: the job's hosts, compressed (`node[01-04],gpu7`); the first is the head."""
 
-    hf_token: SecretStr | None = Field(
+    hf_token: HeaderToken | None = Field(
         None, validation_alias=AliasChoices("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
     )
     """Hugging Face token for gated models (also used by the weight prefetch and to read the
-    model's config.json)."""
+    model's config.json). Like every token, printable ASCII: a value ending in a space or a
+    line break is refused (exit 78), never stripped silently."""
 
-    hf_endpoint: Line = Field("https://huggingface.co", validation_alias="HF_ENDPOINT")
+    hf_endpoint: Url = Field("https://huggingface.co", validation_alias="HF_ENDPOINT")
     """Hugging Face hub address."""
 
     hf_home: SafePath | None = Field(None, validation_alias="HF_HOME")
-    """Hugging Face home; default `$WORKSPACE/.cache/huggingface`."""
+    """Hugging Face home; default `$WORKSPACE/.cache/huggingface`. A relative path is read
+    against `WORKSPACE`, once, for the prefetch and the server alike."""
 
     hf_hub_cache: SafePath | None = Field(None, validation_alias="HF_HUB_CACHE")
-    """Hugging Face model cache; default `$HF_HOME/hub`."""
+    """Hugging Face model cache; default `$HF_HOME/hub`. A relative path is read against
+    `WORKSPACE`."""
 
     hf_hub_offline: Bool = Field(False, validation_alias="HF_HUB_OFFLINE")
     """Never contact the hub: no weight prefetch, and config.json only from a local dir or the
@@ -393,14 +413,14 @@ class Settings(BaseSettings):
     """supervisord configuration that `entrypoint` starts."""
 
     # --- the auth edge (edge) -------------------------------------------------------------
-    open_button_token: SecretStr | None = Field(None, validation_alias="OPEN_BUTTON_TOKEN")
+    open_button_token: Secret | None = Field(None, validation_alias="OPEN_BUTTON_TOKEN")
     """Token accepted as `Authorization: Bearer`, as a `?token=` link, and as the default
     Basic password."""
 
     web_username: Line = Field("vastai", validation_alias="WEB_USERNAME")
     """User name for HTTP Basic authentication."""
 
-    web_password: SecretStr | None = Field(None, validation_alias="WEB_PASSWORD")
+    web_password: Secret | None = Field(None, validation_alias="WEB_PASSWORD")
     """Password for HTTP Basic authentication; default `OPEN_BUTTON_TOKEN`."""
 
     enable_auth: Bool = Field(True, validation_alias="ENABLE_AUTH")
@@ -435,16 +455,16 @@ class Settings(BaseSettings):
     start (the portal waits for this file)."""
 
     # --- scale-out: a gateway in front of several instances (scaleout) --------------------
-    gateway_url: Line | None = Field(None, validation_alias="LAUNCHER_GATEWAY_URL")
+    gateway_url: Url | None = Field(None, validation_alias="LAUNCHER_GATEWAY_URL")
     """SGLang gateway (smg, or sglang-router) to join as a worker, e.g. `http://1.2.3.4:40510` (the
     gateway instance's published port): the launcher registers the server there once it is
     ready and deregisters it before every stop or restart. Unset: no gateway."""
 
-    gateway_token: SecretStr | None = Field(None, validation_alias="LAUNCHER_GATEWAY_TOKEN")
+    gateway_token: HeaderToken | None = Field(None, validation_alias="LAUNCHER_GATEWAY_TOKEN")
     """Bearer token sent to the gateway (the gateway instance's `OPEN_BUTTON_TOKEN` when it runs
     behind its auth edge); default this instance's `OPEN_BUTTON_TOKEN`."""
 
-    worker_url: Line | None = Field(None, validation_alias="LAUNCHER_WORKER_URL")
+    worker_url: Url | None = Field(None, validation_alias="LAUNCHER_WORKER_URL")
     """URL at which the gateway reaches this server; default
     `http://$PUBLIC_IPADDR:$VAST_TCP_PORT_8000` (https with `ENABLE_HTTPS`)."""
 
@@ -490,7 +510,7 @@ class Settings(BaseSettings):
     gateway_port: Int = Field(18010, ge=1, le=65535, validation_alias="LAUNCHER_GATEWAY_PORT")
     """Port the gateway listens on inside the container (the edge publishes it as 8010)."""
 
-    gateway_workers: Line = Field("", validation_alias="LAUNCHER_GATEWAY_WORKERS")
+    gateway_workers: Urls = Field("", validation_alias="LAUNCHER_GATEWAY_WORKERS")
     """Worker URLs the gateway starts with (space or comma separated); workers can also join
     at run time with `LAUNCHER_GATEWAY_URL`."""
 
@@ -531,6 +551,34 @@ class Settings(BaseSettings):
     def _auth_exclude_ports(cls, value: str) -> str:
         parse_ports(value)
         return value
+
+    @model_validator(mode="after")
+    def _gateway_token_ascii(self) -> Settings:
+        # OPEN_BUTTON_TOKEN is the gateway's Bearer token when LAUNCHER_GATEWAY_TOKEN is unset:
+        # then it goes into an HTTP header, which carries ASCII only.
+        token = self.open_button_token
+        if (
+            self.gateway_url
+            and self.gateway_token is None
+            and token is not None
+            and not token.get_secret_value().isascii()
+        ):
+            raise ValueError(
+                "OPEN_BUTTON_TOKEN holds a character that is not ASCII and is the token sent "
+                "to LAUNCHER_GATEWAY_URL; set LAUNCHER_GATEWAY_TOKEN (ASCII) or an ASCII "
+                "OPEN_BUTTON_TOKEN"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _hub_dirs_absolute(self) -> Settings:
+        # A relative HF_HOME / HF_HUB_CACHE is read once, against WORKSPACE (the server's
+        # working directory), so that the prefetch, `plan` and the server use one cache.
+        for name in ("hf_home", "hf_hub_cache"):
+            value = getattr(self, name)
+            if value is not None and not value.is_absolute():
+                object.__setattr__(self, name, self.workspace / value)
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -576,15 +624,41 @@ def env_name(field: str) -> str:
     return alias if isinstance(alias, str) else field.upper()
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read the settings; a bad value raises ConfigError naming the variable and the fix
-    (one line per bad value, the value shortened and a secret's value never shown)."""
-    env = dict(os.environ if environ is None else environ)
+def _settings_data(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables of `env` that name a setting and are set (empty counts as unset)."""
     names = {env_name(f) for f in Settings.model_fields}
     for f in Settings.model_fields.values():
         if isinstance(f.validation_alias, AliasChoices):
             names.update(c for c in f.validation_alias.choices if isinstance(c, str))
-    data = {k: v for k, v in env.items() if k in names and (v.strip() or k in _EMPTY_IS_A_VALUE)}
+    return {k: v for k, v in env.items() if k in names and (v.strip() or k in _EMPTY_IS_A_VALUE)}
+
+
+def inspect_settings(environ: Mapping[str, str]) -> tuple[Settings, dict[str, str]]:
+    """The settings with every bad value left at its default, and for each bad variable the
+    reason (`settings` prints every value, marks the bad ones, then exits 78)."""
+    data = _settings_data(environ)
+    bad = {k: "it contains bytes that are not UTF-8" for k, v in data.items() if not _is_utf8(v)}
+    for _ in range(len(Settings.model_fields) + 1):
+        try:
+            return Settings.model_validate({k: v for k, v in data.items() if k not in bad}), bad
+        except ValidationError as exc:
+            for err in exc.errors():
+                var = _error_var(err)
+                msg = str(err["msg"]).removeprefix("Value error, ")
+                bad.setdefault(
+                    var,
+                    f"expected one of {BOOL_VOCABULARY}" if err["type"].startswith("bool") else msg,
+                )
+            if all(_error_var(e) not in data for e in exc.errors()):
+                break  # a problem no single variable causes: leave it to load_settings
+    return Settings.model_validate({}), bad
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings; a bad value raises ConfigError naming the variable and the fix
+    (one line per bad value, the value shortened and a secret's value never shown)."""
+    env = dict(os.environ if environ is None else environ)
+    data = _settings_data(env)
     not_utf8 = sorted(k for k, v in data.items() if not _is_utf8(v))
     if not_utf8:
         raise ConfigError(
@@ -660,7 +734,8 @@ def _is_utf8(value: str) -> bool:
     return True
 
 
-def _secret_names() -> frozenset[str]:
+def secret_names() -> frozenset[str]:
+    """Every variable name of a secret setting (its aliases included)."""
     names: set[str] = set()
     for name, f in Settings.model_fields.items():
         if "SecretStr" in str(f.annotation):
@@ -671,6 +746,15 @@ def _secret_names() -> frozenset[str]:
     return frozenset(names)
 
 
+def _error_var(err: Any) -> str:
+    """The variable an error is about: its location, or (a check across settings) the
+    variable its message starts with."""
+    if err["loc"]:
+        return str(err["loc"][0])
+    first = str(err["msg"]).removeprefix("Value error, ").split(" ", 1)[0]
+    return first if re.fullmatch(r"[A-Z][A-Z0-9_]+", first) else "?"
+
+
 def shown_value(value: str, limit: int = 60) -> str:
     """`value` for an error line: quoted, escaped (no raw newline) and shortened."""
     if len(value) <= limit:
@@ -679,12 +763,15 @@ def shown_value(value: str, limit: int = 60) -> str:
 
 
 def _explain(exc: ValidationError, env: Mapping[str, str]) -> str:
-    secret = _secret_names()
+    secret = secret_names()
     lines = []
     for err in exc.errors():
-        var = str(err["loc"][0]) if err["loc"] else "?"
-        value = "'***'" if var in secret else shown_value(env.get(var, ""))
+        var = _error_var(err)
         msg = str(err["msg"]).removeprefix("Value error, ")
+        if not err["loc"]:  # a check across settings: its message names them
+            lines.append(f"{msg}; fix or unset {var}")
+            continue
+        value = "'***'" if var in secret else shown_value(env.get(var, ""))
         if err["type"].startswith("bool"):
             msg = f"expected one of {BOOL_VOCABULARY}"
         lines.append(f"{var}={value} is not valid: {msg}; fix or unset {var}")

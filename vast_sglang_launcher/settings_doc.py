@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import AliasChoices
 from pydantic_core import PydanticUndefined
 
-from .errors import LauncherError
-from .settings import Settings, env_name
+from .errors import EX_CONFIG, LauncherError
+from .redact import mask_setting
+from .settings import Settings, env_name, inspect_settings, secret_names, shown_value
 
 BEGIN = "<!-- settings-table:begin (generated: vast-sglang-launcher settings --markdown) -->"
 END = "<!-- settings-table:end -->"
@@ -29,7 +31,9 @@ the settings class (`vast-sglang-launcher settings --markdown`; after changing a
   `NVIDIA_VISIBLE_DEVICES` (empty hides every GPU).
 - Where two names are given, the first wins when both are set.
 - Booleans accept `true`/`false`, `1`/`0`, `yes`/`no` in any case.
-- `vast-sglang-launcher settings` prints the value each setting has now.
+- `vast-sglang-launcher settings` prints the value each setting has now, every secret masked;
+  a bad value is shown as given, marked `# not valid: ...` with the reason, and the command
+  exits 78 after printing them all.
 """
 
 
@@ -98,6 +102,35 @@ def current_value(value: object) -> str:
     return str(value)
 
 
+def print_settings(environ: Mapping[str, str]) -> int:
+    """`settings`: every setting as VARIABLE=value, masked as every output is
+    (`redact.mask_setting`); a bad value is shown as given (masked too), marked with the
+    reason, and the command exits 78 after printing them all."""
+    settings, bad = inspect_settings(environ)
+    secret = secret_names()
+    for name in Settings.model_fields:
+        var = env_name(name)
+        given = next((v for v in _names_of(name) if v in bad), None)
+        if given is not None:
+            raw = environ.get(given, "")
+            shown = "***" if given in secret else shown_value(mask_setting(name, raw))
+            print(f"{given}={shown}  # not valid: {bad[given]}")
+            continue
+        print(f"{var}={mask_setting(name, current_value(getattr(settings, name)))}")
+    if not bad:
+        return 0
+    names = ", ".join(sorted(bad))
+    print(f"vast-sglang-launcher: not valid: {names}; fix or unset them", file=sys.stderr)
+    return EX_CONFIG
+
+
+def _names_of(field: str) -> list[str]:
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [c for c in alias.choices if isinstance(c, str)]
+    return [env_name(field)]
+
+
 def command_settings(settings: Settings, args: argparse.Namespace) -> int:
     if args.update:
         changed = update_reference(Path(args.update))
@@ -107,5 +140,5 @@ def command_settings(settings: Settings, args: argparse.Namespace) -> int:
         sys.stdout.write(markdown_page())
         return 0
     for name in Settings.model_fields:
-        print(f"{env_name(name)}={current_value(getattr(settings, name))}")
+        print(f"{env_name(name)}={mask_setting(name, current_value(getattr(settings, name)))}")
     return 0

@@ -237,6 +237,9 @@ def test_a_stalled_download_is_reported_naming_the_phase(rig: LauncherRig, hub: 
     line = "startup looks stalled: no download progress for"
     rig.wait_for(lambda: line in rig.stderr(), "the stall warning")
     assert "while downloading the weights (LAUNCHER_STALL_TIMEOUT)" in rig.stderr()
+    rig.wait_for(  # status.json's message too, as docs/coldstart.md says
+        lambda: line in str((rig.status() or {}).get("message")), "the warning in status.json"
+    )
     assert rig.starts() == []
     hub.flowing.set()
     wait_prefetch_gone(rig)

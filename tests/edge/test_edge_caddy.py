@@ -709,10 +709,20 @@ def test_hostile_values_adapt_to_exactly_the_expected_servers_and_routes(
         if where != "name":
             parts[field] = parts[field].replace(":", "")
         env["PORTAL_CONFIG"] = ":".join(parts) + "|localhost:28100:28101:/:Other"
-    elif where == "token":
-        env["OPEN_BUTTON_TOKEN"] = "t" + text
-    elif where == "password":
-        env["WEB_PASSWORD"] = "p" + text
+    elif where in ("token", "password"):
+        var = "OPEN_BUTTON_TOKEN" if where == "token" else "WEB_PASSWORD"
+        env[var] = where[0] + text
+        if "\n" in text:  # a line break in a secret is refused (issue 19 item 1)
+            refused = subprocess.run(
+                [sys.executable, "-m", "vast_sglang_launcher", "edge", "--print"],
+                env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": REPO, **env},
+                capture_output=True,
+                text=True,
+            )
+            assert refused.returncode == 78 and refused.stdout == ""
+            assert refused.stderr.startswith(f"vast-sglang-launcher: {var}='***'")
+            assert refused.stderr.count("\n") == 1
+            return
     elif where == "username":
         env["WEB_USERNAME"] = "u" + text.replace(":", "")  # ':' is refused, tested elsewhere
         if "\n" in text:  # one line only: refused before anything is written
@@ -997,3 +1007,58 @@ def test_vast_sglang_template_publishes_links_and_answers_down_services(
     apps = json.loads(edge.portal_yaml.read_text())["applications"]
     assert apps["Jupyter Terminal"]["open_path"] == "/terminals/1"
     assert apps["SGLang API"]["open_path"] == "/docs"
+
+
+# --- worker mode: the gateway's /health probe, and nothing else (issue 19 item 5) ------------
+
+
+def _raw_get(port: int, target: str) -> int:
+    """Status of `GET target` sent byte for byte (httpx would normalise the path)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while b"\r\n" not in data:
+            got = sock.recv(4096)
+            if not got:
+                break
+            data += got
+    return int(data.split(b" ", 2)[1])
+
+
+BYPASSES = [
+    "/v1/models/../../health",
+    "/v1/models%2F..%2F..%2Fhealth",
+    "/v1/models/%2e%2e/%2e%2e/health",
+    "/HEALTH",
+    "/Health",
+    "//health",
+    "/health/",
+    "/./health",
+    "/health%2f",
+    "/health?token=" + "x",
+    "/health?x=1",
+    "/%68ealth",
+]
+
+
+def test_worker_mode_lets_only_the_exact_health_probe_through(
+    start_edge: StartEdge, upstream: Upstream
+) -> None:
+    edge = start_edge(
+        OPEN_BUTTON_TOKEN="probe-token-1234",
+        LAUNCHER_GATEWAY_URL="http://127.0.0.1:9",
+        LAUNCHER_WORKER_URL="http://127.0.0.1:8",
+    )
+    assert _raw_get(edge.port, "/health") == 200
+    assert upstream.requests[-1]["path"] == "/health"  # forwarded as matched
+    seen = len(upstream.requests)
+    for target in BYPASSES:
+        assert _raw_get(edge.port, target) == 401, target
+    assert len(upstream.requests) == seen  # none of them reached SGLang
+    # with the token, a token parameter is stripped on every route, /health's included
+    c = edge.client()
+    got = c.get(edge.url("/health?token=probe-token-1234"))
+    assert got.status_code == 200 and upstream.requests[-1]["path"] == "/health"
+    assert "probe-token-1234" not in json.dumps(upstream.requests)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .. import markers
 from ..errors import LauncherError, report
-from ..logs import configure, get_logger
+from ..logs import configure_for, get_logger
 from ..settings import Settings, load_settings
 from .interrupts import Interrupted, signals_raise
 from .scripts import ScriptError, run_script
@@ -240,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = load_settings()
-        configure(settings.log_format, settings.log_level)
+        configure_for(settings)
         with signals_raise():
             result = run_provisioning(settings, os.environ, owned=True, on_claimed=ready)
     except LauncherError as exc:

@@ -7,8 +7,8 @@ checks made from the repo's file list before anything is downloaded (`preflight`
 and compile caches kept on the workspace (`caches`), the server's load phases read from its
 log (`phases`) with the stall watchdog, and the server's wait for the download (`gate`).
 
-May import: the shared top level (settings, errors, files, logs, markers) and, from the plan,
-only `prepare.prepare_plan` and the `build.LaunchPlan` it returns.
+May import: the shared top level (settings, errors, files, logs, markers, redact, values)
+and, from the plan, only `prepare.prepare_plan` and the `build.LaunchPlan` it returns.
 
 Other capabilities use it through one documented function each:
 
@@ -17,8 +17,9 @@ Other capabilities use it through one documented function each:
   variables in the server's env);
 - boot: `prefetch.start_background` (the entrypoint) and `prefetch.run_foreground`
   (`provision`);
-- supervise: `gate.wait_for_weights` (before the first plan) and `phases.PhaseTracker`
-  (fed with the server's lines by `server_output`).
+- supervise: `gate.wait_for_weights` (before the first plan; it plans again and stops a
+  download of a model the server will not serve), `gate.stop_download` (on every stop of
+  `run`) and `phases.PhaseTracker` (fed with the server's lines by `server_output`).
 
 ``huggingface_hub`` is imported only inside the functions that talk to the hub, so importing
 this package stays cheap.

@@ -68,9 +68,19 @@ async def wait_for_weights(
         log.info("waiting for the weights to download")
         samples: list[tuple[float, int]] = []
         last_seen: tuple[object, ...] | None = None
+        checked = False
         while doc is not None and doc.get("state") in progress.RUNNING:
             if not progress.owner_alive(doc):
                 break
+            if not checked and doc.get("repo"):
+                checked = True
+                other = await loop.run_in_executor(None, _served_instead, settings, doc)
+                if other is not None:
+                    log.warning(other)
+                    await stop_download(settings, log, settings.stop_timeout)
+                    return Verdict(
+                        True, "", {"state": "stopped", "repo": doc.get("repo"), "detail": other}
+                    )
             done = int(doc.get("done_bytes") or 0)
             now = loop.time()
             samples = [s for s in samples if now - s[0] <= 10.0] + [(now, done)]
@@ -84,6 +94,7 @@ async def wait_for_weights(
             stalled = phases.stalled()
             if stalled:
                 log.warning(stalled)
+                phases.publish(message=stalled)  # status.json's message, as in a start
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), POLL)
             if stop.is_set():
@@ -96,9 +107,60 @@ async def wait_for_weights(
     return _after(doc, log)
 
 
+def _served_instead(settings: Settings, doc: dict[str, Any]) -> str | None:
+    """When provisioning is over, plan again: the line saying that the server will serve
+    another model (or revision) than the running download fetches, else None. The prefetch
+    planned at boot, before the provisioning script could write `--model-path` into the
+    args file."""
+    from .prefetch import served_model
+
+    try:
+        model, revision = served_model(settings)
+    except Exception:  # a plan that fails now fails again, with its message, at the start
+        return None
+    repo, rev = doc.get("repo"), doc.get("revision") or "main"
+    if model == repo and (revision or "main") == rev:
+        return None
+    serves = f"{model}@{revision}" if revision else str(model)
+    return (
+        f"the server will serve {serves}, not {repo}@{rev} (the plan after provisioning): "
+        "stopping that download; SGLang fetches what it serves"
+    )
+
+
+async def stop_download(settings: Settings, log: Any, grace: float = 2.0) -> None:
+    """Stop a running prefetch: SIGTERM (it removes its partial files and says so in
+    prefetch.json), then SIGKILL after `grace` seconds (a next boot removes what is left).
+    For every stop of `run`: the prefetch runs in a session of its own, so nothing else
+    would stop it before the container's PID 1 exits and the kernel kills it."""
+    import psutil
+
+    doc = progress.read_status(progress.status_path(settings.run_dir))
+    if not doc or doc.get("state") not in progress.RUNNING or not progress.owner_alive(doc):
+        return
+    pid = int(doc["pid"])
+    try:
+        proc = psutil.Process(pid)
+        proc.terminate()
+    except psutil.Error:
+        return
+    log.info("stopping the weight download", pid=pid)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, proc.wait, grace)
+    except psutil.TimeoutExpired:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    except psutil.Error:
+        pass
+
+
 def _after(doc: dict[str, Any], log: Any) -> Verdict:
     state = doc.get("state")
     summary = {k: doc.get(k) for k in ("state", "repo", "detail", "kind", "next", "total_bytes")}
+    if state == "stopped":
+        log.info(f"the weight download was {doc.get('detail') or 'stopped'}")
+        return Verdict(True, "", summary)
     if state in progress.RUNNING:  # its process died (killed) before it could say so
         log.warning(
             "the download process ended without finishing; starting the server, SGLang "

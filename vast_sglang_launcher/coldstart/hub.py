@@ -11,18 +11,21 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import re
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..values import looks_local, repo_id_problem
+
 T = TypeVar("T")
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+DOWNLOAD_CHUNK = 64 * 1024
+"""Bytes the hub client reads before it writes them to the partial file (this process)."""
 _NETWORK_NAMES = ("Connect", "Timeout", "Network", "RemoteProtocol", "ReadError", "Proxy")
 
 
@@ -79,10 +82,11 @@ def quiet_hub_client() -> None:
 
 
 def is_repo_id(model: str) -> bool:
-    """True when `model` names a hub repo rather than a local directory."""
-    if model.startswith(("/", ".", "~")) or Path(model).expanduser().exists():
+    """True when `model` names a hub repo rather than a local directory (the settings and
+    the plan refuse a value that is neither, so False here means a local path)."""
+    if looks_local(model) or Path(model).expanduser().exists():
         return False
-    return bool(_REPO_ID.match(model))
+    return repo_id_problem(model) is None
 
 
 def classify(exc: BaseException, repo: str, token_set: bool) -> HubProblem:
@@ -128,7 +132,9 @@ def classify(exc: BaseException, repo: str, token_set: bool) -> HubProblem:
     if isinstance(exc, LocalEntryNotFoundError) or _is_network(exc):
         return HubProblem("network", f"{repo}: cannot reach the hub ({_cause(exc)})")
     if isinstance(exc, OSError):
-        return HubProblem("error", f"{repo}: {exc.strerror or exc}")
+        # e.g. huggingface_hub's "Consistency check failed: ...\nThis is usually due to ...":
+        # one line (file_download.py http_get, 2.4.0).
+        return HubProblem("error", f"{repo}: {_clip(str(exc.strerror or exc))}")
     return HubProblem("error", f"{repo}: {type(exc).__name__}: {_clip(str(exc))}")
 
 
@@ -297,16 +303,39 @@ def _read(path: Path, source: str) -> tuple[dict[str, Any] | None, str, str | No
 # --- the file list and the download --------------------------------------------------------
 
 
-def list_files(repo: str, revision: str | None, hub: HubAccess) -> RepoListing:
-    """The repo's files with their sizes at `revision` (HubProblem on failure)."""
+LIST_RETRY_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0)
+"""Seconds before each new try of the file listing after a 429 or a 5xx answer."""
+
+
+def list_files(
+    repo: str,
+    revision: str | None,
+    hub: HubAccess,
+    warn: Callable[[str], None] = lambda line: None,
+    waits: tuple[float, ...] = LIST_RETRY_WAITS,
+) -> RepoListing:
+    """The repo's files with their sizes at `revision` (HubProblem on failure). A 429 (rate
+    limit) or 5xx answer is tried again after each of `waits` (`warn` says so):
+    huggingface_hub 2.4.0 hf_api.py `model_info` sends one GET and raises on its status
+    (`hf_raise_for_status`), with no retry of its own."""
     from huggingface_hub import HfApi
 
     quiet_hub_client()
     api = HfApi(endpoint=hub.endpoint, token=hub.token or None)
-    try:
-        info = api.model_info(repo, revision=revision, files_metadata=True, timeout=hub.timeout)
-    except Exception as exc:
-        raise classify(exc, repo, hub.token is not None) from None
+    left = list(waits)
+    while True:
+        try:
+            info = api.model_info(repo, revision=revision, files_metadata=True, timeout=hub.timeout)
+            break
+        except Exception as exc:
+            problem = classify(exc, repo, hub.token is not None)
+            status = _status(exc)
+            if left and status is not None and (status == 429 or status >= 500):
+                wait = left.pop(0)
+                warn(f"{problem.line} listing the files; trying again in {wait:g} s")
+                time.sleep(wait)
+                continue
+            raise problem from None
     files = []
     for s in info.siblings or []:
         etag = s.lfs.sha256 if s.lfs is not None else s.blob_id
@@ -322,11 +351,16 @@ def download(
     cache layout and hf-xet's fast path when installed). HubProblem on failure."""
     import glob
 
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.utils.tqdm import disable_progress_bars
 
     quiet_hub_client()
     disable_progress_bars()  # the launcher reports progress itself, every 10 s at most
+    # huggingface_hub 2.4.0 file_download.py http_get writes what
+    # `response.iter_bytes(chunk_size=constants.DOWNLOAD_CHUNK_SIZE)` yields, 10 MiB by
+    # default (constants.py), read at each call: bytes then reach the disk, where the
+    # progress and the stall watchdog count them, in 10 MiB steps. Small steps instead.
+    constants.DOWNLOAD_CHUNK_SIZE = DOWNLOAD_CHUNK
     try:
         folder = snapshot_download(
             listing.repo,

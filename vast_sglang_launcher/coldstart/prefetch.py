@@ -14,6 +14,8 @@ when provisioning ends first (`gate`). `provision` runs the same steps in the fo
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -26,7 +28,9 @@ from typing import Any
 import psutil
 
 from ..errors import LauncherError
-from ..logs import configure, get_logger
+from ..host_limits import read_host_limits, thread_caps
+from ..logs import configure_for, get_logger
+from ..redact import settings_secrets
 from ..settings import Settings, load_settings
 from . import hub as hubmod
 from . import preflight, progress, select
@@ -68,14 +72,15 @@ def _me() -> dict[str, Any]:
 class _Status:
     """prefetch.json of this process: every write carries the whole document."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, secrets: list[str] | None = None) -> None:
         self.path = path
+        self.secrets = secrets or []
         self.doc: dict[str, Any] = {**_me(), "state": "starting", "started_at": time.time()}
 
     def set(self, **fields: Any) -> None:
         self.doc.update(fields)
         try:
-            progress.write_status(self.path, self.doc)
+            progress.write_status(self.path, self.doc, self.secrets)
         except OSError as exc:
             log.warning(f"cannot write {self.path}: {exc.strerror or exc}")
 
@@ -88,6 +93,11 @@ class _Status:
             **fields,
         )
         return result
+
+
+def served_model(settings: Settings) -> tuple[str | None, str | None]:
+    """The model and revision the server would get if it started now (the plan)."""
+    return _model_and_revision(settings)
 
 
 def _model_and_revision(settings: Settings) -> tuple[str | None, str | None]:
@@ -103,7 +113,7 @@ def _model_and_revision(settings: Settings) -> tuple[str | None, str | None]:
 
 def run_prefetch(settings: Settings) -> Result:
     """Every step of the prefetch, in this process; prefetch.json follows each step."""
-    status = _Status(progress.status_path(settings.run_dir))
+    status = _Status(progress.status_path(settings.run_dir), settings_secrets(settings))
     status.set()
     if not settings.prefetch:
         return status.finish(Result("skipped", "LAUNCHER_PREFETCH is off"))
@@ -138,13 +148,20 @@ def _fetch(
     access = _access(settings)
     status.set(state="listing")
     try:
-        listing = hubmod.list_files(model, revision, access)
+        listing = hubmod.list_files(model, revision, access, log.warning)
     except hubmod.HubProblem as exc:
         return _failed(status, exc)
     chosen = set(select.choose(f.path for f in listing.files))
     files = [(f.path, f.size, f.etag) for f in listing.files if f.path in chosen]
     total = sum(size for _, size, _ in files)
-    have = progress.bytes_on_disk(cache, model, files)
+    removed, removed_bytes = progress.remove_orphan_partials(cache, model)
+    if removed:
+        log.info(
+            f"removed {removed} partial file{'s' if removed != 1 else ''} "
+            f"({fmt_bytes(removed_bytes)}) left by an interrupted earlier download of {model}: "
+            "huggingface_hub cannot resume them"
+        )
+    have = progress.reusable_bytes(cache, model, files)
     problem_line = preflight.disk_problem(
         model, total - have, total, preflight.free_bytes(cache), cache
     )
@@ -292,7 +309,12 @@ def start_background(settings: Settings, env: Mapping[str, str]) -> tuple[str, s
             return "failed", f"cannot write {path}: {exc.strerror or exc}"
         return "ok", detail
     child_env = dict(env)
-    child_env.setdefault("HF_XET_HIGH_PERFORMANCE", "1")  # hf-xet's fast path, when used
+    caps = thread_caps(read_host_limits(), env)
+    child_env.update(caps.env)
+    if caps.capped:  # a small pids budget: no high-performance mode (more threads)
+        log.info(f"the download's thread pools: {caps.why}")
+    else:
+        child_env.setdefault("HF_XET_HIGH_PERFORMANCE", "1")  # hf-xet's fast path, when used
     child_env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         child = subprocess.Popen(
@@ -343,14 +365,56 @@ def run_foreground(settings: Settings) -> tuple[str, str] | None:
     return ("ok" if result.state == "done" else result.state), result.detail
 
 
+class Stopped(BaseException):
+    """SIGTERM: the launcher stops (a container stop, a new plan for another model)."""
+
+
+def _on_sigterm(signum: int, _frame: object) -> None:
+    raise Stopped
+
+
+def _stopped(settings: Settings) -> int:
+    """After SIGTERM: remove this process's partial files (they could never be reused) and
+    say so in prefetch.json; the download thread dies with the process."""
+    path = progress.status_path(settings.run_dir)
+    doc = progress.read_status(path) or {}
+    repo = doc.get("repo")
+    removed = 0
+    if isinstance(repo, str):
+        for partial in progress.own_partials(settings.hub_cache, repo):
+            with contextlib.suppress(OSError):
+                partial.unlink()
+                removed += 1
+    detail = "stopped by the launcher" + (
+        f" (removed {removed} partial file{'s' if removed != 1 else ''})" if removed else ""
+    )
+    with contextlib.suppress(OSError):
+        progress.write_status(
+            path,
+            {**doc, "state": "stopped", "detail": detail, "finished_at": time.time()},
+            settings_secrets(settings),
+        )
+    log.info(f"download {detail}")
+    return 128 + signal.SIGTERM
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    settings = None
     try:
         settings = load_settings()
-        configure(settings.log_format, settings.log_level)
+        configure_for(settings)
         result = run_prefetch(settings)
     except LauncherError as exc:
         log.error(f"download not started: {exc}")
         return 1
+    except Stopped:
+        if settings is None:
+            return 128 + signal.SIGTERM
+        code = _stopped(settings)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # not sys.exit: the download thread must not finish a file now
     return 1 if result.state == "failed" else 0
 
 

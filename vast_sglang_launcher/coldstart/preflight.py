@@ -104,7 +104,7 @@ def known_weight_bytes(
     if access.offline:
         return None
     try:
-        listing = list_files(model, revision, access)
+        listing = list_files(model, revision, access, waits=())  # a plan does not wait
     except HubProblem:
         return None
     return weight_bytes({f.path: f.size for f in listing.files})

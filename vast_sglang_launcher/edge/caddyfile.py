@@ -299,15 +299,30 @@ def unavailable_lines(entry: PortalEntry, indent: str = "\t") -> list[str]:
     ]
 
 
+GATEWAY_PROBE = "/health"
+"""The path SGLang's gateway probes on a worker: `health_check_endpoint = "/health"` in
+smg 1.13.0 smg/router_args.py (RouterArgs) and sglang-router 0.3.2 router_args.py."""
+
+
 def _gateway_probe_lines(
     entry: PortalEntry, caddy_version: tuple[int, int, int] | None
 ) -> list[str]:
-    """Worker mode: the gateway's `/health` probe carries no token (scaleout)."""
+    """Worker mode: the gateway's `/health` probe carries no token (scaleout).
+
+    Matched on the request's raw URI, byte for byte, not with the `path` matcher: Caddy
+    2.6's `path` (modules/caddyhttp/matchers.go, MatchPath.Match) lower-cases, unescapes and
+    cleans the path (`CleanPath`: dot segments, doubled slashes) before comparing, while
+    `reverse_proxy` forwards the raw URI, so `/v1/models/../../health` or `/HEALTH` would
+    pass without a token and reach other handlers. `{http.request.orig_uri}` is the URI as
+    the client sent it (replacer.go: the original request's RequestURI), query included, so
+    only exactly `GET /health` passes, and it is forwarded as matched (no `?token=` to strip).
+    """
     return [
-        "\t# worker mode (LAUNCHER_GATEWAY_URL): the gateway probes /health without a token",
+        "\t# worker mode (LAUNCHER_GATEWAY_URL): the gateway probes /health without a token;",
+        "\t# only that exact raw URI (no query, no dot segment, no escape, this case)",
         "\t@edge_gateway_probe {",
         "\t\tmethod GET",
-        "\t\tpath /health",
+        f"\t\tvars_regexp {{http.request.orig_uri}} ^{regex_literal(GATEWAY_PROBE)}$",
         "\t}",
         "\thandle @edge_gateway_probe {",
         *_proxy_lines(entry, "\t\t", caddy_version),

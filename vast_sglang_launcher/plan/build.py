@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..coldstart.caches import cache_env
+from ..host_limits import POOL_VARIABLES, ThreadCaps
 from ..settings import Settings
 from .dp_attention import AttentionDp, attention_dp, attention_tp
 from .gpus import GpuInventory
@@ -140,8 +141,10 @@ def build_plan(
     base_env: dict[str, str],
     notes: tuple[str, ...] = (),
     table_why: str = "",
+    threads: ThreadCaps | None = None,
 ) -> LaunchPlan:
-    """Decide the server's argv and environment. Pure: no I/O, no environment reads."""
+    """Decide the server's argv and environment. Pure: no I/O, no environment reads.
+    `threads`: the thread pool caps for the host's limits (host_limits.thread_caps)."""
     command = shlex.split(settings.sglang_command)
     user_opts = read_user_options(
         table, *server_words(command, table.version, user.tokens, user.sources)
@@ -179,6 +182,11 @@ def build_plan(
     env = dict(base_env)
     env.update(SGLANG_MODEL=model, MODEL_NAME=model, HOME=str(settings.workspace))
     env.update(cache_env(settings.workspace, env))  # JIT caches on the volume (coldstart)
+    env.update(_hub_dirs(settings, env))
+    if threads is not None and threads.capped:
+        env.update(threads.env)
+        shown = " ".join(f"{k}={v}" for k, v in threads.env.items()) or "yours"
+        b.decide("thread pools", shown, "host limits", threads.why)
     return LaunchPlan(
         head + user.tokens + b.additions,
         env,
@@ -193,6 +201,20 @@ def build_plan(
         **about,
         node_rank=node_rank,
     )
+
+
+CHANGED_ENV = ("HF_HOME", "HF_HUB_CACHE", *POOL_VARIABLES)
+"""Variables of the server's environment that `plan --json` shows when the launcher set them."""
+
+
+def _hub_dirs(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    """HF_HOME / HF_HUB_CACHE as the settings read them (a relative one made absolute
+    against WORKSPACE), so that the server uses the cache the prefetch filled."""
+    found = {}
+    for var, value in (("HF_HOME", settings.hf_home), ("HF_HUB_CACHE", settings.hf_hub_cache)):
+        if value is not None and env.get(var) is not None:
+            found[var] = str(value)
+    return found
 
 
 def _unique(lines: list[str]) -> list[str]:

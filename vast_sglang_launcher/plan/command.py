@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 from ..redact import argv_redactor, mask_argv
 from ..settings import Settings
-from .build import LaunchPlan
+from .build import CHANGED_ENV, LaunchPlan
 from .prepare import prepare_plan
 
 NO_MODEL = "not starting: SGLANG_MODEL is not set"
@@ -56,6 +57,12 @@ def command_plan(settings: Settings, args: argparse.Namespace) -> int:
         data["env"] = {
             k: plan.env[k] for k in ("SGLANG_MODEL", "MODEL_NAME", "HOME") if k in plan.env
         }
+        # and what the launcher changed of the hub's directories and the thread pools
+        data["env"].update(
+            (k, plan.env[k])
+            for k in CHANGED_ENV
+            if k in plan.env and plan.env[k] != os.environ.get(k)
+        )
         if plan.model is None:
             data["warnings"] = [NO_MODEL, *data["warnings"]]
         json.dump(redact.data(data), sys.stdout, indent=2)

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 
 from ..coldstart.preflight import plan_warnings, shm_bytes
 from ..errors import ConfigError
+from ..host_limits import read_host_limits, thread_caps
 from ..settings import Settings
+from ..values import check_model
 from .build import LaunchPlan, build_plan
 from .gpus import GpuInventory, discover
 from .installed import installed_sglang
@@ -46,8 +48,11 @@ def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -
     words = server_words(command, choice.table.version, user.tokens, user.sources)
     user_opts = read_user_options(choice.table, *words)
     in_args = user_opts.last(MODEL_PATH)
+    if in_args is not None and in_args.value:
+        _check_model_arg(in_args.value, in_args.source)
     model = in_args.value if in_args is not None and in_args.value else settings.model
     notes: list[str] = list(choice.warnings)
+    notes += _model_url_note(settings, base_env)
     info = None
     gpus = GpuInventory((), "not checked: no model to serve")
     if model:
@@ -68,7 +73,10 @@ def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -
             notes.append(warning)
     notes += user_opts.problems  # e.g. a table without --revision; build_plan drops repeats
     table = choice.table
-    plan = build_plan(settings, user, gpus, info, table, base_env, tuple(notes), choice.why)
+    threads = thread_caps(read_host_limits(), base_env) if model else None
+    plan = build_plan(
+        settings, user, gpus, info, table, base_env, tuple(notes), choice.why, threads
+    )
     if not model or not plan.argv:
         return plan
     rev = revision.value if revision else None
@@ -102,3 +110,27 @@ def _final_size(table: OptionTable, argv: list[str], option: str) -> int:
         return max(1, int(occ.value)) if occ is not None and occ.value else 1
     except ValueError:
         return 1
+
+
+def _check_model_arg(value: str, source: str) -> None:
+    """The user's own --model-path must be what `SGLANG_MODEL` may be (ConfigError, exit 78):
+    huggingface_hub would refuse a malformed repo id with a traceback in the server."""
+    try:
+        fixed = check_model(value)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: --model-path {value!r} is not valid: {exc}") from None
+    if fixed != value:
+        raise ConfigError(
+            f"{source}: --model-path {value!r} is a hub page URL: write its repo id {fixed}"
+        )
+
+
+def _model_url_note(settings: Settings, env: Mapping[str, str]) -> list[str]:
+    """A note when SGLANG_MODEL (or MODEL_NAME) was a hub page URL read as its repo id."""
+    for var in ("SGLANG_MODEL", "MODEL_NAME"):
+        raw = env.get(var, "")
+        if raw.strip():
+            if settings.model and raw != settings.model:
+                return [f"{var} is a hub page URL: serving its repo id {settings.model}"]
+            return []
+    return []

@@ -94,6 +94,21 @@ class GatewayMembership:
             return
         self._ready_at = time.monotonic()
         self._task = asyncio.ensure_future(self._keep_registered())
+        self._task.add_done_callback(self._task_ended)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """The registration task ended by an error it does not handle: say so in status.json
+        and the log at once (not only in a traceback at exit). Type name only: the text of
+        an unexpected error can hold a header, and so a token."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        what = (
+            f"registration stopped: {type(exc).__name__} (a bug in the launcher; the server "
+            "keeps serving, unregistered); restart the instance to try again"
+        )
+        self.log.error(f"gateway {what}", gateway=self.api.base_url)
+        self._report("failed", what)
 
     async def before_stop(self) -> None:
         """Deregister and wait (bounded) until the gateway no longer lists the worker."""

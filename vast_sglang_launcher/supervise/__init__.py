@@ -16,6 +16,6 @@ May import: the shared top level (settings, errors, files, logs, markers, redact
 rotating_log); from the plan, only `prepare.prepare_plan` and the `build.LaunchPlan` it
 returns; from scaleout, only `join.gateway_membership` (the observer
 `attempt.ServerObserver` of READY and of the moment before the server is taken down); from
-coldstart, only `gate.wait_for_weights` and `phases.PhaseTracker` (load phases, stall
-watchdog).
+coldstart, only `gate.wait_for_weights`, `gate.stop_download` (every stop ends a running
+prefetch) and `phases.PhaseTracker` (load phases, stall watchdog).
 """

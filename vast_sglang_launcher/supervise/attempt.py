@@ -313,6 +313,7 @@ class Attempt:
             if result is None:
                 continue
             reap_strays(keep=[proto.transport.get_pid()] if proto.transport else [])
+            self.lifecycle.restore()  # a deleted status.json fails the HEALTHCHECK
             if result.ok:
                 if failures:
                     self.log.info("server healthy again", url=url)

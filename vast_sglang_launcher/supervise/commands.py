@@ -10,7 +10,7 @@ import sys
 import time
 
 from ..errors import LauncherError
-from ..logs import configure, get_logger
+from ..logs import configure_for, get_logger
 from ..settings import Settings
 from .attempt import fmt_seconds
 from .run_dir import running_launcher
@@ -29,7 +29,7 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
     relays = StdioRelays()
     stream = relays.log_stream()
     if stream is not None:
-        configure(settings.log_format, settings.log_level, stream=stream)
+        configure_for(settings, stream=stream)
     try:
         return asyncio.run(Supervisor(settings, relays.stdout).run())
     except LauncherError:
@@ -45,7 +45,7 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     finally:
         relays.close(timeout=1.0)
-        configure(settings.log_format, settings.log_level)
+        configure_for(settings)
 
 
 def command_restart(settings: Settings, args: argparse.Namespace) -> int:

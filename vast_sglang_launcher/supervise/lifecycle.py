@@ -22,6 +22,11 @@ class Lifecycle:
         self.state = state
         self.note(state=state.value, **fields)
 
+    def restore(self) -> None:
+        """Rewrite status.json if it was deleted (checked on each liveness probe)."""
+        if self.status.restore():
+            self.log.warning(f"{self.status.path} was deleted; written again")
+
     def note(self, **fields: Any) -> None:
         """Record fields of status.json without a change of state."""
         self.status.update(**fields)

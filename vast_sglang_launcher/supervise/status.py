@@ -22,7 +22,7 @@ from .states import ServerState
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
     from typing import Any
 
@@ -123,10 +123,11 @@ class StatusFile:
     """The launcher's status document; ``update`` rewrites the file (tmp + os.replace,
     mode 0600). Secret option values of the argv are masked in every field."""
 
-    def __init__(self, path: Path, **initial: Any) -> None:
+    def __init__(self, path: Path, secrets: Sequence[str] = (), **initial: Any) -> None:
         self.path = path
         self.data: dict[str, Any] = {**EMPTY, **initial}
         self.error: str | None = None
+        self._fixed = list(secrets)  # the settings' secrets (redact.settings_secrets)
         self._secrets: list[str] = argv_secrets(self.data.get("argv") or [])
 
     def update(self, **changes: Any) -> None:
@@ -146,7 +147,7 @@ class StatusFile:
 
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            shown = masked(self.data, self._secrets)
+            shown = masked(self.data, [*self._fixed, *self._secrets])
             write_atomic(self.path, json.dumps(shown, indent=1) + "\n", 0o600)
             self._mark_serving()
             self.error = None
@@ -162,6 +163,14 @@ class StatusFile:
             marker.touch(0o600)
         else:
             marker.unlink(missing_ok=True)
+
+    def restore(self) -> bool:
+        """Write the file again when it is gone (deleted by hand or by a cleaner: the
+        HEALTHCHECK reads it); True when it was missing."""
+        if os.path.lexists(self.path):
+            return False
+        self.write()
+        return True
 
     @property
     def state(self) -> str | None:

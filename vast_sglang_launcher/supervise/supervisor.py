@@ -19,12 +19,13 @@ from typing import BinaryIO
 import psutil
 
 from .. import markers
-from ..coldstart.gate import wait_for_weights
+from ..coldstart.gate import stop_download, wait_for_weights
 from ..coldstart.phases import PhaseTracker
 from ..errors import EX_CONFIG, LauncherError
 from ..logs import get_logger
 from ..plan.build import LaunchPlan
 from ..plan.prepare import prepare_plan
+from ..redact import settings_secrets
 from ..scaleout.join import gateway_membership
 from ..settings import Settings
 from .attempt import Attempt, fmt_seconds
@@ -55,7 +56,10 @@ class Supervisor:
         self.run_dir = RunDir(settings.run_dir, me.pid)
         self.lifecycle = Lifecycle(
             StatusFile(
-                settings.status_file, launcher_pid=me.pid, launcher_started=me.create_time()
+                settings.status_file,
+                settings_secrets(settings),
+                launcher_pid=me.pid,
+                launcher_started=me.create_time(),
             ),
             self.log,
         )
@@ -109,6 +113,8 @@ class Supervisor:
             )
             return await self._main()
         finally:
+            # Every stop: no orphan partials (the download runs only while no server does).
+            await stop_download(self.settings, self.log, self.settings.stop_timeout)
             if self.membership is not None:
                 await self.membership.close()
             await client.aclose()
