@@ -207,11 +207,6 @@ def test_the_image_boots_serves_stops_and_starts_again(
     check_stop(c)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs issue 17 item 7 (boot/packages.py: PIP_PACKAGES into an externally "
-    "managed Python); remove this mark when it is merged",
-)
 def test_pip_packages_install_into_an_externally_managed_python(
     boot: Callable[..., Container],
 ) -> None:
