@@ -242,6 +242,9 @@ class LauncherRig:
             "LAUNCHER_BACKOFF_MAX": "2",
             "LAUNCHER_START_RETRIES": "2",
             "LAUNCHER_STOP_TIMEOUT": "5",
+            # SGLang's SIGTERM watchdog looks every 5 s; the tests that are about the stop's
+            # timing set the real period back (STANDIN_WATCHDOG_PERIOD=5).
+            "STANDIN_WATCHDOG_PERIOD": "0.2",
         }
         self.launchers: list[subprocess.Popen[bytes]] = []
         self.out_path = tmp / "launcher.stdout"

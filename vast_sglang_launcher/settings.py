@@ -313,10 +313,12 @@ class Settings(BaseSettings):
     """Restarts tried when the server fails before it was ever ready; then the launcher gives
     up (exit 78)."""
 
-    stop_timeout: Seconds = Field(5.0, validation_alias="LAUNCHER_STOP_TIMEOUT")
-    """Seconds the server may drain after SIGTERM before its process group is killed. The
-    default fits `docker stop`'s 10 s (supervisord's stop sequence takes up to 4 s more); for
-    a longer drain raise it and give the container 5 s more (`docker run --stop-timeout N`)."""
+    stop_timeout: Seconds = Field(7.0, validation_alias="LAUNCHER_STOP_TIMEOUT")
+    """Seconds one stop may take before the server's whole tree is killed: SGLang's main
+    process alone gets SIGTERM and drains the requests in flight (it looks every 5 s; in
+    worker mode the gateway's deregistration comes first, within a share of this). The
+    default fits `docker stop`'s 10 s (supervisord and the edge take up to 3 s more); for a
+    longer drain raise it and give the container 3 s more (`docker run --stop-timeout N`)."""
 
     flap_threshold: Int = Field(5, ge=1, le=100_000, validation_alias="LAUNCHER_FLAP_THRESHOLD")
     """Restarts within the last hour past which the launcher warns that the server is

@@ -40,6 +40,7 @@ from .run_dir import RunDir
 from .server_output import OutputSink, ServerProtocol
 from .states import ServerState
 from .status import iso
+from .stop_budget import deregister_limit
 
 Replan = Callable[[], Awaitable["LaunchPlan | None"]]
 
@@ -50,7 +51,9 @@ class ServerObserver(Protocol):
 
     def on_ready(self) -> None: ...
 
-    async def before_stop(self) -> None: ...
+    async def before_stop(self, limit: float) -> None:
+        """Done within ``limit`` seconds (the launcher also cancels it then)."""
+        ...
 
 
 _NOT_HEAD = (
@@ -175,11 +178,12 @@ class Attempt:
         try:
             result = await self._watch(proto, plan, started)
         finally:
+            stop_began = loop.time()
             try:
-                if self.observer is not None:  # e.g. leave the gateway before SIGTERM
-                    await self.observer.before_stop()
+                await self._leave_gateway()
             finally:
-                await self._take_down(proto, pid, leader)
+                spent = loop.time() - stop_began
+                await self._take_down(proto, pid, leader, self.settings.stop_timeout - spent)
             transport.close()
             self.run_dir.forget_server()
         rc = proto.returncode
@@ -347,18 +351,40 @@ class Attempt:
         self.log.error(self.reason)
         return Outcome(Failure.STARTUP_TIMEOUT)
 
+    async def _leave_gateway(self) -> None:
+        """Deregister (worker mode) before SIGTERM, within its share of the stop budget
+        (`stop_budget.deregister_limit`): a gateway that hangs, or that keeps listing the
+        worker, delays the server's drain by that share and no more."""
+        if self.observer is None:
+            return
+        s = self.settings
+        limit = deregister_limit(s.stop_timeout, s.gateway_drain_timeout)
+        try:
+            # The observer keeps to ``limit`` itself; this bounds it should it not.
+            await asyncio.wait_for(self.observer.before_stop(limit), limit + 0.25)
+        except asyncio.TimeoutError:
+            self.log.warning(
+                f"leaving the gateway took more than {fmt_seconds(limit)} s: stopping the "
+                "server anyway (LAUNCHER_GATEWAY_DRAIN_TIMEOUT, LAUNCHER_STOP_TIMEOUT)"
+            )
+
     async def _take_down(
-        self, proto: ServerProtocol, pid: int, leader: psutil.Process | None
+        self, proto: ServerProtocol, pid: int, leader: psutil.Process | None, budget: float
     ) -> None:
-        """Stop the server's whole tree (no-op when it is already gone); wait for the pipe."""
-        stop_timeout, hurry = self.settings.stop_timeout, self.control.hurry
+        """Stop the server's whole tree (no-op when it is already gone); wait for the pipe.
+
+        SIGTERM goes to SGLang's main process only (`Tree`), which drains for up to
+        ``budget`` seconds (what is left of LAUNCHER_STOP_TIMEOUT); then SIGKILL to the
+        whole tree."""
+        hurry = self.control.hurry
+        stop_timeout = max(0.0, budget)
         roots = [leader, self.me] if leader is not None else [self.me]
-        tree = Tree(pid, roots, keep_pids=[pid])
+        tree = Tree(pid, roots, keep_pids=[pid], leader=leader)
         if not proto.exited:
             self.lifecycle.to(
                 ServerState.STOPPING,
-                message=f"stopping the server (SIGTERM, then SIGKILL after "
-                f"{fmt_seconds(stop_timeout)} s)",
+                message=f"stopping the server (SIGTERM to its main process, which drains; "
+                f"SIGKILL to all of it after {fmt_seconds(stop_timeout)} s)",
             )
             self.log.info("stopping the server", pid=pid, timeout_s=stop_timeout)
 
@@ -366,7 +392,7 @@ class Attempt:
             why = (
                 "on request"
                 if hurry.is_set()
-                else f"after {fmt_seconds(stop_timeout)} s (LAUNCHER_STOP_TIMEOUT)"
+                else f"still draining after {fmt_seconds(stop_timeout)} s (LAUNCHER_STOP_TIMEOUT)"
             )
             self.log.warning(
                 f"killing the server's processes {why}", pids=sorted(p.pid for p in remaining)

@@ -13,6 +13,7 @@ from ..errors import LauncherError
 from ..logs import configure, get_logger
 from ..settings import Settings
 from .attempt import fmt_seconds
+from .control import SIGNALS, ignore_signals
 from .run_dir import running_launcher
 from .stdout_relay import StdioRelays
 from .supervisor import Supervisor
@@ -30,14 +31,19 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
     stream = relays.log_stream()
     if stream is not None:
         configure(settings.log_format, settings.log_level, stream=stream)
+    log = get_logger("vast_sglang_launcher.supervise")
     try:
-        return asyncio.run(Supervisor(settings, relays.stdout).run())
+        code = asyncio.run(Supervisor(settings, relays.stdout).run())
+        ignore_signals(log)  # a restart or stop now, on the way out, changes nothing
+        return code
     except LauncherError:
+        ignore_signals(log)
         raise  # explained in one line by the CLI, with its own exit status
     except Exception:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)  # the pause below is stoppable
         # A bug in the launcher itself. supervisord (startsecs=0) would restart it at once,
         # forever: pausing first keeps a crash loop as slow as the server's own backoff.
-        get_logger("vast_sglang_launcher.supervise").exception(
+        log.exception(
             "the launcher failed (a bug: please report this traceback); exiting in "
             f"{fmt_seconds(settings.backoff_max)} s (LAUNCHER_BACKOFF_MAX)"
         )

@@ -44,6 +44,7 @@ class Control:
 
     def on_hup(self) -> None:
         if self.stop_signal is not None:
+            self.log.info("received SIGHUP while stopping: ignored")
             return
         self.log.info("received SIGHUP: restarting the server with a fresh plan")
         self.reload_requested = True
@@ -65,3 +66,24 @@ class Control:
         except asyncio.TimeoutError:
             return True
         return False
+
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def hold_signals() -> None:
+    """Block SIGTERM, SIGINT and SIGHUP: called once the tree is gone, before the event loop
+    closes (closing it removes its handlers, and SIGHUP's default action would kill the
+    launcher on its way out). A signal that comes meanwhile waits for `ignore_signals`."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+
+
+def ignore_signals(log: Any) -> None:
+    """After the loop: the launcher is stopping; every further signal is logged, ignored."""
+
+    def ignore(signum: int, _frame: object) -> None:
+        log.info(f"received {signal.Signals(signum).name} while stopping: ignored")
+
+    for sig in SIGNALS:
+        signal.signal(sig, ignore)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)

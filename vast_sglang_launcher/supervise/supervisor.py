@@ -28,7 +28,7 @@ from ..plan.prepare import prepare_plan
 from ..scaleout.join import gateway_membership
 from ..settings import Settings
 from .attempt import Attempt, fmt_seconds
-from .control import Control
+from .control import Control, hold_signals
 from .failure_hints import PORT_BUSY_HINT, Diagnosis, diagnose
 from .lifecycle import Lifecycle
 from .probes import make_client
@@ -114,6 +114,9 @@ class Supervisor:
             await client.aclose()
             sink.close()
             self.run_dir.release()
+            # The tree is gone: from here to the exit a signal is held, then ignored
+            # (`commands.command_run`); the loop's own handlers go when it closes.
+            hold_signals()
 
     async def _main(self) -> int:
         control = self.control
