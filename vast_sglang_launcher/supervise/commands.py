@@ -13,7 +13,6 @@ from ..errors import LauncherError
 from ..logs import configure, get_logger
 from ..settings import Settings
 from .attempt import fmt_seconds
-from .control import SIGNALS, ignore_signals
 from .run_dir import running_launcher
 from .stdout_relay import StdioRelays
 from .supervisor import Supervisor
@@ -32,15 +31,13 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
     if stream is not None:
         configure(settings.log_format, settings.log_level, stream=stream)
     log = get_logger("vast_sglang_launcher.supervise")
+    supervisor = Supervisor(settings, relays.stdout)
     try:
-        code = asyncio.run(Supervisor(settings, relays.stdout).run())
-        ignore_signals(log)  # a restart or stop now, on the way out, changes nothing
-        return code
+        return asyncio.run(supervisor.run())
     except LauncherError:
-        ignore_signals(log)
         raise  # explained in one line by the CLI, with its own exit status
     except Exception:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)  # the pause below is stoppable
+        supervisor.uninstall_signals()  # the pause below stays stoppable
         # A bug in the launcher itself. supervisord (startsecs=0) would restart it at once,
         # forever: pausing first keeps a crash loop as slow as the server's own backoff.
         log.exception(
@@ -52,6 +49,10 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         relays.close(timeout=1.0)
         configure(settings.log_format, settings.log_level)
+        # Python's exit puts the default actions back for signals with a Python handler,
+        # and SIGHUP's would kill the launcher on its last step: ignored outright instead.
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def command_restart(settings: Settings, args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from ..plan.prepare import prepare_plan
 from ..scaleout.join import gateway_membership
 from ..settings import Settings
 from .attempt import Attempt, fmt_seconds
-from .control import Control, hold_signals
+from .control import Control
 from .failure_hints import PORT_BUSY_HINT, Diagnosis, diagnose
 from .lifecycle import Lifecycle
 from .probes import make_client
@@ -114,9 +114,11 @@ class Supervisor:
             await client.aclose()
             sink.close()
             self.run_dir.release()
-            # The tree is gone: from here to the exit a signal is held, then ignored
-            # (`commands.command_run`); the loop's own handlers go when it closes.
-            hold_signals()
+
+    def uninstall_signals(self) -> None:
+        control = getattr(self, "control", None)
+        if control is not None:
+            control.uninstall()
 
     async def _main(self) -> int:
         control = self.control
