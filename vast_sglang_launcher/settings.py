@@ -464,7 +464,8 @@ class Settings(BaseSettings):
 
     gateway_drain_timeout: Seconds = Field(10.0, validation_alias="LAUNCHER_GATEWAY_DRAIN_TIMEOUT")
     """Seconds a stop or restart waits for the gateway to stop listing this worker before the
-    server gets SIGTERM."""
+    server gets SIGTERM; never more than its share of `LAUNCHER_STOP_TIMEOUT` (what is left
+    beyond the 6 s an idle server needs, or a quarter, whichever is more): raise both."""
 
     gateway_register_timeout: Seconds = Field(
         30.0, validation_alias="LAUNCHER_GATEWAY_REGISTER_TIMEOUT"

@@ -9,7 +9,8 @@ server's output (`server_output`, relayed to stdout without ever blocking by
   `status`: reading status.json, and the `status` command;
 - `run_dir`: the run directory's lock, the server record and a leftover server's clean-up;
 - `control`: signals turned into requests (stop, hurry, restart), and the wake-up event;
-- `attempt`: one start of the server (start, watch, take down);
+- `attempt`: one start of the server (start, watch, take down); `stop_budget`: how a stop
+  spends LAUNCHER_STOP_TIMEOUT (the gateway's share, then SGLang's own drain);
 - `supervisor`: the restart loop; `commands`: the `run` and `restart` commands.
 
 May import: the shared top level (settings, errors, files, logs, markers, redact,
