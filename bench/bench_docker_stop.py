@@ -102,7 +102,7 @@ def one_run(tmp: Path, drain: float, streams: int) -> dict[str, float]:
         "PORTAL_DIR": str(tmp / "no-portal"),
         "SGLANG_MODEL": str(model),
         "SGLANG_COMMAND": shlex.join([sys.executable, str(STANDIN)]),
-        "SGLANG_PORT": str(sglang),
+        "LAUNCHER_SERVER_PORT": str(sglang),
         "PORTAL_CONFIG": f"localhost:{api}:{sglang}:/:SGLang API",
         "OPEN_BUTTON_TOKEN": "bench",
         "GPU_COUNT": "1",

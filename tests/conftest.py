@@ -224,7 +224,7 @@ class LauncherRig:
             "PYTHONPATH": CHECKOUT,  # the launcher of this checkout, not an installed one
             "SGLANG_MODEL": str(self.model),
             "SGLANG_COMMAND": shlex.join([sys.executable, str(STANDIN)]),
-            "SGLANG_PORT": str(self.port),
+            "LAUNCHER_SERVER_PORT": str(self.port),
             "SGLANG_ARGS_FILE": str(self.args_file),
             "WORKSPACE": str(self.workspace),
             "LAUNCHER_RUN_DIR": str(self.run_dir),

@@ -673,6 +673,7 @@ def write_state(state_dir: str, args: argparse.Namespace, children: list[Any]) -
             "SGLANG_MODEL": os.environ.get("SGLANG_MODEL"),
             "MODEL_NAME": os.environ.get("MODEL_NAME"),
             "HOME": os.environ.get("HOME"),
+            "SGLANG_PORT": os.environ.get("SGLANG_PORT"),  # SGLang's own (get_open_port)
             "cwd": os.getcwd(),
         },
     }

@@ -85,7 +85,7 @@ class Container:
             # the template
             "SGLANG_MODEL": self.model,
             "SGLANG_COMMAND": shlex.join([sys.executable, str(STANDIN)]),
-            "SGLANG_PORT": str(self.sglang_port),
+            "LAUNCHER_SERVER_PORT": str(self.sglang_port),
             "PORTAL_CONFIG": f"localhost:{self.api_port}:{self.sglang_port}:/:SGLang API",
             "OPEN_BUTTON_TOKEN": TOKEN,
             "GPU_COUNT": "1",

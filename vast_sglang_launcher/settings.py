@@ -144,6 +144,11 @@ Source = Annotated[str, AfterValidator(_url_or_path)]
 PathLike = Annotated[str, AfterValidator(_path_like)]
 
 
+DEFAULT_SERVER_PORT = 18000
+"""The server's port unless LAUNCHER_SERVER_PORT says otherwise: the one home of 18000 (the
+plan, the default PORTAL_CONFIG and the docs follow it)."""
+
+
 class Settings(BaseSettings):
     """The launcher's configuration. Environment names are given by each field's alias."""
 
@@ -184,8 +189,15 @@ class Settings(BaseSettings):
     sglang_host: Line = Field("127.0.0.1", validation_alias="SGLANG_HOST")
     """Address the server listens on (the auth proxy publishes it)."""
 
-    sglang_port: Int = Field(18000, ge=1, le=65535, validation_alias="SGLANG_PORT")
-    """Port the server listens on (published as 8000 by the auth proxy)."""
+    sglang_port: Int = Field(
+        DEFAULT_SERVER_PORT,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("LAUNCHER_SERVER_PORT", "SGLANG_PORT"),
+    )
+    """Port the server listens on (published as 8000 by the auth proxy). `SGLANG_PORT`, the
+    old name, still works with a warning, and is then not passed to the server: SGLang
+    reads `SGLANG_PORT` itself, as the first port of its internal sockets."""
 
     workspace: SafePath = Field(Path("/workspace"), validation_alias="WORKSPACE")
     """Working directory and HOME of the server; caches go here."""
@@ -313,12 +325,12 @@ class Settings(BaseSettings):
     """Restarts tried when the server fails before it was ever ready; then the launcher gives
     up (exit 78)."""
 
-    stop_timeout: Seconds = Field(7.0, validation_alias="LAUNCHER_STOP_TIMEOUT")
+    stop_timeout: Seconds = Field(6.0, validation_alias="LAUNCHER_STOP_TIMEOUT")
     """Seconds one stop may take before the server's whole tree is killed: SGLang's main
     process alone gets SIGTERM and drains the requests in flight (it looks every 5 s; in
     worker mode the gateway's deregistration comes first, within a share of this). The
-    default fits `docker stop`'s 10 s (supervisord and the edge take up to 3 s more); for a
-    longer drain raise it and give the container 3 s more (`docker run --stop-timeout N`)."""
+    default fits `docker stop`'s 10 s (supervisord and the edge take up to 4 s more); for a
+    longer drain raise it and give the container 4 s more (`docker run --stop-timeout N`)."""
 
     flap_threshold: Int = Field(5, ge=1, le=100_000, validation_alias="LAUNCHER_FLAP_THRESHOLD")
     """Restarts within the last hour past which the launcher warns that the server is
@@ -539,6 +551,29 @@ class Settings(BaseSettings):
     def marker(self, name: str) -> Path:
         """Path of a boot marker such as `.provisioning`."""
         return self.marker_dir / name
+
+
+DEPRECATED_NAMES = {"SGLANG_PORT": "LAUNCHER_SERVER_PORT"}
+"""Old names of settings that collide with a variable SGLang reads (0.5.6.post2 utils/
+common.py and shm_broadcast.py; 0.5.23 environ.py `SGLANG_PORT`): still read, with a
+warning, while the new name is unset."""
+
+
+def deprecated_in_use(environ: Mapping[str, str]) -> dict[str, str]:
+    """Old name -> new name, for each old name that gives a setting its value here."""
+    return {
+        old: new
+        for old, new in DEPRECATED_NAMES.items()
+        if environ.get(old, "").strip() and not environ.get(new, "").strip()
+    }
+
+
+def deprecation_warnings(environ: Mapping[str, str]) -> list[str]:
+    return [
+        f"{old} is deprecated as the launcher's setting (SGLang reads {old} itself, for its "
+        f"internal ports): set {new} instead; {old} is not passed to the server"
+        for old, new in deprecated_in_use(environ).items()
+    ]
 
 
 def env_name(field: str) -> str:

@@ -245,9 +245,9 @@ def test_defaults_fit_docker_stop() -> None:
     settings = load_settings({})
     # An idle SGLang exits on its own at its watchdog's first look (<= 5 s) ...
     assert settings.stop_timeout >= SGLANG_WATCHDOG_PERIOD + SERVER_EXIT_ALLOWANCE
-    # ... and supervisord's three 1 s polls (TERM seen, launcher gone, edge gone) still fit
-    # docker stop's 10 s for everything.
-    assert settings.stop_timeout + 3 <= 10
+    # ... and supervisord's steps (three 1 s polls: TERM seen, launcher gone, edge gone) and
+    # the kill still fit docker stop's 10 s for everything (BENCHMARKS.md: about 3.5 s).
+    assert settings.stop_timeout + 4 <= 10
     assert settings.log_max_bytes == 100 * 1024 * 1024 and settings.log_backups == 3
 
 

@@ -23,7 +23,7 @@ import psutil
 from ..coldstart.phases import PhaseTracker
 from ..plan.build import LaunchPlan
 from ..redact import argv_redactor, mask_argv
-from ..settings import Settings
+from ..settings import Settings, deprecated_in_use
 from .control import Control
 from .lifecycle import Lifecycle
 from .probes import ProbeResult, health_url, probe
@@ -69,6 +69,12 @@ def fmt_seconds(seconds: float) -> str:
 def server_env(plan: LaunchPlan) -> dict[str, str]:
     env = dict(plan.env)  # the plan exports SGLANG_MODEL, MODEL_NAME and HOME already
     env.setdefault("PYTHONUNBUFFERED", "1")  # lines arrive as printed, not in 8 KiB blocks
+    # An old name that gave the launcher its value is the launcher's, not SGLang's:
+    # SGLANG_PORT is the first port of SGLang's internal sockets (0.5.6.post2 utils/common.py
+    # and distributed/device_communicators/shm_broadcast.py; 0.5.23 environ.py), and the
+    # server's own port taken by one of them fails every start ("address already in use").
+    for old in deprecated_in_use(plan.env):
+        env.pop(old, None)
     return env
 
 
