@@ -39,6 +39,10 @@ off), all measured from process start unless noted:
 ``STANDIN_REQUEST_LOG``     append one JSON line per answered request to this file
                             (time, method, path, status, pid, authorization present), and
                             one per SIGTERM/SIGINT received (time, signal, pid)
+``STANDIN_SHARDS``          safetensors shards to "load" (SGLang's progress bar on stderr:
+                            redrawn after ``\r`` from 0.5.10, one line each before)
+``STANDIN_SHARD_TIME``      seconds per shard
+``--startup-weight-load-mode overlap``: "Load weight end" comes after the graph capture
 ``STANDIN_CAPTURE``         seconds between SGLang's "Capture cuda graph begin" and "end" lines,
                             printed (with "KV Cache is allocated" and "Memory pool end") after
                             "Load weight end" and before binding (default 0)
@@ -659,6 +663,33 @@ def sigterm_watchdog(state: State, period: float, drain: float, release: str) ->
     os.kill(os.getpid(), signal.SIGKILL)  # include_parent=True: itself.kill()
 
 
+def load_shards(release: str) -> None:
+    """STANDIN_SHARDS safetensors files loaded STANDIN_SHARD_TIME apart, with SGLang's tqdm
+    bar on stderr (model_loader/weight_utils.py, desc "Loading safetensors checkpoint
+    shards"). Its bar format ends in a newline in 0.5.6.post2 (weight_utils.py _BAR_FORMAT)
+    and 0.5.8 (utils/common.py BAR_FORMAT); from 0.5.10 it does not, so tqdm redraws the bar
+    in place after a carriage return and prints the newline only when it closes."""
+    total = int(os.environ.get("STANDIN_SHARDS") or 0)
+    if not total:
+        return
+    pause = env_float("STANDIN_SHARD_TIME") or 0.0
+    newline = "\n" if release_key(release) < (0, 5, 10) else ""
+    started = time.monotonic()
+    for done in range(total + 1):
+        if done:
+            time.sleep(pause)
+        elapsed = time.monotonic() - started
+        bar = (
+            f"Loading safetensors checkpoint shards: {100 * done // total:3d}% Completed | "
+            f"{done}/{total} [00:{int(elapsed):02d}<00:00, {done / max(elapsed, 1e-3):.2f}it/s]"
+        )
+        sys.stderr.write("\r" + bar + newline)
+        sys.stderr.flush()
+    if not newline:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
 def write_state(state_dir: str, args: argparse.Namespace, children: list[Any]) -> None:
     directory = Path(state_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -806,7 +837,10 @@ def main() -> None:
         if hang_after is not None and not state.hung and now >= START + hang_after:
             state.hung = True
         if server is None and now >= bind_at:
-            log("Load weight end. type=StandIn, dtype=torch.bfloat16, mem usage=0.00 GB.")
+            load_shards(release)
+            overlap = getattr(args, "startup_weight_load_mode", None) == "overlap"
+            if not overlap:
+                log("Load weight end. type=StandIn, dtype=torch.bfloat16, mem usage=0.00 GB.")
             # SGLang's own milestone lines, in its order (ModelRunner: memory pool, graphs).
             log("KV Cache is allocated. #tokens: 1036794, K size: 35.60 GB, V size: 35.60 GB")
             log("Memory pool end. avail mem=7.46 GB")
@@ -817,6 +851,10 @@ def main() -> None:
                 f"Capture cuda graph end. Time elapsed: {capture:.2f} s. mem usage=0.43 GB. "
                 "avail mem=6.78 GB."
             )
+            if overlap:
+                # 0.5.18+ model_runner_components/startup_weight_load.py: the real weights
+                # are committed after the graphs are captured.
+                log("Load weight end. Committed real weights after CUDA graph capture in 0.00 s")
             try:
                 server = Server((host, port), Handler)
             except OSError as exc:
