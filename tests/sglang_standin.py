@@ -67,10 +67,10 @@ The stop, as SGLang does it (read in every release from 0.5.6.post2 to 0.5.23):
 - 0.5.22+, ``--node-rank`` >= 1: SIGTERM is logged and ignored; the main process waits for
   rank 0 to stop its schedulers (``entrypoints/engine.py`` ``_launch_subprocesses``).
 
-Endpoints: ``/health``, ``/health_generate``, ``/v1/models``, ``/model_info`` and
-``/get_model_info``, ``/server_info`` and ``/get_server_info``, ``POST /v1/chat/completions``
-(also streamed), ``POST /v1/completions`` and ``POST /generate``: what SGLang's gateway
-(sglang-router) asks of a worker.
+Endpoints: ``/health``, ``/health_generate``, ``/ready`` (0.5.20+), ``/v1/models``,
+``/model_info`` and ``/get_model_info``, ``/server_info`` and ``/get_server_info``,
+``POST /v1/chat/completions`` (also streamed), ``POST /v1/completions`` and
+``POST /generate``: what SGLang's gateway (sglang-router) asks of a worker.
 """
 
 from __future__ import annotations
@@ -275,6 +275,7 @@ class State:
         self.access_log = os.environ.get("STANDIN_ACCESS_LOG") == "1"
         self.api_key = os.environ.get("STANDIN_API_KEY") or None
         self.request_log = os.environ.get("STANDIN_REQUEST_LOG") or None
+        self.release = "0.5.6.post2"
         self.gracefully_exit = False
         """SGLang's flag, set by SIGTERM (tokenizer_manager.py SignalHandler.sigterm_handler)."""
         self.schedulers: list[subprocess.Popen[bytes]] = []
@@ -367,7 +368,11 @@ class Handler(BaseHTTPRequestHandler):
             return
         st = self.state
         path = self.path.split("?", 1)[0]
-        if path in ("/health", "/health_generate"):
+        if path == "/ready" and release_key(st.release) >= (0, 5, 20):
+            # 0.5.20+ http_server.py ready: TokenizerManager.is_ready() (up, not paused, not
+            # shutting down); earlier releases have no such route (404 below).
+            self._send(200 if st.ready and not st.gracefully_exit else 503)
+        elif path in ("/health", "/health_generate"):
             if not st.ready and os.environ.get("STANDIN_HEALTH_HANG") == "1":
                 while True:  # a health check stuck in the loading server: no answer ever
                     time.sleep(3600)
@@ -747,6 +752,7 @@ def main() -> None:
     request_log = os.environ.get("STANDIN_REQUEST_LOG")
     release = os.environ.get("STANDIN_RELEASE") or release_of(table)
     state = State(args)
+    state.release = release
     state.schedulers = children
     node_rank = int(getattr(args, "node_rank", 0) or 0)
     waits_for_rank_0 = node_rank >= 1 and release_key(release) >= (0, 5, 22)

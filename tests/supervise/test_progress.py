@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,8 @@ from conftest import LauncherRig
 
 from vast_sglang_launcher.coldstart.phases import PhaseTracker, shard_progress
 from vast_sglang_launcher.supervise.server_output import OutputSink, ServerProtocol
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.mark.parametrize("release", ["0.5.8", "0.5.23"])
@@ -84,3 +88,31 @@ def test_load_weight_end_after_the_graphs_does_not_go_back() -> None:
     )
     order = [h["phase"] for h in tracker.history]
     assert order == ["starting", "loading_weights", "kv_cache", "cuda_graph", "warmup"]
+
+
+@pytest.mark.parametrize(("release", "ready_path"), [("0.5.8", "/health"), ("0.5.23", "/ready")])
+def test_readiness_on_ready_where_the_release_has_it_liveness_on_health(
+    rig: LauncherRig, release: str, ready_path: str
+) -> None:
+    table = ROOT / "vast_sglang_launcher" / "plan" / "data" / f"server-args-{release}.json"
+    requests = rig.tmp / "requests.jsonl"
+    launcher = rig.start(
+        LAUNCHER_OPTION_TABLE=str(table),
+        STANDIN_OPTION_TABLE=str(table),
+        STANDIN_REQUEST_LOG=str(requests),
+        STANDIN_WARMUP="0.5",
+    )
+    rig.wait_state("ready", 60)
+
+    def probes() -> list[tuple[str, int]]:
+        entries = [json.loads(line) for line in requests.read_text().splitlines()]
+        return [(e["path"], e["status"]) for e in entries if "path" in e]
+
+    # the first 200 is on the readiness path; liveness probes after it go to /health
+    rig.wait_for(lambda: probes().count(("/health", 200)) >= 2, "liveness probes", 60)
+    seen = probes()
+    first_ok = seen.index((ready_path, 200))
+    assert all(path == ready_path for path, _ in seen[:first_ok])
+    assert all(path == "/health" for path, _ in seen[first_ok + 1 :])
+    launcher.send_signal(signal.SIGTERM)
+    assert rig.wait_exit(launcher, 60) == 0

@@ -14,9 +14,9 @@ server's output (`server_output`, relayed to stdout without ever blocking by
 - `supervisor`: the restart loop; `commands`: the `run` and `restart` commands.
 
 May import: the shared top level (settings, errors, files, logs, markers, redact,
-rotating_log); from the plan, only `prepare.prepare_plan` and the `build.LaunchPlan` it
-returns; from scaleout, only `join.gateway_membership` (the observer
-`attempt.ServerObserver` of READY and of the moment before the server is taken down); from
-coldstart, only `gate.wait_for_weights` and `phases.PhaseTracker` (load phases, stall
-watchdog).
+rotating_log); from the plan, only `prepare.prepare_plan`, the `build.LaunchPlan` it
+returns and `versions.at_least` (which release answers `/ready`); from scaleout, only
+`join.gateway_membership` (the observer `attempt.ServerObserver` of READY and of the
+moment before the server is taken down); from coldstart, only `gate.wait_for_weights` and
+`phases.PhaseTracker` (load phases, stall watchdog).
 """

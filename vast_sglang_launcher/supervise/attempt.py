@@ -26,7 +26,7 @@ from ..redact import argv_redactor, mask_argv
 from ..settings import Settings, deprecated_in_use
 from .control import Control
 from .lifecycle import Lifecycle
-from .probes import ProbeResult, health_url, probe
+from .probes import ProbeResult, health_url, probe, readiness_path
 from .process import (
     ServerRecord,
     Tree,
@@ -251,7 +251,11 @@ class Attempt:
     ) -> Outcome | LaunchPlan | None:
         s, control = self.settings, self.control
         loop = asyncio.get_running_loop()
-        url = health_url(plan.host, plan.port)
+        live_url = health_url(plan.host, plan.port)
+        ready_url = health_url(
+            plan.host, plan.port, readiness_path(plan.option_table_version, plan.serves_api)
+        )
+        url = ready_url
         deadline = started + s.startup_timeout
         ready_since: float | None = None
         last_probe: ProbeResult | None = None
@@ -307,6 +311,7 @@ class Attempt:
                     self.log.info(
                         "server ready", url=url, startup_s=round(ready_since - started, 3)
                     )
+                    url = live_url  # liveness from now on: /health
                     serving = f"serving on {url}" if plan.serves_api else _NOT_HEAD
                     self.lifecycle.to(ServerState.READY, ready_at=iso(time.time()), message=serving)
                     if self.observer is not None and plan.serves_api:
