@@ -304,6 +304,12 @@ class Attempt:
                 if result is None:
                     continue
                 last_probe = result
+                if result.status == 404 and url != live_url:
+                    # no /ready in this release after all (the table is a guess when the
+                    # installed version is unknown): readiness on /health, as before 0.5.20
+                    self.log.info(f"{url} is not served: probing {live_url} for readiness")
+                    url = live_url
+                    continue
                 if result.ok:
                     if self.progress is not None:
                         self.progress.enter("ready")
