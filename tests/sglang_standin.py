@@ -349,9 +349,11 @@ class Handler(BaseHTTPRequestHandler):
                 fh.write(json.dumps(entry) + "\n")
 
     def _refused(self) -> bool:
-        """401 unless the request carries the key (``/health*`` never needs it)."""
+        """401 unless the request carries the key; ``/health*``, ``/ready*`` and
+        ``/metrics*`` never need it (0.5.20+ utils/auth.py: "Health/readiness/metrics
+        endpoints are always allowed")."""
         key = self.state.api_key
-        if not key or self.path.startswith("/health"):
+        if not key or self.path.startswith(("/health", "/ready", "/metrics")):
             return False
         if self.headers.get("Authorization") == f"Bearer {key}":
             return False
