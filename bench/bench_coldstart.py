@@ -71,7 +71,7 @@ def one_boot(tmp: Path, hub: FakeHub, p: float, mode: str) -> float:
         "HF_ENDPOINT": hub.url,
         "SGLANG_COMMAND": shlex.join(command),
         "SGLANG_ARGS_FILE": str(tmp / "none"),
-        "SGLANG_PORT": str(free_port()),
+        "LAUNCHER_SERVER_PORT": str(free_port()),
         "WORKSPACE": str(tmp / "ws"),
         "LAUNCHER_RUN_DIR": str(tmp / "run"),
         "LAUNCHER_LOG_DIR": str(tmp / "logs"),

@@ -7,10 +7,13 @@ is ready, PID 1 gets SIGTERM, as from `docker stop`; measured, per run:
 
 - TERM -> all exited: until PID 1 has exited (supervisord exits after every program did, and
   the launcher after the server's whole tree did; PID 1 exiting would kill the rest);
-- TERM -> "stopped: sglang" and "stopped: caddy" as supervisord logs them (ms resolution).
+- TERM -> "stopped: sglang" and "stopped: caddy" as supervisord logs them (ms resolution);
+- requests in flight completed: streamed chat completions (5 chunks 0.5 s apart, about 2 s,
+  through the edge with the token) started before the TERM that got every chunk and [DONE].
 
-Two servers: one that drains in 0.5 s, one that would drain for an hour (the launcher kills
-it at LAUNCHER_STOP_TIMEOUT). The default settings are used.
+Scenarios: 0, 1 and 8 streams in flight; and a server with work of its own that would
+drain for an hour (the launcher kills it when LAUNCHER_STOP_TIMEOUT is spent). The stand-in
+drains as SGLang does (SIGTERM flag, a watchdog looking every 5 s). Default settings.
 
 Run (as root, with caddy and supervisord on PATH):
     python bench/bench_docker_stop.py [--runs 5]
@@ -29,9 +32,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +52,35 @@ def supervisord_time(line: str) -> float:
     return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def one_run(tmp: Path, drain: float) -> dict[str, float]:
+def stream(port: int, done: list[bool]) -> None:
+    payload = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    got: list[str] = []
+    try:
+        with httpx.stream(
+            "POST",
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            json=payload,
+            headers={"Authorization": "Bearer bench"},
+            timeout=30,
+        ) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    got.append(line)
+    except httpx.HTTPError:
+        pass
+    done.append(len(got) == 6 and got[-1] == "data: [DONE]")
+
+
+def answered(log: Path) -> int:
+    """Chat completions the stand-in has begun to answer (STANDIN_REQUEST_LOG)."""
+    try:
+        text = log.read_text()
+    except OSError:
+        return 0
+    return text.count('"path": "/v1/chat/completions"')
+
+
+def one_run(tmp: Path, drain: float, streams: int) -> dict[str, float]:
     model = tmp / "model"
     model.mkdir()
     (model / "config.json").write_text(
@@ -69,13 +102,15 @@ def one_run(tmp: Path, drain: float) -> dict[str, float]:
         "PORTAL_DIR": str(tmp / "no-portal"),
         "SGLANG_MODEL": str(model),
         "SGLANG_COMMAND": shlex.join([sys.executable, str(STANDIN)]),
-        "SGLANG_PORT": str(sglang),
+        "LAUNCHER_SERVER_PORT": str(sglang),
         "PORTAL_CONFIG": f"localhost:{api}:{sglang}:/:SGLang API",
         "OPEN_BUTTON_TOKEN": "bench",
         "GPU_COUNT": "1",
         "HF_HUB_OFFLINE": "1",
         "STANDIN_CHILDREN": "2",
         "STANDIN_DRAIN": str(drain),
+        "STANDIN_STREAM_INTERVAL": "0.5",
+        "STANDIN_REQUEST_LOG": str(tmp / "requests.jsonl"),
     }
     out_path = tmp / "container.log"
     unshare = shutil.which("unshare") or "unshare"
@@ -101,12 +136,23 @@ def one_run(tmp: Path, drain: float) -> dict[str, float]:
                 raise SystemExit(f"not ready:\n{out_path.read_text()}")
             time.sleep(0.05)
         time.sleep(0.5)
+        done: list[bool] = []
+        readers = [
+            threading.Thread(target=stream, args=(api, done), daemon=True) for _ in range(streams)
+        ]
+        for reader in readers:
+            reader.start()
+        requests = tmp / "requests.jsonl"
+        while answered(requests) < streams:
+            time.sleep(0.02)  # every stream has its answer's headers (the stand-in logs 200)
         pid1 = psutil.Process(proc.pid).children()[0]
         t0_wall = time.time()
         t0 = time.monotonic()
         pid1.send_signal(signal.SIGTERM)
         rc = proc.wait(30)
         total = time.monotonic() - t0
+        for reader in readers:
+            reader.join(30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -119,19 +165,31 @@ def one_run(tmp: Path, drain: float) -> dict[str, float]:
         for name in ("sglang", "caddy"):
             if f"stopped: {name} " in line:
                 found[name] = supervisord_time(line) - t0_wall
-    return {"total": total, "sglang": found["sglang"], "caddy": found["caddy"]}
+    return {
+        "total": total,
+        "sglang": found["sglang"],
+        "caddy": found["caddy"],
+        "completed": float(sum(done)),
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=5)
     args = p.parse_args()
-    for label, drain in (("drains in 0.5 s", 0.5), ("drains for an hour", 3600.0)):
+    scenarios = (
+        ("0 streams in flight", 0.0, 0),
+        ("1 stream in flight", 0.0, 1),
+        ("8 streams in flight", 0.0, 8),
+        ("work of its own for an hour", 3600.0, 0),
+    )
+    for label, drain, streams in scenarios:
         results = []
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory() as tmp:
-                results.append(one_run(Path(tmp), drain))
-        print(f"server that {label} ({args.runs} runs)")
+                results.append(one_run(Path(tmp), drain, streams))
+        completed = sum(r["completed"] for r in results)
+        print(f"{label} ({args.runs} runs): {completed:g} of {streams * args.runs} completed")
         for key, what in (
             ("sglang", 'TERM to PID 1 -> "stopped: sglang"'),
             ("caddy", 'TERM to PID 1 -> "stopped: caddy"'),

@@ -60,7 +60,7 @@ def render(run_dir: Path, port: int, upstream: int, loading: bool) -> str:
         {
             "OPEN_BUTTON_TOKEN": TOKEN,
             "LAUNCHER_RUN_DIR": str(run_dir),
-            "SGLANG_PORT": str(upstream),
+            "LAUNCHER_SERVER_PORT": str(upstream),
             "PORTAL_CONFIG": f"localhost:{port}:{upstream}:/docs:SGLang API",
         }
     )

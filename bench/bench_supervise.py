@@ -86,7 +86,7 @@ class Launcher:
             "LANG": "C.UTF-8",
             "SGLANG_MODEL": str(model),
             "SGLANG_COMMAND": shlex.join([sys.executable, str(STANDIN)]),
-            "SGLANG_PORT": str(self.port),
+            "LAUNCHER_SERVER_PORT": str(self.port),
             "SGLANG_ARGS_FILE": str(tmp / "args.conf"),
             "WORKSPACE": str(tmp / "ws"),
             "LAUNCHER_RUN_DIR": str(self.run_dir),

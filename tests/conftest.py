@@ -307,7 +307,7 @@ class LauncherRig:
             "PYTHONPATH": CHECKOUT,  # the launcher of this checkout, not an installed one
             "SGLANG_MODEL": str(self.model),
             "SGLANG_COMMAND": shlex.join([sys.executable, str(STANDIN)]),
-            "SGLANG_PORT": str(self.port),
+            "LAUNCHER_SERVER_PORT": str(self.port),
             "SGLANG_ARGS_FILE": str(self.args_file),
             "WORKSPACE": str(self.workspace),
             "LAUNCHER_RUN_DIR": str(self.run_dir),
@@ -325,6 +325,9 @@ class LauncherRig:
             "LAUNCHER_BACKOFF_MAX": "2",
             "LAUNCHER_START_RETRIES": "2",
             "LAUNCHER_STOP_TIMEOUT": "5",
+            # SGLang's SIGTERM watchdog looks every 5 s; the tests that are about the stop's
+            # timing set the real period back (STANDIN_WATCHDOG_PERIOD=5).
+            "STANDIN_WATCHDOG_PERIOD": "0.2",
         }
         self.launchers: list[subprocess.Popen[bytes]] = []
         self.out_path = tmp / "launcher.stdout"

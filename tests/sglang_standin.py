@@ -22,7 +22,10 @@ off), all measured from process start unless noted:
                           timing decides; added for the failure-hint tests of issue 17)
 ``STANDIN_HANG_AFTER``      stop answering HTTP (connections accepted, requests never answered)
 ``STANDIN_IGNORE_SIGTERM``  ``1``: ignore SIGTERM
-``STANDIN_DRAIN``           on SIGTERM/SIGINT: /health answers 503 this long, then exit 0
+``STANDIN_DRAIN``           a request of the server's own that is still in flight this long
+                            after SIGTERM (the drain waits for it like for any other)
+``STANDIN_WATCHDOG_PERIOD`` seconds between the checks of SGLang's SIGTERM watchdog (default
+                            5, SGLang's; see "The stop" below)
 ``STANDIN_STATE_DIR``       write ``start-<n>.json`` there at start (pid, pgid, sid, args, env)
 ``STANDIN_STREAM_INTERVAL`` seconds between streamed chat chunks (default 0.2)
 ``STANDIN_ACCESS_LOG``      ``1``: log each HTTP request to stderr
@@ -39,14 +42,39 @@ off), all measured from process start unless noted:
 ``STANDIN_REQUEST_LOG``     append one JSON line per answered request to this file
                             (time, method, path, status, pid, authorization present), and
                             one per SIGTERM/SIGINT received (time, signal, pid)
+``STANDIN_SHARDS``          safetensors shards to "load" (SGLang's progress bar on stderr:
+                            redrawn after ``\r`` from 0.5.10, one line each before)
+``STANDIN_SHARD_TIME``      seconds per shard
+``--startup-weight-load-mode overlap``: "Load weight end" comes after the graph capture
 ``STANDIN_CAPTURE``         seconds between SGLang's "Capture cuda graph begin" and "end" lines,
                             printed (with "KV Cache is allocated" and "Memory pool end") after
                             "Load weight end" and before binding (default 0)
 
-Endpoints: ``/health``, ``/health_generate``, ``/v1/models``, ``/model_info`` and
-``/get_model_info``, ``/server_info`` and ``/get_server_info``, ``POST /v1/chat/completions``
-and ``POST /v1/completions`` (both also streamed) and ``POST /generate``: what SGLang's gateway
-(smg, sglang-router) and Vast's serverless worker ask of a server.
+The stop, as SGLang does it (read in every release from 0.5.6.post2 to 0.5.23):
+
+- SIGTERM to the main process only sets a flag (``tokenizer_manager.py``
+  ``SignalHandler.sigterm_handler``: ``gracefully_exit = True``); ``/health`` then answers 503
+  (0.5.6.post2 ``entrypoints/http_server.py`` ``health``; 0.5.20+ ``is_healthy``).
+- ``TokenizerManager.sigterm_watchdog`` looks at the flag every 5 s (``asyncio.sleep(5)``,
+  started with the server), then drains: while requests remain it logs "Gracefully exiting...
+  Remaining number of requests N" and looks again 5 s later; with none left it ends the tree.
+  0.5.6.post2-0.5.14: ``kill_process_tree(os.getpid(), include_parent=True)`` (SIGKILL to the
+  schedulers, then to itself); 0.5.16/0.5.18: ``ShutdownReq`` to the schedulers, up to 15 s
+  for them to exit, then the same SIGKILL of the tree and itself; 0.5.20+: ``ShutdownReq``, up
+  to ``_SCHEDULER_EXIT_TIMEOUT_SECS`` (15 s), ``kill_process_tree(include_parent=False)``, then
+  ``sys.exit(0)``. ``SGL_FORCE_SHUTDOWN`` set: no drain, the tree ends at the first check.
+- The schedulers (STANDIN_CHILDREN) install no SIGTERM handler (0.5.23
+  ``mem_cache/allocator/unified_sub_pool.py`` says so) and die of it; they die with the main
+  process (``scheduler.py`` ``run_scheduler_process`` -> ``kill_itself_when_parent_died``).
+  A request whose scheduler is gone never gets another chunk: it hangs.
+- 0.5.22+, ``--node-rank`` >= 1: SIGTERM is logged and ignored; the main process waits for
+  rank 0 to stop its schedulers (``entrypoints/engine.py`` ``_launch_subprocesses``).
+
+Endpoints: ``/health``, ``/health_generate``, ``/ready`` (0.5.20+), ``/v1/models``,
+``/model_info`` and ``/get_model_info``, ``/server_info`` and ``/get_server_info``,
+``POST /v1/chat/completions`` and ``POST /v1/completions`` (both also streamed) and
+``POST /generate``: what SGLang's gateway (smg, sglang-router) and Vast's serverless worker
+ask of a server.
 """
 
 from __future__ import annotations
@@ -255,7 +283,7 @@ class State:
         served = getattr(args, "served_model_name", None)
         self.model_id = served or args.model_path
         self.ready = False
-        self.shutting_down = False
+        self.term_at = 0.0
         self.hung = False
         self.stream_interval = env_float("STANDIN_STREAM_INTERVAL")
         if self.stream_interval is None:
@@ -263,6 +291,32 @@ class State:
         self.access_log = os.environ.get("STANDIN_ACCESS_LOG") == "1"
         self.api_key = os.environ.get("STANDIN_API_KEY") or None
         self.request_log = os.environ.get("STANDIN_REQUEST_LOG") or None
+        self.release = "0.5.6.post2"
+        self.gracefully_exit = False
+        """SGLang's flag, set by SIGTERM (tokenizer_manager.py SignalHandler.sigterm_handler)."""
+        self.schedulers: list[subprocess.Popen[bytes]] = []
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        """SGLang's len(rid_to_state): the requests that the drain waits for."""
+
+    def schedulers_alive(self) -> bool:
+        return all(child.poll() is None for child in self.schedulers)
+
+    @contextlib.contextmanager
+    def request(self) -> Any:
+        with self.lock:
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def wait_for_scheduler(self) -> None:
+        """A request needs its scheduler: with one gone, no output ever comes (the
+        detokenizer never sends): the request hangs until the process ends."""
+        while not self.schedulers_alive():
+            time.sleep(3600)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -311,9 +365,11 @@ class Handler(BaseHTTPRequestHandler):
                 fh.write(json.dumps(entry) + "\n")
 
     def _refused(self) -> bool:
-        """401 unless the request carries the key (``/health*`` never needs it)."""
+        """401 unless the request carries the key; ``/health*``, ``/ready*`` and
+        ``/metrics*`` never need it (0.5.20+ utils/auth.py: "Health/readiness/metrics
+        endpoints are always allowed")."""
         key = self.state.api_key
-        if not key or self.path.startswith("/health"):
+        if not key or self.path.startswith(("/health", "/ready", "/metrics")):
             return False
         if self.headers.get("Authorization") == f"Bearer {key}":
             return False
@@ -330,11 +386,15 @@ class Handler(BaseHTTPRequestHandler):
             return
         st = self.state
         path = self.path.split("?", 1)[0]
-        if path in ("/health", "/health_generate"):
+        if path == "/ready" and release_key(st.release) >= (0, 5, 20):
+            # 0.5.20+ http_server.py ready: TokenizerManager.is_ready() (up, not paused, not
+            # shutting down); earlier releases have no such route (404 below).
+            self._send(200 if st.ready and not st.gracefully_exit else 503)
+        elif path in ("/health", "/health_generate"):
             if not st.ready and os.environ.get("STANDIN_HEALTH_HANG") == "1":
                 while True:  # a health check stuck in the loading server: no answer ever
                     time.sleep(3600)
-            self._send(200 if st.ready and not st.shutting_down else 503)
+            self._send(200 if st.ready and not st.gracefully_exit else 503)
         elif path == "/v1/models":
             self._send_json(
                 200,
@@ -378,16 +438,18 @@ class Handler(BaseHTTPRequestHandler):
             message = error or "body is not a JSON object"
             self._send_json(400, {"object": "error", "message": message, "code": 400})
             return
-        if path == "/v1/completions" and req.get("stream"):
-            self._stream(req, completion=True)
-        elif path == "/v1/completions":
-            self._text_completion(req)
-        elif path == "/generate":
-            self._generate()
-        elif req.get("stream"):
-            self._stream(req)
-        else:
-            self._complete(req)
+        with self.state.request():
+            self.state.wait_for_scheduler()
+            if path == "/v1/completions" and req.get("stream"):
+                self._stream(req, completion=True)
+            elif path == "/v1/completions":
+                self._text_completion(req)
+            elif path == "/generate":
+                self._generate()
+            elif req.get("stream"):
+                self._stream(req)
+            else:
+                self._complete(req)
 
     def _text_completion(self, req: dict[str, Any]) -> None:
         self._send_json(
@@ -473,6 +535,7 @@ class Handler(BaseHTTPRequestHandler):
             for i, piece in enumerate(STREAM_PIECES):
                 if i:
                     time.sleep(self.state.stream_interval or 0.0)
+                self.state.wait_for_scheduler()
                 delta: dict[str, Any] = {"content": piece}
                 if i == 0:
                     delta["role"] = "assistant"
@@ -577,6 +640,89 @@ def stop_children(children: list[subprocess.Popen[bytes]], sig: int, grace: floa
             child.wait()
 
 
+SGLANG_WATCHDOG_PERIOD = 5.0
+"""tokenizer_manager.py TokenizerManager.sigterm_watchdog: ``await asyncio.sleep(5)`` between
+looks at the flag, and between looks at the remaining requests (every release)."""
+SCHEDULER_EXIT_TIMEOUT = 15.0
+"""0.5.16+ sigterm_watchdog: how long the schedulers get to exit after ShutdownReq (0.5.20+:
+``_SCHEDULER_EXIT_TIMEOUT_SECS = 15``)."""
+
+
+def release_key(release: str) -> tuple[int, ...]:
+    parts = []
+    for part in release.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def force_shutdown() -> bool:
+    # sigterm_watchdog: get_bool_env_var("SGL_FORCE_SHUTDOWN") (utils/common.py: "true"/"1")
+    return os.environ.get("SGL_FORCE_SHUTDOWN", "false").lower() in ("true", "1")
+
+
+def sigterm_watchdog(state: State, period: float, drain: float, release: str) -> None:
+    """TokenizerManager.sigterm_watchdog, started with the handle loop (see the module doc)."""
+    while not state.gracefully_exit:
+        time.sleep(period)
+    while True:
+        own = 1 if time.monotonic() < state.term_at + drain else 0  # STANDIN_DRAIN
+        remaining = state.in_flight + own
+        if force_shutdown():
+            log("Signal SIGTERM received while force shutdown flag set. Force exiting.")
+            break
+        log(f"Gracefully exiting... Remaining number of requests {remaining}.")
+        if remaining > 0:
+            time.sleep(period)
+        else:
+            break
+    children = state.schedulers
+    if release_key(release) >= (0, 5, 16):
+        # ShutdownReq: each scheduler leaves its loop and exits; up to 15 s for them.
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + SCHEDULER_EXIT_TIMEOUT
+        while time.monotonic() < deadline and any(c.poll() is None for c in children):
+            time.sleep(0.1)
+    # utils/common.py kill_process_tree: SIGKILL to every descendant.
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if release_key(release) >= (0, 5, 20):
+        os._exit(0)  # include_parent=False, then sys.exit(0)
+    os.kill(os.getpid(), signal.SIGKILL)  # include_parent=True: itself.kill()
+
+
+def load_shards(release: str) -> None:
+    """STANDIN_SHARDS safetensors files loaded STANDIN_SHARD_TIME apart, with SGLang's tqdm
+    bar on stderr (model_loader/weight_utils.py, desc "Loading safetensors checkpoint
+    shards"). Its bar format ends in a newline in 0.5.6.post2 (weight_utils.py _BAR_FORMAT)
+    and 0.5.8 (utils/common.py BAR_FORMAT); from 0.5.10 it does not, so tqdm redraws the bar
+    in place after a carriage return and prints the newline only when it closes."""
+    total = int(os.environ.get("STANDIN_SHARDS") or 0)
+    if not total:
+        return
+    pause = env_float("STANDIN_SHARD_TIME") or 0.0
+    newline = "\n" if release_key(release) < (0, 5, 10) else ""
+    started = time.monotonic()
+    for done in range(total + 1):
+        if done:
+            time.sleep(pause)
+        elapsed = time.monotonic() - started
+        bar = (
+            f"Loading safetensors checkpoint shards: {100 * done // total:3d}% Completed | "
+            f"{done}/{total} [00:{int(elapsed):02d}<00:00, {done / max(elapsed, 1e-3):.2f}it/s]"
+        )
+        sys.stderr.write("\r" + bar + newline)
+        sys.stderr.flush()
+    if not newline:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
 def write_state(state_dir: str, args: argparse.Namespace, children: list[Any]) -> None:
     directory = Path(state_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -591,21 +737,25 @@ def write_state(state_dir: str, args: argparse.Namespace, children: list[Any]) -
             "SGLANG_MODEL": os.environ.get("SGLANG_MODEL"),
             "MODEL_NAME": os.environ.get("MODEL_NAME"),
             "HOME": os.environ.get("HOME"),
+            "SGLANG_PORT": os.environ.get("SGLANG_PORT"),  # SGLang's own (get_open_port)
             "cwd": os.getcwd(),
         },
     }
     data = json.dumps(payload, indent=1, default=str).encode()
+    # Written whole under a private name, then linked to the first free start-<n>.json: a
+    # reader never sees the file empty or half written, and two starts never share a number.
+    tmp = directory / f".start-{os.getpid()}.tmp"
+    tmp.write_bytes(data)
     n = 1
-    while True:
-        path = directory / f"start-{n}.json"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            n += 1
-            continue
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        return
+    try:
+        while True:
+            try:
+                os.link(tmp, directory / f"start-{n}.json")
+                return
+            except FileExistsError:
+                n += 1
+    finally:
+        tmp.unlink()
 
 
 def main() -> None:
@@ -627,16 +777,47 @@ def main() -> None:
         sys.stderr.flush()
         os._exit(code)
 
-    term_requested: list[str] = []
-
     request_log = os.environ.get("STANDIN_REQUEST_LOG")
+    release = os.environ.get("STANDIN_RELEASE") or release_of(table)
+    state = State(args)
+    state.release = release
+    state.schedulers = children
+    node_rank = int(getattr(args, "node_rank", 0) or 0)
+    waits_for_rank_0 = node_rank >= 1 and release_key(release) >= (0, 5, 22)
 
     def on_signal(signum: int, _frame: Any) -> None:
-        term_requested.append(signal.Signals(signum).name)
+        name = signal.Signals(signum).name
         if request_log:
             with open(request_log, "a", encoding="utf-8") as fh:
-                event = {"t": time.time(), "signal": signal.Signals(signum).name}
+                event = {"t": time.time(), "signal": name}
                 fh.write(json.dumps({**event, "pid": os.getpid()}) + "\n")
+        if waits_for_rank_0:
+            # 0.5.22+ entrypoints/engine.py _launch_subprocesses (node_rank >= 1): logged and
+            # ignored; rank 0's ShutdownReq stops the schedulers.
+            log(
+                f"SIGTERM received on node_rank {node_rank}; waiting for the rank-0 "
+                "ShutdownReq broadcast to stop the schedulers."
+            )
+            return
+        if not state.ready or node_rank >= 1:
+            # Before 0.5.22 a rank above 0 has no handler (engine.py _launch_subprocesses
+            # joins its schedulers). On rank 0 the handler comes with the tokenizer
+            # manager's handle loop, made by the first generate request (0.5.6.post2
+            # tokenizer_manager.py generate_request -> auto_create_handle_loop), i.e.
+            # SGLang's own warmup: before that a signal has its default action (the
+            # schedulers follow by PDEATHSIG).
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if not state.gracefully_exit:
+            # tokenizer_manager.py SignalHandler.sigterm_handler (SIGINT: the launcher never
+            # sends it to the server; taken the same way here).
+            log(
+                f"SIGTERM received. signum={signum} frame=None. Draining requests and "
+                "shutting down..."
+            )
+            state.term_at = time.monotonic()
+            state.gracefully_exit = True
 
     record_signals()
     if os.environ.get("STANDIN_IGNORE_SIGTERM") == "1":
@@ -652,6 +833,8 @@ def main() -> None:
     bind_delay = env_float("STANDIN_BIND_DELAY") or 0.0
     warmup = env_float("STANDIN_WARMUP") or 0.0
     drain = env_float("STANDIN_DRAIN") or 0.0
+    period = env_float("STANDIN_WATCHDOG_PERIOD")
+    period = SGLANG_WATCHDOG_PERIOD if period is None else period
     crash_after = env_float("STANDIN_CRASH_AFTER")
     crash_when = os.environ.get("STANDIN_CRASH_WHEN")
     exit_after = env_float("STANDIN_EXIT_AFTER")
@@ -659,10 +842,9 @@ def main() -> None:
     hang_after = env_float("STANDIN_HANG_AFTER")
     message = os.environ.get("STANDIN_CRASH_MESSAGE")
 
-    state = State(args)
     failure = os.environ.get("STANDIN_FAILURE")
     if failure:
-        fail_like_sglang(failure, os.environ.get("STANDIN_RELEASE") or release_of(table), children)
+        fail_like_sglang(failure, release, children)
     chatter = int(os.environ.get("STANDIN_CHATTER") or 0)
     chatter_line = "Decode batch. #running-req: 1, #token: 512, token usage: 0.01, " + "x" * 60
     for i in range(len(children)):
@@ -671,7 +853,6 @@ def main() -> None:
 
     bind_at = START + bind_delay
     ready_at: float | None = None
-    drain_until: float | None = None
     server: Server | None = None
 
     while True:
@@ -691,17 +872,11 @@ def main() -> None:
             finish(exit_code)
         if hang_after is not None and not state.hung and now >= START + hang_after:
             state.hung = True
-        if term_requested and drain_until is None:
-            state.shutting_down = True
-            drain_until = now + drain
-            log(f"Received {term_requested[0]}, shutting down (drain {drain:g}s).")
-        if drain_until is not None and now >= drain_until:
-            log("Shutdown complete.")
-            if server is not None:
-                server.socket.close()
-            finish(0)
-        if server is None and drain_until is None and now >= bind_at:
-            log("Load weight end. type=StandIn, dtype=torch.bfloat16, mem usage=0.00 GB.")
+        if server is None and now >= bind_at:
+            load_shards(release)
+            overlap = getattr(args, "startup_weight_load_mode", None) == "overlap"
+            if not overlap:
+                log("Load weight end. type=StandIn, dtype=torch.bfloat16, mem usage=0.00 GB.")
             # SGLang's own milestone lines, in its order (ModelRunner: memory pool, graphs).
             log("KV Cache is allocated. #tokens: 1036794, K size: 35.60 GB, V size: 35.60 GB")
             log("Memory pool end. avail mem=7.46 GB")
@@ -712,6 +887,10 @@ def main() -> None:
                 f"Capture cuda graph end. Time elapsed: {capture:.2f} s. mem usage=0.43 GB. "
                 "avail mem=6.78 GB."
             )
+            if overlap:
+                # 0.5.18+ model_runner_components/startup_weight_load.py: the real weights
+                # are committed after the graphs are captured.
+                log("Load weight end. Committed real weights after CUDA graph capture in 0.00 s")
             try:
                 server = Server((host, port), Handler)
             except OSError as exc:
@@ -735,8 +914,11 @@ def main() -> None:
         for _ in range(chatter):
             log(chatter_line)
         ready_due = ready_at is not None and now >= ready_at
-        if ready_due and not state.ready and not state.shutting_down:
-            state.ready = True
+        if ready_due and not state.ready:
+            state.ready = True  # the warmup request made the handle loop: the watchdog runs
+            threading.Thread(
+                target=sigterm_watchdog, args=(state, period, drain, release), daemon=True
+            ).start()
             log(READY_LINE)
         time.sleep(0.01)
 

@@ -317,6 +317,15 @@ def test_dockerfile_sets_every_variable_the_supervisor_files_need() -> None:
     assert f"mkdir -p {log_dir} {run_dir}" in dockerfile()
 
 
+def test_dockerfile_stop_wait_is_the_one_entrypoint_derives() -> None:
+    """`docker exec supervisorctl` uses the Dockerfile's value, a container's supervisord the
+    one `entrypoint` exports: with the default settings they are the same number."""
+    found = re.search(r"LAUNCHER_SUPERVISOR_STOPWAIT=(\d+)", dockerfile())
+    assert found
+    derived = supervisor_environment(load_settings({}))["LAUNCHER_SUPERVISOR_STOPWAIT"]
+    assert found.group(1) == derived
+
+
 # --- shell scripts ---------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ ENTRY_POINTS = {"cli", "__main__", "option_table"}
 """Top-level modules that dispatch into the capabilities (option_table: the image's step)."""
 
 ALLOWED = {
-    ("supervise", "plan"): {"prepare.prepare_plan", "build.LaunchPlan"},
+    ("supervise", "plan"): {"prepare.prepare_plan", "build.LaunchPlan", "versions.at_least"},
     ("supervise", "scaleout"): {"join.gateway_membership"},
     ("supervise", "coldstart"): {
         "gate.wait_for_weights",

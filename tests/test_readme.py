@@ -57,7 +57,7 @@ def test_try_it_without_a_gpu_runs_as_written(tmp_path: Path) -> None:
         "PYTHONPATH": str(ROOT),
         "LANG": "C.UTF-8",
         "TMPDIR": str(tmp_path),  # the recipe's mktemp -d
-        "SGLANG_PORT": str(free_port()),  # the default, 18000, may be taken on this machine
+        "LAUNCHER_SERVER_PORT": str(free_port()),  # 18000 may be taken here
         "LAUNCHER_BACKOFF_INITIAL": "0.5",
     }
     proc = subprocess.Popen(
@@ -85,7 +85,7 @@ def test_try_it_without_a_gpu_runs_as_written(tmp_path: Path) -> None:
         p
         for p in psutil.process_iter(["cmdline"])
         if any("sglang_standin.py" in a for a in p.info["cmdline"] or [])
-        and env["SGLANG_PORT"] in (p.info["cmdline"] or [])
+        and env["LAUNCHER_SERVER_PORT"] in (p.info["cmdline"] or [])
     ], "the stand-in outlived the recipe"
     workdir = next(p for p in tmp_path.iterdir() if p.name.startswith("tmp."))
     assert (

@@ -52,7 +52,7 @@ def test_the_kinds_were_found() -> None:
 
     assert "ENABLE_AUTH" in BOOLS and "AUTH_LINK_LOGIN" in BOOLS and len(BOOLS) == count("bool")
     assert "LAUNCHER_STOP_TIMEOUT" in SECONDS and len(SECONDS) == count("float")
-    assert "SGLANG_PORT" in INTS and "AUTH_COOKIE_MAX_AGE" in INTS
+    assert "LAUNCHER_SERVER_PORT" in INTS and "AUTH_COOKIE_MAX_AGE" in INTS
     assert "LAUNCHER_RUN_DIR" in PATHS and "HF_HOME" in PATHS
 
 

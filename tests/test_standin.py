@@ -230,14 +230,122 @@ def test_exit_after_with_code(launch: Callable[..., Standin]) -> None:
     assert "bye" in run.err()
 
 
-def test_sigterm_drains_then_exits_0(launch: Callable[..., Standin]) -> None:
-    run = launch(STANDIN_CHILDREN="1", STANDIN_DRAIN="5")
-    run.wait_healthy()
+def _stream_lines(run: Standin, sink: list[str], timeout: float = 60.0) -> None:
+    """Read one streamed chat completion into ``sink`` ("data: ..." payloads)."""
+    payload = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with (
+        contextlib.suppress(httpx.HTTPError),
+        httpx.stream("POST", run.base + "/v1/chat/completions", json=payload, timeout=timeout) as r,
+    ):
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                sink.append(line[len("data: ") :])
+
+
+@pytest.mark.parametrize(
+    ("release", "rc"),
+    [
+        # <= 0.5.18 sigterm_watchdog: kill_process_tree(include_parent=True) kills itself
+        ("0.5.6.post2", -signal.SIGKILL),
+        ("0.5.18", -signal.SIGKILL),
+        # 0.5.20+: kill_process_tree(include_parent=False), then sys.exit(0)
+        ("0.5.23", 0),
+    ],
+)
+def test_sigterm_drains_the_request_in_flight_then_ends_the_tree(
+    launch: Callable[..., Standin], release: str, rc: int
+) -> None:
+    run = launch(
+        STANDIN_CHILDREN=2,
+        STANDIN_RELEASE=release,
+        STANDIN_WATCHDOG_PERIOD=0.3,
+        STANDIN_STREAM_INTERVAL=0.3,
+    )
+    run.wait_healthy(30)
+    children = psutil.Process(run.proc.pid).children()
+    got: list[str] = []
+    reader = threading.Thread(target=_stream_lines, args=(run, got))
+    reader.start()
+    wait_until(lambda: got, 30)
+    run.proc.send_signal(signal.SIGTERM)  # the main process only, as the launcher does
+    wait_until(lambda: run.status() == 503, 30)
+    reader.join(60)
+    assert len(got) == 6 and got[-1] == "[DONE]", got
+    assert run.wait(60) == rc
+    assert "Draining requests and shutting down..." in run.out()
+    assert "Gracefully exiting... Remaining number of requests 1." in run.out()
+    wait_until(lambda: all_dead(children), timeout=30)
+
+
+def test_sigterm_to_the_group_kills_the_schedulers_and_the_request_hangs(
+    launch: Callable[..., Standin],
+) -> None:
+    run = launch(STANDIN_CHILDREN=1, STANDIN_WATCHDOG_PERIOD=0.2, STANDIN_STREAM_INTERVAL=0.3)
+    run.wait_healthy(30)
+    children = psutil.Process(run.proc.pid).children()
+    got: list[str] = []
+    reader = threading.Thread(target=_stream_lines, args=(run, got), daemon=True)
+    reader.start()
+    wait_until(lambda: got, 30)
+    os.killpg(run.proc.pid, signal.SIGTERM)
+    wait_until(lambda: all_dead(children), timeout=30)  # no handler: died of it
+    # The main process drains forever: its one request never ends without a scheduler.
+    wait_until(lambda: run.out().count("Remaining number of requests 1.") >= 3, 30)
+    assert run.proc.poll() is None
+    assert "[DONE]" not in got
+    run.proc.kill()
+    run.wait(30)
+
+
+def test_sigterm_before_ready_has_its_default_action(launch: Callable[..., Standin]) -> None:
+    run = launch(STANDIN_CHILDREN=1, STANDIN_BIND_DELAY=3600)
+    wait_until(lambda: "Load weight begin" in run.out(), 30)
     children = psutil.Process(run.proc.pid).children()
     run.proc.send_signal(signal.SIGTERM)
-    wait_until(lambda: run.status() == 503)  # the 5 s drain, from the signal on
-    assert run.wait() == 0
-    wait_until(lambda: all_dead(children))
+    assert run.wait(30) == -signal.SIGTERM
+    wait_until(lambda: all_dead(children), timeout=30)  # PDEATHSIG
+
+
+def test_force_shutdown_skips_the_drain(launch: Callable[..., Standin]) -> None:
+    run = launch(
+        STANDIN_RELEASE="0.5.23",
+        STANDIN_WATCHDOG_PERIOD=0.2,
+        STANDIN_DRAIN=3600,
+        SGL_FORCE_SHUTDOWN="1",
+    )
+    run.wait_healthy(30)
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.wait(30) == 0
+    assert "force shutdown flag set. Force exiting." in run.out()
+
+
+@pytest.mark.parametrize(("release", "ignores"), [("0.5.20", False), ("0.5.22", True)])
+def test_a_rank_above_0_waits_for_rank_0_from_0_5_22(
+    launch: Callable[..., Standin], release: str, ignores: bool
+) -> None:
+    run = launch("--node-rank", "1", "--nnodes", "2", STANDIN_RELEASE=release)
+    run.wait_healthy(30)
+    run.proc.send_signal(signal.SIGTERM)
+    if not ignores:
+        assert run.wait(30) == -signal.SIGTERM
+        return
+    wait_until(lambda: "waiting for the rank-0 ShutdownReq" in run.out(), 30)
+    assert run.proc.poll() is None
+    run.proc.kill()
+    run.wait(30)
+
+
+def test_start_records_are_never_seen_half_written(
+    launch: Callable[..., Standin], tmp_path: Path
+) -> None:
+    runs = [launch(STANDIN_STATE_DIR=tmp_path, STANDIN_BIND_DELAY=3600) for _ in range(4)]
+    seen: set[str] = set()
+    while len(seen) < len(runs):
+        for path in tmp_path.glob("start-*.json"):
+            json.loads(path.read_text())  # whole, or not there at all
+            seen.add(path.name)
+    assert seen == {f"start-{n}.json" for n in range(1, 5)}
+    assert not list(tmp_path.glob(".start-*"))
 
 
 def test_ignore_sigterm(launch: Callable[..., Standin]) -> None:

@@ -38,7 +38,7 @@ _COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
         "the model's config.json, and print it with every decision (value, source, reason) "
         "and every warning. Starts nothing.",
         "SGLANG_MODEL, SGLANG_ARGS, SGLANG_ARGS_FILE, AUTO_PARALLEL, GPU_COUNT, "
-        "CUDA_VISIBLE_DEVICES, SGLANG_COMMAND, SGLANG_HOST, SGLANG_PORT, HF_TOKEN, "
+        "CUDA_VISIBLE_DEVICES, SGLANG_COMMAND, SGLANG_HOST, LAUNCHER_SERVER_PORT, HF_TOKEN, "
         "HF_HUB_OFFLINE",
         [
             ("0", "the plan was printed (warnings included; also when no model is set)"),
@@ -367,11 +367,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .settings_doc import print_settings
 
         return print_settings(os.environ)  # every value, the bad ones marked (exit 78)
-    from .logs import configure_for
-    from .settings import load_settings, require_writable_dirs
+    from .logs import configure_for, get_logger
+    from .settings import deprecation_warnings, load_settings, require_writable_dirs
 
     settings = load_settings()
     configure_for(settings)
+    for line in deprecation_warnings(os.environ):
+        get_logger("vast_sglang_launcher").warning(line)
     require_writable_dirs(settings, *_WRITES.get(args.command, ()))
     return _command(args.command)(settings, args)
 

@@ -159,6 +159,11 @@ Secret = Annotated[
 ]
 
 
+DEFAULT_SERVER_PORT = 18000
+"""The server's port unless LAUNCHER_SERVER_PORT says otherwise: the one home of 18000 (the
+plan, the default PORTAL_CONFIG and the docs follow it)."""
+
+
 class Settings(BaseSettings):
     """The launcher's configuration. Environment names are given by each field's alias."""
 
@@ -201,8 +206,15 @@ class Settings(BaseSettings):
     sglang_host: Line = Field("127.0.0.1", validation_alias="SGLANG_HOST")
     """Address the server listens on (the auth proxy publishes it)."""
 
-    sglang_port: Int = Field(18000, ge=1, le=65535, validation_alias="SGLANG_PORT")
-    """Port the server listens on (published as 8000 by the auth proxy)."""
+    sglang_port: Int = Field(
+        DEFAULT_SERVER_PORT,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("LAUNCHER_SERVER_PORT", "SGLANG_PORT"),
+    )
+    """Port the server listens on (published as 8000 by the auth proxy). `SGLANG_PORT`, the
+    old name, still works with a warning, and is then not passed to the server: SGLang
+    reads `SGLANG_PORT` itself, as the first port of its internal sockets."""
 
     workspace: SafePath = Field(Path("/workspace"), validation_alias="WORKSPACE")
     """Working directory and HOME of the server; caches go here."""
@@ -333,10 +345,12 @@ class Settings(BaseSettings):
     """Restarts tried when the server fails before it was ever ready; then the launcher gives
     up (exit 78)."""
 
-    stop_timeout: Seconds = Field(5.0, validation_alias="LAUNCHER_STOP_TIMEOUT")
-    """Seconds the server may drain after SIGTERM before its process group is killed. The
-    default fits `docker stop`'s 10 s (supervisord's stop sequence takes up to 4 s more); for
-    a longer drain raise it and give the container 5 s more (`docker run --stop-timeout N`)."""
+    stop_timeout: Seconds = Field(6.0, validation_alias="LAUNCHER_STOP_TIMEOUT")
+    """Seconds one stop may take before the server's whole tree is killed: SGLang's main
+    process alone gets SIGTERM and drains the requests in flight (it looks every 5 s; in
+    worker mode the gateway's deregistration comes first, within a share of this). The
+    default fits `docker stop`'s 10 s (supervisord and the edge take up to 4 s more); for a
+    longer drain raise it and give the container 4 s more (`docker run --stop-timeout N`)."""
 
     flap_threshold: Int = Field(5, ge=1, le=100_000, validation_alias="LAUNCHER_FLAP_THRESHOLD")
     """Restarts within the last hour past which the launcher warns that the server is
@@ -486,7 +500,8 @@ class Settings(BaseSettings):
 
     gateway_drain_timeout: Seconds = Field(10.0, validation_alias="LAUNCHER_GATEWAY_DRAIN_TIMEOUT")
     """Seconds a stop or restart waits for the gateway to stop listing this worker before the
-    server gets SIGTERM."""
+    server gets SIGTERM; never more than its share of `LAUNCHER_STOP_TIMEOUT` (what is left
+    beyond the 6 s an idle server needs, or a quarter, whichever is more): raise both."""
 
     gateway_register_timeout: Seconds = Field(
         30.0, validation_alias="LAUNCHER_GATEWAY_REGISTER_TIMEOUT"
@@ -613,6 +628,29 @@ class Settings(BaseSettings):
     def marker(self, name: str) -> Path:
         """Path of a boot marker such as `.provisioning`."""
         return self.marker_dir / name
+
+
+DEPRECATED_NAMES = {"SGLANG_PORT": "LAUNCHER_SERVER_PORT"}
+"""Old names of settings that collide with a variable SGLang reads (0.5.6.post2 utils/
+common.py and shm_broadcast.py; 0.5.23 environ.py `SGLANG_PORT`): still read, with a
+warning, while the new name is unset."""
+
+
+def deprecated_in_use(environ: Mapping[str, str]) -> dict[str, str]:
+    """Old name -> new name, for each old name that gives a setting its value here."""
+    return {
+        old: new
+        for old, new in DEPRECATED_NAMES.items()
+        if environ.get(old, "").strip() and not environ.get(new, "").strip()
+    }
+
+
+def deprecation_warnings(environ: Mapping[str, str]) -> list[str]:
+    return [
+        f"{old} is deprecated as the launcher's setting (SGLang reads {old} itself, for its "
+        f"internal ports): set {new} instead; {old} is not passed to the server"
+        for old, new in deprecated_in_use(environ).items()
+    ]
 
 
 def env_name(field: str) -> str:

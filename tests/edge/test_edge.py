@@ -363,9 +363,18 @@ def test_every_site_answers_a_down_service_with_a_page_that_says_so() -> None:
 
 
 def test_warns_when_the_sglang_port_is_not_published() -> None:
-    settings = load_settings({"OPEN_BUTTON_TOKEN": "t", "SGLANG_PORT": "19000"})
+    # the default PORTAL_CONFIG follows the port (issue 23, item 4); one of your own may not
+    settings = load_settings(
+        {
+            "OPEN_BUTTON_TOKEN": "t",
+            "LAUNCHER_SERVER_PORT": "19000",
+            "PORTAL_CONFIG": "localhost:8000:18000:/:SGLang API",
+        }
+    )
     warnings = edge_warnings(settings, portal_entries(settings))
-    assert any("SGLANG_PORT (19000)" in w for w in warnings)
+    assert any("LAUNCHER_SERVER_PORT (19000)" in w for w in warnings)
+    default = load_settings({"OPEN_BUTTON_TOKEN": "t", "LAUNCHER_SERVER_PORT": "19000"})
+    assert not edge_warnings(default, portal_entries(default))
 
 
 def test_entry_names_cannot_break_out_of_their_comment() -> None:

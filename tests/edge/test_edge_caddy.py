@@ -169,7 +169,7 @@ def start_edge(
             "PYTHONPATH": CHECKOUT,  # the launcher of this checkout, not an installed one
             "LAUNCHER_RUN_DIR": str(run_dir),
             "LAUNCHER_PORTAL_YAML": str(tmp_path / f"portal{n}.yaml"),
-            "SGLANG_PORT": str(upstream.port),
+            "LAUNCHER_SERVER_PORT": str(upstream.port),
             "PORTAL_CONFIG": (
                 f"localhost:{port}:{upstream.port}:/:SGLang API"
                 f"|localhost:{open_port}:{upstream.port}:/:Open"

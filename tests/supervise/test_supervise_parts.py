@@ -125,7 +125,7 @@ def test_manual_reset_forgets_failures() -> None:
         (
             "OSError: [Errno 98] error while attempting to bind: address already in use",
             1,
-            "SGLANG_PORT",
+            "LAUNCHER_SERVER_PORT",
         ),
         ("RuntimeError: No CUDA GPUs are available", 1, "GPU"),
     ],

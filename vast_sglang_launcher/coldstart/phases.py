@@ -65,6 +65,19 @@ MILESTONES: tuple[tuple[re.Pattern[bytes], str], ...] = tuple(
 )
 
 
+SHARDS = re.compile(rb"Loading safetensors checkpoint shards:\s*(\d+)% Completed \| (\d+)/(\d+)")
+"""SGLang's weight-loading bar (model_loader/weight_utils.py, tqdm with BAR_FORMAT): printed
+by rank 0 only, once per shard file (a carriage-return redraw from 0.5.10)."""
+
+
+def shard_progress(line: bytes) -> tuple[int, int] | None:
+    """(shards loaded, shards in all) from a drawing of SGLang's progress bar, or None."""
+    found = SHARDS.search(line)
+    if found is None:
+        return None
+    return int(found.group(2)), int(found.group(3))
+
+
 def milestone(line: bytes) -> str | None:
     """The phase a server line announces, or None."""
     for pattern, phase in MILESTONES:
@@ -185,6 +198,8 @@ class PhaseTracker:
             phase = milestone(line)
             if phase is not None:
                 self.enter(phase)
+            elif self.current == "loading_weights" and (shards := shard_progress(line)):
+                self.update(shards_loaded=shards[0], shards_total=shards[1])
 
     # --- stall watchdog ---------------------------------------------------------------------
     def activity(self) -> None:

@@ -503,7 +503,8 @@ def edge_warnings(settings: Settings, entries: Sequence[PortalEntry]) -> list[st
         )
     if sites and settings.sglang_port not in {e.internal for e in entries}:
         warnings.append(
-            f"no PORTAL_CONFIG entry has SGLANG_PORT ({settings.sglang_port}) as its internal "
+            f"no PORTAL_CONFIG entry has LAUNCHER_SERVER_PORT ({settings.sglang_port}) as its "
+            "internal "
             "port: the SGLang API is not published"
         )
     return warnings

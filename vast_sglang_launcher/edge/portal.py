@@ -21,15 +21,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ..settings import Settings, shown_value
+from ..settings import DEFAULT_SERVER_PORT, Settings, shown_value
 
 _PORT = re.compile(r"[0-9]{1,5}")
 
-DEFAULT_PORTAL_CONFIG = (
-    "localhost:1111:11111:/:Instance Portal"
-    "|localhost:8000:18000:/:SGLang API"
-    "|localhost:8080:8080:/:Jupyter"
-)
+
+def _default_config(server_port: int) -> str:
+    return (
+        "localhost:1111:11111:/:Instance Portal"
+        f"|localhost:8000:{server_port}:/:SGLang API"
+        "|localhost:8080:8080:/:Jupyter"
+    )
+
+
+DEFAULT_PORTAL_CONFIG = _default_config(DEFAULT_SERVER_PORT)
+"""The image's PORTAL_CONFIG with the default LAUNCHER_SERVER_PORT."""
 
 
 @dataclass(frozen=True)
@@ -88,14 +94,15 @@ GATEWAY_EXTERNAL_PORT = 8010
 
 
 def default_portal_config(settings: Settings) -> str:
-    """The image's default PORTAL_CONFIG; in gateway mode (LAUNCHER_RUN_GATEWAY) it also
-    publishes the gateway, 8010 -> LAUNCHER_GATEWAY_PORT, behind the same authentication."""
+    """The image's default PORTAL_CONFIG: the API's 8000 goes to LAUNCHER_SERVER_PORT; in
+    gateway mode (LAUNCHER_RUN_GATEWAY) it also publishes the gateway, 8010 ->
+    LAUNCHER_GATEWAY_PORT, behind the same authentication."""
+    config = _default_config(settings.sglang_port)
     if settings.run_gateway:
         return (
-            f"{DEFAULT_PORTAL_CONFIG}|localhost:{GATEWAY_EXTERNAL_PORT}:"
-            f"{settings.gateway_port}:/:SGLang Gateway"
+            f"{config}|localhost:{GATEWAY_EXTERNAL_PORT}:{settings.gateway_port}:/:SGLang Gateway"
         )
-    return DEFAULT_PORTAL_CONFIG
+    return config
 
 
 def portal_entries(settings: Settings) -> list[PortalEntry]:

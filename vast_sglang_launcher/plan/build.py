@@ -13,7 +13,7 @@ from typing import Any
 
 from ..coldstart.caches import cache_env
 from ..host_limits import POOL_VARIABLES, ThreadCaps
-from ..settings import Settings
+from ..settings import DEFAULT_SERVER_PORT, Settings
 from .dp_attention import AttentionDp, attention_dp, attention_tp
 from .gpus import GpuInventory
 from .known_options import (
@@ -39,7 +39,7 @@ from .serve_cli import is_serve, model_spellings, server_words
 from .user_args import UserArgs
 
 SERVE_HOST = "127.0.0.1"
-SERVE_PORT = 18000
+SERVE_PORT = DEFAULT_SERVER_PORT
 _WILDCARD_PROBE = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
@@ -277,7 +277,7 @@ def _listen(settings: Settings, user: UserOptions, b: _Builder) -> tuple[str, in
         b.add(
             PORT,
             port,
-            "SGLANG_PORT" if port != SERVE_PORT else "default",
+            "LAUNCHER_SERVER_PORT" if port != SERVE_PORT else "default",
             "the auth proxy publishes this port as 8000",
         )
     else:
@@ -287,10 +287,11 @@ def _listen(settings: Settings, user: UserOptions, b: _Builder) -> tuple[str, in
             b.warnings.append(f"{port_occ.source}: --port {port_occ.value!r} is not a number")
             port = settings.sglang_port
         b.decide("port", port, port_occ.source, "set by the user; probed there")
-        if port != SERVE_PORT:
+        if port != settings.sglang_port:
             b.warnings.append(
                 f"{port_occ.source} sets --port {port}; the auth proxy publishes "
-                f"{SERVE_PORT}, so the API on 8000 will not reach the server"
+                f"{settings.sglang_port} (LAUNCHER_SERVER_PORT), so the API on 8000 will not "
+                "reach the server"
             )
     return _WILDCARD_PROBE.get(host, host), port
 

@@ -110,8 +110,13 @@ class GatewayMembership:
         self.log.error(f"gateway {what}", gateway=self.api.base_url)
         self._report("failed", what)
 
-    async def before_stop(self) -> None:
-        """Deregister and wait (bounded) until the gateway no longer lists the worker."""
+    async def before_stop(self, limit: float | None = None) -> None:
+        """Deregister and wait until the gateway no longer lists the worker: at most
+        LAUNCHER_GATEWAY_DRAIN_TIMEOUT, or ``limit`` (the share of the stop budget that the
+        launcher gives it) when that is less."""
+        timeout = (
+            self.timing.drain_timeout if limit is None else min(limit, self.timing.drain_timeout)
+        )
         await self._cancel()
         if not self._posted and self.worker_id is None:
             if self.state != "waiting":
@@ -120,10 +125,10 @@ class GatewayMembership:
         self._report("deregistering", f"asking {self.api.base_url} to forget this worker")
         started = time.monotonic()
         try:
-            gone = await asyncio.wait_for(self._deregister(), self.timing.drain_timeout)
+            gone = await asyncio.wait_for(self._deregister(), timeout)
         except asyncio.TimeoutError:
             gone = False
-            why = f"no answer within {self.timing.drain_timeout:g} s"
+            why = f"not confirmed within {timeout:g} s"
         except GatewayError as exc:
             gone = False
             why = str(exc)

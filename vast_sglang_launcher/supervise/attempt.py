@@ -23,10 +23,10 @@ import psutil
 from ..coldstart.phases import PhaseTracker
 from ..plan.build import LaunchPlan
 from ..redact import argv_redactor, mask_argv
-from ..settings import Settings
+from ..settings import Settings, deprecated_in_use
 from .control import Control
 from .lifecycle import Lifecycle
-from .probes import ProbeResult, health_url, probe
+from .probes import ProbeResult, health_url, probe, readiness_path
 from .process import (
     ServerRecord,
     Tree,
@@ -40,6 +40,7 @@ from .run_dir import RunDir
 from .server_output import OutputSink, ServerProtocol
 from .states import ServerState
 from .status import iso
+from .stop_budget import deregister_limit
 
 Replan = Callable[[], Awaitable["LaunchPlan | None"]]
 
@@ -50,7 +51,9 @@ class ServerObserver(Protocol):
 
     def on_ready(self) -> None: ...
 
-    async def before_stop(self) -> None: ...
+    async def before_stop(self, limit: float) -> None:
+        """Done within ``limit`` seconds (the launcher also cancels it then)."""
+        ...
 
 
 _NOT_HEAD = (
@@ -66,6 +69,12 @@ def fmt_seconds(seconds: float) -> str:
 def server_env(plan: LaunchPlan) -> dict[str, str]:
     env = dict(plan.env)  # the plan exports SGLANG_MODEL, MODEL_NAME and HOME already
     env.setdefault("PYTHONUNBUFFERED", "1")  # lines arrive as printed, not in 8 KiB blocks
+    # An old name that gave the launcher its value is the launcher's, not SGLang's:
+    # SGLANG_PORT is the first port of SGLang's internal sockets (0.5.6.post2 utils/common.py
+    # and distributed/device_communicators/shm_broadcast.py; 0.5.23 environ.py), and the
+    # server's own port taken by one of them fails every start ("address already in use").
+    for old in deprecated_in_use(plan.env):
+        env.pop(old, None)
     return env
 
 
@@ -175,11 +184,12 @@ class Attempt:
         try:
             result = await self._watch(proto, plan, started)
         finally:
+            stop_began = loop.time()
             try:
-                if self.observer is not None:  # e.g. leave the gateway before SIGTERM
-                    await self.observer.before_stop()
+                await self._leave_gateway()
             finally:
-                await self._take_down(proto, pid, leader)
+                spent = loop.time() - stop_began
+                await self._take_down(proto, pid, leader, self.settings.stop_timeout - spent)
             transport.close()
             self.run_dir.forget_server()
         rc = proto.returncode
@@ -241,7 +251,11 @@ class Attempt:
     ) -> Outcome | LaunchPlan | None:
         s, control = self.settings, self.control
         loop = asyncio.get_running_loop()
-        url = health_url(plan.host, plan.port)
+        live_url = health_url(plan.host, plan.port)
+        ready_url = health_url(
+            plan.host, plan.port, readiness_path(plan.option_table_version, plan.serves_api)
+        )
+        url = ready_url
         deadline = started + s.startup_timeout
         ready_since: float | None = None
         last_probe: ProbeResult | None = None
@@ -290,6 +304,12 @@ class Attempt:
                 if result is None:
                     continue
                 last_probe = result
+                if result.status == 404 and url != live_url:
+                    # no /ready in this release after all (the table is a guess when the
+                    # installed version is unknown): readiness on /health, as before 0.5.20
+                    self.log.info(f"{url} is not served: probing {live_url} for readiness")
+                    url = live_url
+                    continue
                 if result.ok:
                     if self.progress is not None:
                         self.progress.enter("ready")
@@ -297,6 +317,7 @@ class Attempt:
                     self.log.info(
                         "server ready", url=url, startup_s=round(ready_since - started, 3)
                     )
+                    url = live_url  # liveness from now on: /health
                     serving = f"serving on {url}" if plan.serves_api else _NOT_HEAD
                     self.lifecycle.to(ServerState.READY, ready_at=iso(time.time()), message=serving)
                     if self.observer is not None and plan.serves_api:
@@ -348,18 +369,40 @@ class Attempt:
         self.log.error(self.reason)
         return Outcome(Failure.STARTUP_TIMEOUT)
 
+    async def _leave_gateway(self) -> None:
+        """Deregister (worker mode) before SIGTERM, within its share of the stop budget
+        (`stop_budget.deregister_limit`): a gateway that hangs, or that keeps listing the
+        worker, delays the server's drain by that share and no more."""
+        if self.observer is None:
+            return
+        s = self.settings
+        limit = deregister_limit(s.stop_timeout, s.gateway_drain_timeout)
+        try:
+            # The observer keeps to ``limit`` itself; this bounds it should it not.
+            await asyncio.wait_for(self.observer.before_stop(limit), limit + 0.25)
+        except asyncio.TimeoutError:
+            self.log.warning(
+                f"leaving the gateway took more than {fmt_seconds(limit)} s: stopping the "
+                "server anyway (LAUNCHER_GATEWAY_DRAIN_TIMEOUT, LAUNCHER_STOP_TIMEOUT)"
+            )
+
     async def _take_down(
-        self, proto: ServerProtocol, pid: int, leader: psutil.Process | None
+        self, proto: ServerProtocol, pid: int, leader: psutil.Process | None, budget: float
     ) -> None:
-        """Stop the server's whole tree (no-op when it is already gone); wait for the pipe."""
-        stop_timeout, hurry = self.settings.stop_timeout, self.control.hurry
+        """Stop the server's whole tree (no-op when it is already gone); wait for the pipe.
+
+        SIGTERM goes to SGLang's main process only (`Tree`), which drains for up to
+        ``budget`` seconds (what is left of LAUNCHER_STOP_TIMEOUT); then SIGKILL to the
+        whole tree."""
+        hurry = self.control.hurry
+        stop_timeout = max(0.0, budget)
         roots = [leader, self.me] if leader is not None else [self.me]
-        tree = Tree(pid, roots, keep_pids=[pid])
+        tree = Tree(pid, roots, keep_pids=[pid], leader=leader)
         if not proto.exited:
             self.lifecycle.to(
                 ServerState.STOPPING,
-                message=f"stopping the server (SIGTERM, then SIGKILL after "
-                f"{fmt_seconds(stop_timeout)} s)",
+                message=f"stopping the server (SIGTERM to its main process, which drains; "
+                f"SIGKILL to all of it after {fmt_seconds(stop_timeout)} s)",
             )
             self.log.info("stopping the server", pid=pid, timeout_s=stop_timeout)
 
@@ -367,7 +410,7 @@ class Attempt:
             why = (
                 "on request"
                 if hurry.is_set()
-                else f"after {fmt_seconds(stop_timeout)} s (LAUNCHER_STOP_TIMEOUT)"
+                else f"still draining after {fmt_seconds(stop_timeout)} s (LAUNCHER_STOP_TIMEOUT)"
             )
             self.log.warning(
                 f"killing the server's processes {why}", pids=sorted(p.pid for p in remaining)

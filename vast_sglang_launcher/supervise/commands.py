@@ -30,14 +30,17 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
     stream = relays.log_stream()
     if stream is not None:
         configure_for(settings, stream=stream)
+    log = get_logger("vast_sglang_launcher.supervise")
+    supervisor = Supervisor(settings, relays.stdout)
     try:
-        return asyncio.run(Supervisor(settings, relays.stdout).run())
+        return asyncio.run(supervisor.run())
     except LauncherError:
         raise  # explained in one line by the CLI, with its own exit status
     except Exception:
+        supervisor.uninstall_signals()  # the pause below stays stoppable
         # A bug in the launcher itself. supervisord (startsecs=0) would restart it at once,
         # forever: pausing first keeps a crash loop as slow as the server's own backoff.
-        get_logger("vast_sglang_launcher.supervise").exception(
+        log.exception(
             "the launcher failed (a bug: please report this traceback); exiting in "
             f"{fmt_seconds(settings.backoff_max)} s (LAUNCHER_BACKOFF_MAX)"
         )
@@ -46,6 +49,10 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         relays.close(timeout=1.0)
         configure_for(settings)
+        # Python's exit puts the default actions back for signals with a Python handler,
+        # and SIGHUP's would kill the launcher on its last step: ignored outright instead.
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def command_restart(settings: Settings, args: argparse.Namespace) -> int:

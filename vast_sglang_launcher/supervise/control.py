@@ -4,7 +4,9 @@ and the one event that every wait of the supervisor wakes on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import socket
 from typing import Any
 
 
@@ -26,11 +28,44 @@ class Control:
         self.stop_event = asyncio.Event()
         self.hurry = asyncio.Event()
         """A second SIGTERM/SIGINT: kill the server now instead of waiting for it to drain."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup_socks: tuple[socket.socket, socket.socket] | None = None
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Handle SIGTERM, SIGINT and SIGHUP for the rest of the process's life.
+
+        Plain handlers, not `loop.add_signal_handler`: closing the loop would put the default
+        actions back, and a `restart` (SIGHUP) in the last moments of a stop would then kill
+        the launcher (supervisord: "not expected"). Once the loop is closed every signal is
+        logged and ignored. A wake-up fd read by the loop makes it see a signal that another
+        thread happened to receive.
+        """
+        self._loop = loop
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        self._wakeup_socks = (reader, writer)
+        loop.add_reader(reader.fileno(), _drain, reader)
+        signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        sig = signal.Signals(signum)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self.log.info(f"received {sig.name} while stopping: ignored")
+            return
+        if sig is signal.SIGHUP:
+            loop.call_soon_threadsafe(self.on_hup)
+        else:
+            loop.call_soon_threadsafe(self.on_stop, sig)
+
+    def uninstall(self) -> None:
+        """Default actions back for SIGTERM and SIGINT (a launcher that failed with a bug
+        pauses before it exits; that pause must stay stoppable). SIGHUP stays ignored."""
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.on_stop, sig)
-        loop.add_signal_handler(signal.SIGHUP, self.on_hup)
+            signal.signal(sig, signal.SIG_DFL)
 
     def on_stop(self, sig: signal.Signals) -> None:
         if self.stop_signal is None:
@@ -44,6 +79,7 @@ class Control:
 
     def on_hup(self) -> None:
         if self.stop_signal is not None:
+            self.log.info("received SIGHUP while stopping: ignored")
             return
         self.log.info("received SIGHUP: restarting the server with a fresh plan")
         self.reload_requested = True
@@ -65,3 +101,9 @@ class Control:
         except asyncio.TimeoutError:
             return True
         return False
+
+
+def _drain(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while sock.recv(4096):
+            pass

@@ -1,4 +1,5 @@
-"""HTTP probes of the server's ``/health`` (never ``/v1/models``: it answers before ready)."""
+"""HTTP probes of the server: readiness on ``/ready`` where the release has it (else
+``/health``), liveness on ``/health`` (never ``/v1/models``: it answers before ready)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import ipaddress
 from dataclasses import dataclass
 
 import httpx
+
+from ..plan.versions import at_least
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,18 @@ class ProbeResult:
         if self.status is not None:
             return f"HTTP {self.status}"
         return self.error or "no answer"
+
+
+READY_FROM = "0.5.20"
+"""The first release with `GET /ready` (0.5.20 entrypoints/http_server.py `ready`): 200 once
+`TokenizerManager.is_ready()` (started up, not paused, not shutting down), without running a
+generation as `/health` does; earlier releases answer it 404."""
+
+
+def readiness_path(release: str, serves_api: bool) -> str:
+    """`/ready` where the release has it, else `/health`; a multi-node rank > 0 serves only
+    SGLang's stand-by health server (`launch_dummy_health_check_server`): `/health`."""
+    return "/ready" if serves_api and release and at_least(release, READY_FROM) else "/health"
 
 
 def health_url(host: str, port: int, path: str = "/health") -> str:

@@ -213,14 +213,27 @@ def reap_strays(keep: Iterable[int] = ()) -> None:
 
 
 class Tree:
-    """A process group plus the descendants of some roots: everything one server consists of."""
+    """A process group plus the descendants of some roots: everything one server consists of.
+
+    ``leader`` is SGLang's main process (the one the launcher started): a stop sends SIGTERM
+    to it alone. Only the main process drains: `TokenizerManager.sigterm_watchdog` (every
+    release, managers/tokenizer_manager.py) waits for the requests in flight, then ends the
+    schedulers itself; the schedulers install no SIGTERM handler (0.5.23
+    mem_cache/allocator/unified_sub_pool.py), so a group-wide SIGTERM would kill them at once
+    and every request in flight would hang until the final SIGKILL.
+    """
 
     def __init__(
-        self, pgid: int, roots: Iterable[psutil.Process], keep_pids: Iterable[int] = ()
+        self,
+        pgid: int,
+        roots: Iterable[psutil.Process],
+        keep_pids: Iterable[int] = (),
+        leader: psutil.Process | None = None,
     ) -> None:
         self.pgid = pgid
         self.roots = list(roots)
         self.keep_pids = set(keep_pids)
+        self.leader = leader
         self.known: dict[int, psutil.Process] = {}
 
     def scan(self) -> list[psutil.Process]:
@@ -255,6 +268,16 @@ class Tree:
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(sig)
 
+    def ask_to_stop(self) -> None:
+        """SIGTERM to the leader alone while it runs (pid reuse checked); to the whole tree
+        when it is gone (what is left then has nobody to end it: schedulers die of SIGTERM)."""
+        leader = self.leader
+        if leader is not None and live([leader]):
+            with contextlib.suppress(psutil.Error):
+                leader.send_signal(signal.SIGTERM)
+                return
+        self.signal(signal.SIGTERM)
+
     async def terminate(
         self,
         timeout: float,
@@ -262,7 +285,8 @@ class Tree:
         poll: float = 0.05,
         on_kill: Callable[[list[psutil.Process]], None] | None = None,
     ) -> bool:
-        """SIGTERM, wait up to ``timeout`` (or until ``hurry`` is set), SIGKILL, sweep.
+        """SIGTERM (`ask_to_stop`), wait up to ``timeout`` (or until ``hurry`` is set) for the
+        tree to end on its own, then SIGKILL to all of it, and sweep.
 
         Returns True when the tree went away after SIGTERM alone. Waits until no process of
         the tree remains (SIGKILL cannot be ignored; a process in uninterruptible sleep may
@@ -270,7 +294,7 @@ class Tree:
         """
         if not self.scan():
             return True
-        self.signal(signal.SIGTERM)
+        self.ask_to_stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline and not (hurry is not None and hurry.is_set()):

@@ -142,6 +142,6 @@ class RunDir:
         members = [p for p in members if started_after(p, record.create_time)]
         if leader is not None or members:
             announce(sorted({p.pid for p in members} | ({leader.pid} if leader else set())))
-            tree = Tree(record.pgid, [leader] if leader else [])
+            tree = Tree(record.pgid, [leader] if leader else [], leader=leader)
             await tree.terminate(stop_timeout, hurry=hurry)
         self.forget_server()

@@ -1,5 +1,11 @@
 """The server's output: passed through unchanged, line by line, to sglang.log and stdout.
 
+A line ends at a newline or at a carriage return: SGLang's weight-loading progress bar
+(tqdm, "Loading safetensors checkpoint shards: 50% Completed | 1/2", model_loader/
+weight_utils.py) is redrawn after a carriage return with no newline from 0.5.10 (utils/
+common.py BAR_FORMAT), and would otherwise be seen only when loading ends. The bytes pass on
+as they came; only the tail keeps the bar's last drawing.
+
 The server's stdout and stderr arrive merged on one pipe. Complete lines are written as the
 bytes they are (no re-encoding, no prefix) first to ``$LAUNCHER_LOG_DIR/sglang.log`` (rotated
 by size), then handed to a relay for the launcher's stdout, which supervisord captures: the
@@ -15,6 +21,7 @@ import asyncio
 import collections
 import contextlib
 import errno
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -24,6 +31,7 @@ from ..rotating_log import RotatingLog
 from .stdout_relay import DirectRelay, LineRelay
 
 READY_MARK = b"The server is fired up and ready to roll"
+_LINE_END = re.compile(rb"\r\n|\n|\r")
 MAX_LINE = 64 * 1024
 """A "line" longer than this is passed on in pieces."""
 _TAIL_CHARS = 2000
@@ -72,6 +80,7 @@ class OutputSink:
             except OSError as exc:
                 self.log_error = f"{log_path}: {exc.strerror or exc}"
         self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        self._redrawn = False  # the tail's last entry is a drawing of a progress bar
         self.redact: Redactor | None = None
         """Secrets to mask in every line passed on (SGLang prints its whole `server_args`,
         `--api-key` included, at start): set for each start of the server."""
@@ -119,7 +128,10 @@ class OutputSink:
             text = line.decode("utf-8", "replace").rstrip("\r\n")
             if "\r" in text:  # a progress bar redrawn in place: keep what it shows last
                 text = text.rsplit("\r", 1)[-1]
+            if self._redrawn and self.tail:
+                self.tail.pop()  # the same bar, drawn again
             self.tail.append(text[:_TAIL_CHARS])
+            self._redrawn = line.endswith(b"\r")
 
     def note(self, lines: list[str]) -> None:
         """Add the launcher's own lines to the log file only (a reader of sglang.log sees why
@@ -152,8 +164,8 @@ class ServerProtocol(asyncio.SubprocessProtocol):
         self.on_ready_line = on_ready_line
         self.on_exit = on_exit
         self.on_lines = on_lines
-        """Every batch of complete lines, after they are passed on, and [] for output without
-        a whole line (load phases, stall watchdog)."""
+        """Every batch of complete lines, after they are passed on, plus the unfinished
+        line so far, if any (load phases, stall watchdog)."""
         self._partial = b""
         self.transport: asyncio.SubprocessTransport | None = None
         self.exited = False
@@ -166,23 +178,27 @@ class ServerProtocol(asyncio.SubprocessProtocol):
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         buf = self._partial + data
-        end = buf.rfind(b"\n")
-        if end < 0:
-            lines = []
-            self._partial = buf
-        else:
-            lines = [line + b"\n" for line in buf[:end].split(b"\n")]
-            self._partial = buf[end + 1 :]
+        lines = []
+        start = 0
+        for end in _LINE_END.finditer(buf):
+            if end.group() == b"\r" and end.end() == len(buf):
+                break  # maybe the first half of a CRLF: wait for the next bytes
+            lines.append(buf[start : end.end()])
+            start = end.end()
+        self._partial = buf[start:]
         if len(self._partial) > MAX_LINE:
             lines.append(self._partial)
             self._partial = b""
-        if not lines:
-            if self.on_lines is not None:
-                self.on_lines([])  # output moved without a whole line (a progress bar)
-            return
-        self.sink.write(lines)
+        if lines:
+            self.sink.write(lines)
         if self.on_lines is not None:
-            self.on_lines(lines)
+            # tqdm draws "\r" + the bar: the drawing now is the text after the last "\r",
+            # ended only by the next one. It is shown (phases, shard progress) as it comes;
+            # it reaches the log file and stdout once ended. [] when nothing but an
+            # unfinished line moved.
+            self.on_lines(lines + ([self._partial] if self._partial else []))
+        if not lines:
+            return
         if not self.ready_line_seen and any(READY_MARK in line for line in lines):
             self.ready_line_seen = True
             self.on_ready_line()

@@ -26,7 +26,8 @@ class ServerState(str, Enum):
     BACKOFF = "backoff"
     """The server ended or was taken down; the next start waits for the restart delay."""
     STOPPING = "stopping"
-    """SIGTERM sent to the server's group; SIGKILL follows at LAUNCHER_STOP_TIMEOUT."""
+    """SIGTERM sent to SGLang's main process (it drains); SIGKILL to the whole tree follows
+    once LAUNCHER_STOP_TIMEOUT is spent."""
     STOPPED = "stopped"
     """Stopped on request, or never started (no model): the launcher exits 0."""
     FAILED = "failed"

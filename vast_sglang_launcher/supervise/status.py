@@ -303,6 +303,8 @@ def _phase_lines(data: dict[str, Any], now: float) -> list[str]:
         since = parse_iso(phase.get("since"))
         elapsed = f" for {max(0, int(now - since))} s" if since is not None else ""
         text = f"{phase.get('title') or phase['name']}{elapsed} (since {phase.get('since')})"
+        if phase["name"] == "loading_weights" and phase.get("shards_total"):
+            text += f": {phase.get('shards_loaded')} of {phase['shards_total']} shards"
         if phase["name"] == "downloading" and phase.get("bytes_total"):
             text += f": {_size(phase.get('bytes_done'))} of {_size(phase.get('bytes_total'))}"
             if phase.get("rate_bytes_s"):

@@ -121,6 +121,11 @@ class Supervisor:
             sink.close()
             self.run_dir.release()
 
+    def uninstall_signals(self) -> None:
+        control = getattr(self, "control", None)
+        if control is not None:
+            control.uninstall()
+
     async def _main(self) -> int:
         control = self.control
         await self.run_dir.stop_leftover(
