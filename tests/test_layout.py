@@ -27,6 +27,9 @@ ALLOWED = {
         "caches.cache_env",
     },
     ("coldstart", "plan"): {"prepare.prepare_plan"},
+    ("jupyter", "edge"): {"portal.portal_entries"},
+    ("jupyter", "boot"): {"packages.pip_python"},
+    ("jupyter", "supervise"): {"provisioning_gate.wait_until_gone", "process.set_child_subreaper"},
 }
 """(importer, imported) -> the names the importer may take from the imported capability."""
 

@@ -15,8 +15,9 @@ _PORT = re.compile(r"[0-9]{1,5}")
 DEFAULT_PORTAL_CONFIG = (
     "localhost:1111:11111:/:Instance Portal"
     "|localhost:8000:18000:/:SGLang API"
-    "|localhost:8080:8080:/:Jupyter"
+    "|localhost:8080:18080:/:Jupyter"
 )
+"""Jupyter runs on 127.0.0.1:18080 behind the edge on 8080, as in Vast's images (`jupyter`)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,134 @@
+"""Jupyter's place, command line, environment and kernelspec (pure), and the `jupyter`
+command's one-line refusals (real CLI in a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CHECKOUT
+
+from vast_sglang_launcher.edge.portal import DEFAULT_PORTAL_CONFIG, parse_portal_config
+from vast_sglang_launcher.jupyter.server_args import (
+    JupyterPlace,
+    jupyter_argv,
+    jupyter_environment,
+    jupyter_place,
+    kernel_spec,
+    kernelspec_path,
+)
+from vast_sglang_launcher.settings import load_settings
+
+VAST_TEMPLATE = (
+    "localhost:1111:11111:/:Instance Portal|localhost:7860:17860:/:Model UI"
+    "|localhost:8000:18000:/docs:SGLang API|localhost:8080:18080:/:Jupyter"
+    "|localhost:8080:8080:/terminals/1:Jupyter Terminal"
+)
+
+
+def place(config: str) -> JupyterPlace | None:
+    return jupyter_place([(e.name, e.external, e.internal) for e in parse_portal_config(config)])
+
+
+def test_the_default_and_vasts_template_publish_jupyter_8080_to_18080() -> None:
+    assert place(DEFAULT_PORTAL_CONFIG) == JupyterPlace(external=8080, internal=18080)
+    # the "Jupyter Terminal" entry is a link (equal ports): the first published entry counts
+    assert place(VAST_TEMPLATE) == JupyterPlace(external=8080, internal=18080)
+    assert place("localhost:9999:19999:/lab:my JUPYTERLAB") == JupyterPlace(9999, 19999)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "localhost:8000:18000:/:SGLang API",
+        "localhost:8080:8080:/:Jupyter",  # a port published as it is: never Jupyter's own
+    ],
+)
+def test_no_published_jupyter_entry_means_no_jupyter(config: str) -> None:
+    assert place(config) is None
+
+
+def test_jupyter_listens_on_loopback_without_a_token_of_its_own(tmp_path: Path) -> None:
+    settings = load_settings({"WORKSPACE": str(tmp_path), "JUPYTER_BIN": "/j/bin/jupyter"})
+    argv = jupyter_argv(settings, JupyterPlace(8080, 18080))
+    assert argv[:2] == ["/j/bin/jupyter", "lab"]
+    assert "--ServerApp.ip=127.0.0.1" in argv
+    assert "--ServerApp.port=18080" in argv
+    assert "--ServerApp.port_retries=0" in argv
+    assert "--IdentityProvider.token=" in argv
+    assert "--ServerApp.root_dir=/" in argv
+    assert f"--ContentsManager.preferred_dir={str(tmp_path).lstrip('/')}" in argv
+    # Jupyter's own origin check stays on (no allow_origin='*')
+    assert not [a for a in argv if "allow_origin" in a or "disable_check_xsrf" in a]
+    notebook = load_settings({"JUPYTER_TYPE": "notebook", "JUPYTER_DIR": "/data"})
+    argv = jupyter_argv(notebook, JupyterPlace(8080, 18080))
+    assert argv[1] == "notebook"
+    assert "--ContentsManager.preferred_dir=data" in argv
+
+
+def test_the_kernelspec_runs_sglangs_python_and_comes_first(tmp_path: Path) -> None:
+    settings = load_settings({"LAUNCHER_RUN_DIR": str(tmp_path / "run")})
+    spec = kernel_spec(Path("/usr/bin/python3"))
+    assert spec["argv"] == [
+        "/usr/bin/python3",
+        "-m",
+        "ipykernel_launcher",
+        "-f",
+        "{connection_file}",
+    ]
+    env = jupyter_environment(settings, {"PATH": "/bin", "JUPYTER_PATH": "/mine"})
+    first = env["JUPYTER_PATH"].split(":")[0]
+    assert kernelspec_path(settings) == Path(first) / "kernels" / "python3" / "kernel.json"
+    assert env["JUPYTER_PATH"].split(":")[1] == "/mine"
+    assert env["JUPYTER_RUNTIME_DIR"].startswith(str(tmp_path / "run"))
+
+
+def cli(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "PYTHONPATH": CHECKOUT,
+        "LAUNCHER_RUN_DIR": str(tmp_path / "run"),
+        "LAUNCHER_LOG_DIR": str(tmp_path / "log"),
+        "LAUNCHER_MARKER_DIR": str(tmp_path),
+        "WORKSPACE": str(tmp_path),
+        "JUPYTER_BIN": str(Path(sys.executable).parent / "jupyter"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "vast_sglang_launcher", "jupyter"],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_without_a_jupyter_entry_nothing_starts(tmp_path: Path) -> None:
+    done = cli(tmp_path, PORTAL_CONFIG="localhost:8000:18000:/:SGLang API")
+    assert done.returncode == 0, done.stderr
+    assert "not starting Jupyter: PORTAL_CONFIG has no Jupyter entry" in done.stderr
+    assert not (tmp_path / "log" / "jupyter.log").exists()
+    done = cli(tmp_path, PORTAL_CONFIG="localhost:8080:8080:/:Jupyter")
+    assert done.returncode == 0, done.stderr
+    assert "localhost:8080:18080:/:Jupyter" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"JUPYTER_TYPE": "classic"}, "JUPYTER_TYPE"),
+        ({"JUPYTER_BIN": "/nonexistent/jupyter"}, "JUPYTER_BIN=/nonexistent/jupyter is not an"),
+        ({"JUPYTER_DIR": "/nonexistent/dir"}, "JUPYTER_DIR=/nonexistent/dir is not a directory"),
+        ({"PORTAL_CONFIG": "localhost:8080"}, "PORTAL_CONFIG"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_exit_78(
+    tmp_path: Path, env: dict[str, str], line: str
+) -> None:
+    done = cli(tmp_path, **{"PORTAL_CONFIG": "localhost:8080:18080:/:Jupyter", **env})
+    assert done.returncode == 78, done.stderr
+    assert line in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
