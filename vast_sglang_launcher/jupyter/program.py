@@ -150,7 +150,7 @@ def _sweep() -> None:
         return
     for proc in left:
         try:
-            log.warning("stopping a process Jupyter left behind", pid=proc.pid, name=proc.name())
+            log.info("stopping a process that outlived Jupyter", pid=proc.pid, name=proc.name())
             proc.terminate()
         except psutil.Error:
             pass
