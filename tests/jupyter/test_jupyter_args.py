@@ -4,6 +4,8 @@ command's one-line refusals (real CLI in a subprocess)."""
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,7 @@ from vast_sglang_launcher.jupyter.server_args import (
 )
 from vast_sglang_launcher.settings import load_settings
 
+ROOT = Path(__file__).resolve().parents[2]
 VAST_TEMPLATE = (
     "localhost:1111:11111:/:Instance Portal|localhost:7860:17860:/:Model UI"
     "|localhost:8000:18000:/docs:SGLang API|localhost:8080:18080:/:Jupyter"
@@ -132,3 +135,36 @@ def test_a_bad_setting_is_one_line_and_exit_78(
     assert line in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_supervisord_program_runs_the_command_between_the_server_and_the_edge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from supervisor.datatypes import RestartWhenExitUnexpected
+    from test_image import parse_supervisor
+
+    settings = load_settings(
+        {"LAUNCHER_RUN_DIR": str(tmp_path / "run"), "LAUNCHER_LOG_DIR": str(tmp_path / "logs")}
+    )
+    _, programs = parse_supervisor(tmp_path, monkeypatch, settings)
+    p = programs["jupyter"]
+    assert p.command == "/venv/bin/python -m vast_sglang_launcher jupyter"
+    assert p.exitcodes == [0, 78]
+    assert p.autorestart is RestartWhenExitUnexpected
+    assert p.startsecs == 0  # "no Jupyter entry" ends EXITED, not BACKOFF
+    assert p.stopsignal == signal.SIGTERM
+    # stopped after the server, before the edge (supervisord stops the highest first)
+    assert programs["caddy"].priority < p.priority < programs["sglang"].priority
+    assert p.redirect_stderr is True
+    assert p.stdout_logfile == "/dev/stdout"
+
+
+def test_the_image_pins_the_jupyter_the_tests_run() -> None:
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    pins = dict(re.findall(r'^    "(jupyterlab|notebook)==([^"]+)",$', pyproject, re.M))
+    assert pins.keys() == {"jupyterlab", "notebook"}
+    for name, version in pins.items():
+        assert f"ARG {name.upper()}_VERSION={version}\n" in dockerfile, name
+    assert '"jupyterlab==${JUPYTERLAB_VERSION}" "notebook==${NOTEBOOK_VERSION}"' in dockerfile
+    assert '"ipykernel==${IPYKERNEL_VERSION}"' in dockerfile
