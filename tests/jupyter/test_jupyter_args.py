@@ -87,6 +87,9 @@ def test_the_kernelspec_runs_sglangs_python_and_comes_first(tmp_path: Path) -> N
     assert kernelspec_path(settings) == Path(first) / "kernels" / "python3" / "kernel.json"
     assert env["JUPYTER_PATH"].split(":")[1] == "/mine"
     assert env["JUPYTER_RUNTIME_DIR"].startswith(str(tmp_path / "run"))
+    # notebooks use the server's Hugging Face cache (the server's HOME is WORKSPACE)
+    assert env["HF_HOME"] == "/workspace/.cache/huggingface"
+    assert jupyter_environment(settings, {"HF_HOME": "/hf"})["HF_HOME"] == "/hf"
 
 
 def cli(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

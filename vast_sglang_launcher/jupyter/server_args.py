@@ -120,8 +120,11 @@ def jupyter_argv(settings: Settings, place: JupyterPlace) -> list[str]:
 
 def jupyter_environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
     """Jupyter's environment: the container's, with this image's kernelspec first on
-    JUPYTER_PATH and the connection files (they hold the kernels' keys) under the run dir."""
+    JUPYTER_PATH and the connection files (they hold the kernels' keys) under the run dir.
+    Notebooks share the server's Hugging Face cache: the server runs with HOME=$WORKSPACE,
+    so its cache is $WORKSPACE/.cache/huggingface unless HF_HOME says otherwise."""
     env = dict(environ)
+    env.setdefault("HF_HOME", str(settings.workspace / ".cache" / "huggingface"))
     paths = [str(data_dir(settings))]
     if environ.get("JUPYTER_PATH"):
         paths.append(environ["JUPYTER_PATH"])
