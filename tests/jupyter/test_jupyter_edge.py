@@ -338,6 +338,14 @@ def test_jupyter_behind_the_edge_kernel_terminal_and_stop(instance: Instance) ->
         )
     )
     assert printed.split() == [str(c.python), "sglang-venv"]
+    # a browser also sends its page's Origin: Caddy passes Host through unchanged, so
+    # Jupyter's origin check (Origin == Host) lets the instance's own page in, and refuses a
+    # websocket opened by another site's page even with the login cookie
+    info = asyncio.run(kernel_info(channels, {"Cookie": cookie, "Origin": edge}))
+    assert info["status"] == "ok"
+    with pytest.raises(HTTPClientError) as foreign:
+        asyncio.run(connect(channels, {"Cookie": cookie, "Origin": "http://elsewhere.test"}))
+    assert foreign.value.code == 403
     # Bearer and ?token= open the kernel's websocket too
     info = asyncio.run(kernel_info(channels, {"Authorization": f"Bearer {TOKEN}"}))
     assert info["status"] == "ok"
