@@ -8,11 +8,14 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
-from conftest import CHECKOUT
+from conftest import CHECKOUT, free_port, wait_for_port
 
+from vast_sglang_launcher import markers
 from vast_sglang_launcher.edge.portal import DEFAULT_PORTAL_CONFIG, parse_portal_config
 from vast_sglang_launcher.jupyter.server_args import (
     JupyterPlace,
@@ -171,3 +174,57 @@ def test_the_image_pins_the_jupyter_the_tests_run() -> None:
         assert f"ARG {name.upper()}_VERSION={version}\n" in dockerfile, name
     assert '"jupyterlab==${JUPYTERLAB_VERSION}" "notebook==${NOTEBOOK_VERSION}"' in dockerfile
     assert '"ipykernel==${IPYKERNEL_VERSION}"' in dockerfile
+
+
+def test_jupyter_waits_for_provisioning_and_stops_cleanly(tmp_path: Path) -> None:
+    """While `.provisioning` names a live owner nothing listens; once it is gone Jupyter
+    starts; SIGTERM stops it with exit 0 and nothing of it left."""
+
+    owner = subprocess.Popen(["sleep", "600"])
+    try:
+        marker = tmp_path / markers.PROVISIONING
+        markers.claim(marker, owner.pid)
+        port = free_port()
+        base = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "PYTHONPATH": CHECKOUT,
+            "HOME": str(tmp_path),
+            "LAUNCHER_RUN_DIR": str(tmp_path / "run"),
+            "LAUNCHER_LOG_DIR": str(tmp_path / "log"),
+            "LAUNCHER_MARKER_DIR": str(tmp_path),
+            "WORKSPACE": str(tmp_path),
+            "JUPYTER_BIN": str(Path(sys.executable).parent / "jupyter"),
+            "LAUNCHER_PIP_PYTHON": sys.executable,
+            "PORTAL_CONFIG": f"localhost:{free_port()}:{port}:/:Jupyter",
+        }
+        err = tmp_path / "stderr"
+        with open(err, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "vast_sglang_launcher", "jupyter"],
+                env=base,
+                stdout=subprocess.DEVNULL,
+                stderr=out,
+            )
+        try:
+            deadline = time.monotonic() + 60
+            while "waiting for provisioning" not in err.read_text():
+                assert proc.poll() is None, err.read_text()
+                assert time.monotonic() < deadline, err.read_text()
+                time.sleep(0.05)
+            assert psutil.Process(proc.pid).children() == []
+            assert not (tmp_path / "log" / "jupyter.log").exists()
+            markers.remove(marker)
+            wait_for_port(port, proc, timeout=120)
+            tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0, err.read_text()
+            _gone, alive = psutil.wait_procs(tree, timeout=10)
+            assert not alive, alive
+            assert "Jupyter stopped" in err.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        owner.kill()
+        owner.wait()
