@@ -12,8 +12,11 @@ is ready, PID 1 gets SIGTERM, as from `docker stop`; measured, per run:
 Two servers: one that drains in 0.5 s, one that would drain for an hour (the launcher kills
 it at LAUNCHER_STOP_TIMEOUT). The default settings are used.
 
+--jupyter also runs the `jupyter` program (JupyterLab beside this Python, a Jupyter entry in
+PORTAL_CONFIG) with one kernel started, and reports TERM -> "stopped: jupyter".
+
 Run (as root, with caddy and supervisord on PATH):
-    python bench/bench_docker_stop.py [--runs 5]
+    python bench/bench_docker_stop.py [--runs 5] [--jupyter]
 """
 
 from __future__ import annotations
@@ -47,7 +50,26 @@ def supervisord_time(line: str) -> float:
     return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def one_run(tmp: Path, drain: float) -> dict[str, float]:
+def start_kernel(port: int, deadline: float) -> None:
+    """Wait for Jupyter (straight to its loopback port), then start a kernel."""
+    import httpx
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        while True:
+            try:
+                if client.get("/api/status").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("Jupyter did not start")
+            time.sleep(0.1)
+        client.get("/lab")
+        r = client.post("/api/kernels", json={}, headers={"X-XSRFToken": client.cookies["_xsrf"]})
+        assert r.status_code == 201, r.text
+
+
+def one_run(tmp: Path, drain: float, jupyter: bool = False) -> dict[str, float]:
     model = tmp / "model"
     model.mkdir()
     (model / "config.json").write_text(
@@ -77,6 +99,13 @@ def one_run(tmp: Path, drain: float) -> dict[str, float]:
         "STANDIN_CHILDREN": "2",
         "STANDIN_DRAIN": str(drain),
     }
+    names = ["sglang", "caddy"]
+    if jupyter:
+        jupyter_port = free_port()
+        env["PORTAL_CONFIG"] += f"|localhost:{free_port()}:{jupyter_port}:/:Jupyter"
+        env["JUPYTER_BIN"] = str(Path(sys.executable).parent / "jupyter")
+        env["HOME"] = str(tmp)
+        names.append("jupyter")
     out_path = tmp / "container.log"
     unshare = shutil.which("unshare") or "unshare"
     with open(out_path, "wb") as out:
@@ -100,6 +129,8 @@ def one_run(tmp: Path, drain: float) -> dict[str, float]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit(f"not ready:\n{out_path.read_text()}")
             time.sleep(0.05)
+        if jupyter:
+            start_kernel(jupyter_port, time.monotonic() + 120)
         time.sleep(0.5)
         pid1 = psutil.Process(proc.pid).children()[0]
         t0_wall = time.time()
@@ -116,24 +147,26 @@ def one_run(tmp: Path, drain: float) -> dict[str, float]:
         raise SystemExit(f"unclean stop (rc {rc}):\n{text}")
     found = {}
     for line in text.splitlines():
-        for name in ("sglang", "caddy"):
+        for name in names:
             if f"stopped: {name} " in line:
                 found[name] = supervisord_time(line) - t0_wall
-    return {"total": total, "sglang": found["sglang"], "caddy": found["caddy"]}
+    return {"total": total, **{name: found[name] for name in names}}
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--jupyter", action="store_true", help="run Jupyter too, with a kernel")
     args = p.parse_args()
     for label, drain in (("drains in 0.5 s", 0.5), ("drains for an hour", 3600.0)):
         results = []
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory() as tmp:
-                results.append(one_run(Path(tmp), drain))
+                results.append(one_run(Path(tmp), drain, args.jupyter))
         print(f"server that {label} ({args.runs} runs)")
         for key, what in (
             ("sglang", 'TERM to PID 1 -> "stopped: sglang"'),
+            *((("jupyter", 'TERM to PID 1 -> "stopped: jupyter"'),) if args.jupyter else ()),
             ("caddy", 'TERM to PID 1 -> "stopped: caddy"'),
             ("total", "TERM to PID 1 -> every process exited"),
         ):

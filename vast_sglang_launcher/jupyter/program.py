@@ -10,8 +10,9 @@ Jupyter starts each kernel and terminal in a session of its own (jupyter_client
 `provisioning/local_provisioner.py` passes `start_new_session`; terminado's pty processes
 call setsid), so a signal to a process group cannot reach them. On SIGTERM Jupyter shuts
 them down itself (jupyter_server `serverapp.py`: `_signal_stop`, then `cleanup_kernels` and
-`cleanup_extensions`); this command is a child subreaper, so whatever is left once Jupyter
-has exited is re-parented here and swept with psutil: nothing is left behind.
+`cleanup_extensions`) and gets STOP_GRACE seconds for it before it is killed; this command
+is a child subreaper, so whatever is left once Jupyter has exited (a terminal's shell often
+is) is re-parented here and hung up, then killed, with psutil: nothing is left behind.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -59,6 +61,11 @@ PAUSE = 5.0
 """Seconds to wait before exiting after an early failure (supervisord restarts us)."""
 SWEEP_WAIT = 3.0
 """Seconds left processes get between SIGTERM and SIGKILL."""
+STOP_GRACE = 1.5
+"""Seconds Jupyter gets to stop after SIGTERM before it is killed (then swept). It keeps no
+state of its own that a kill loses (notebooks are saved by the browser's requests, and the
+kernels were hung up already), and on `docker stop` it is stopped after the server's drain,
+inside Docker's 10 s: its shutdown must not take seconds on a loaded machine."""
 
 log = get_logger("vast_sglang_launcher.jupyter")
 
@@ -142,23 +149,42 @@ def _relay(stream: IO[bytes], logfile: RotatingLog) -> None:
     stream.close()
 
 
+def _hang_up(procs: list[psutil.Process]) -> None:
+    """SIGHUP then SIGTERM, as a closed terminal would: interactive shells exit on SIGHUP,
+    kernels on either (terminado's `terminate` starts the same way)."""
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)
+
+
 def _sweep() -> None:
-    """Stop what Jupyter left behind (re-parented to this subreaper)."""
+    """Stop what outlived Jupyter (re-parented to this subreaper)."""
     try:
         left = psutil.Process().children(recursive=True)
     except psutil.Error:
         return
     for proc in left:
-        try:
+        with contextlib.suppress(psutil.Error):
             log.info("stopping a process that outlived Jupyter", pid=proc.pid, name=proc.name())
-            proc.terminate()
-        except psutil.Error:
-            pass
+    _hang_up(left)
     _gone, alive = psutil.wait_procs(left, timeout=SWEEP_WAIT)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()
     psutil.wait_procs(alive, timeout=SWEEP_WAIT)
+
+
+def _wait(child: subprocess.Popen[bytes], stopping: Callable[[], float | None]) -> int:
+    """Jupyter's exit status; SIGKILL once it has had STOP_GRACE seconds to stop."""
+    while True:
+        try:
+            return child.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            since = stopping()
+            if since is not None and time.monotonic() - since > STOP_GRACE:
+                log.info(f"Jupyter did not stop within {STOP_GRACE:g} s; killing it")
+                child.kill()
 
 
 def command_jupyter(settings: Settings, args: argparse.Namespace) -> int:
@@ -224,10 +250,16 @@ def command_jupyter(settings: Settings, args: argparse.Namespace) -> int:
             f"cannot start Jupyter {argv[0]!r}: {exc.strerror or exc}; fix JUPYTER_BIN"
         ) from None
 
+    stop_asked: float | None = None
+
     def forward(_signum: int, _frame: FrameType | None) -> None:
-        # Jupyter asks for confirmation on SIGINT; SIGTERM stops it at once.
-        nonlocal stopping
+        # Jupyter asks for confirmation on SIGINT; SIGTERM stops it at once. Its kernels are
+        # left to it: one killed under a running Jupyter is restarted by its restarter
+        # (jupyter_client `restarter.py`), so they are swept only once Jupyter is gone.
+        nonlocal stopping, stop_asked
         stopping = True
+        if stop_asked is None:
+            stop_asked = time.monotonic()
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
 
@@ -238,7 +270,7 @@ def command_jupyter(settings: Settings, args: argparse.Namespace) -> int:
     assert child.stdout is not None
     relay = threading.Thread(target=_relay, args=(child.stdout, logfile), daemon=True)
     relay.start()
-    rc = child.wait()
+    rc = _wait(child, lambda: stop_asked)
     relay.join()
     _sweep()
     logfile.close()
