@@ -228,3 +228,54 @@ def test_jupyter_waits_for_provisioning_and_stops_cleanly(tmp_path: Path) -> Non
     finally:
         owner.kill()
         owner.wait()
+
+
+def test_a_hung_jupyter_is_killed_and_its_kernel_swept(tmp_path: Path) -> None:
+    """A Jupyter that cannot stop (SIGSTOPped) is killed after its grace; its kernel, which
+    still holds Jupyter's output pipe, is swept, and the command exits 0."""
+    import httpx
+
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "PYTHONPATH": CHECKOUT,
+        "HOME": str(tmp_path),
+        "LAUNCHER_RUN_DIR": str(tmp_path / "run"),
+        "LAUNCHER_LOG_DIR": str(tmp_path / "log"),
+        "LAUNCHER_MARKER_DIR": str(tmp_path),
+        "WORKSPACE": str(tmp_path),
+        "JUPYTER_BIN": str(Path(sys.executable).parent / "jupyter"),
+        "LAUNCHER_PIP_PYTHON": sys.executable,
+        "PORTAL_CONFIG": f"localhost:{free_port()}:{port}:/:Jupyter",
+    }
+    err = tmp_path / "stderr"
+    with open(err, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vast_sglang_launcher", "jupyter"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+    try:
+        wait_for_port(port, proc, timeout=120)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            client.get("/lab")
+            r = client.post(
+                "/api/kernels", json={}, headers={"X-XSRFToken": client.cookies["_xsrf"]}
+            )
+            assert r.status_code == 201, r.text
+        (jupyter,) = psutil.Process(proc.pid).children()
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        assert len(tree) >= 3, tree  # the command, Jupyter, the kernel
+        jupyter.suspend()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, err.read_text()
+        _gone, alive = psutil.wait_procs(tree, timeout=10)
+        assert not alive, alive
+        text = err.read_text()
+        assert "Jupyter did not stop within 1.5 s; killing it" in text
+        assert "stopping a process that outlived Jupyter" in text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -61,6 +61,8 @@ PAUSE = 5.0
 """Seconds to wait before exiting after an early failure (supervisord restarts us)."""
 SWEEP_WAIT = 3.0
 """Seconds left processes get between SIGTERM and SIGKILL."""
+RELAY_WAIT = 5.0
+"""Seconds to wait for the last of Jupyter's output once every process of it is gone."""
 STOP_GRACE = 1.5
 """Seconds Jupyter gets to stop after SIGTERM before it is killed (then swept). It keeps no
 state of its own that a kill loses (notebooks are saved by the browser's requests, and the
@@ -271,9 +273,11 @@ def command_jupyter(settings: Settings, args: argparse.Namespace) -> int:
     relay = threading.Thread(target=_relay, args=(child.stdout, logfile), daemon=True)
     relay.start()
     rc = _wait(child, lambda: stop_asked)
-    relay.join()
+    # kernels write to Jupyter's stdout too: the relay sees its end once they are gone
     _sweep()
-    logfile.close()
+    relay.join(RELAY_WAIT)
+    if not relay.is_alive():
+        logfile.close()
     ran = time.monotonic() - started
     if stopping:
         log.info("Jupyter stopped", exit=rc)
