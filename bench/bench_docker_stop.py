@@ -15,8 +15,11 @@ Scenarios: 0, 1 and 8 streams in flight; and a server with work of its own that 
 drain for an hour (the launcher kills it when LAUNCHER_STOP_TIMEOUT is spent). The stand-in
 drains as SGLang does (SIGTERM flag, a watchdog looking every 5 s). Default settings.
 
+--jupyter also runs the `jupyter` program (JupyterLab beside this Python, a Jupyter entry in
+PORTAL_CONFIG) with one kernel started, and reports TERM -> "stopped: jupyter".
+
 Run (as root, with caddy and supervisord on PATH):
-    python bench/bench_docker_stop.py [--runs 5]
+    python bench/bench_docker_stop.py [--runs 5] [--jupyter]
 """
 
 from __future__ import annotations
@@ -80,7 +83,26 @@ def answered(log: Path) -> int:
     return text.count('"path": "/v1/chat/completions"')
 
 
-def one_run(tmp: Path, drain: float, streams: int) -> dict[str, float]:
+def start_kernel(port: int, deadline: float) -> None:
+    """Wait for Jupyter (straight to its loopback port), then start a kernel."""
+    import httpx
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        while True:
+            try:
+                if client.get("/api/status").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("Jupyter did not start")
+            time.sleep(0.1)
+        client.get("/lab")
+        r = client.post("/api/kernels", json={}, headers={"X-XSRFToken": client.cookies["_xsrf"]})
+        assert r.status_code == 201, r.text
+
+
+def one_run(tmp: Path, drain: float, streams: int, jupyter: bool = False) -> dict[str, float]:
     model = tmp / "model"
     model.mkdir()
     (model / "config.json").write_text(
@@ -112,6 +134,13 @@ def one_run(tmp: Path, drain: float, streams: int) -> dict[str, float]:
         "STANDIN_STREAM_INTERVAL": "0.5",
         "STANDIN_REQUEST_LOG": str(tmp / "requests.jsonl"),
     }
+    names = ["sglang", "caddy"]
+    if jupyter:
+        jupyter_port = free_port()
+        env["PORTAL_CONFIG"] += f"|localhost:{free_port()}:{jupyter_port}:/:Jupyter"
+        env["JUPYTER_BIN"] = str(Path(sys.executable).parent / "jupyter")
+        env["HOME"] = str(tmp)
+        names.append("jupyter")
     out_path = tmp / "container.log"
     unshare = shutil.which("unshare") or "unshare"
     with open(out_path, "wb") as out:
@@ -135,6 +164,8 @@ def one_run(tmp: Path, drain: float, streams: int) -> dict[str, float]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit(f"not ready:\n{out_path.read_text()}")
             time.sleep(0.05)
+        if jupyter:
+            start_kernel(jupyter_port, time.monotonic() + 120)
         time.sleep(0.5)
         done: list[bool] = []
         readers = [
@@ -162,20 +193,16 @@ def one_run(tmp: Path, drain: float, streams: int) -> dict[str, float]:
         raise SystemExit(f"unclean stop (rc {rc}):\n{text}")
     found = {}
     for line in text.splitlines():
-        for name in ("sglang", "caddy"):
+        for name in names:
             if f"stopped: {name} " in line:
                 found[name] = supervisord_time(line) - t0_wall
-    return {
-        "total": total,
-        "sglang": found["sglang"],
-        "caddy": found["caddy"],
-        "completed": float(sum(done)),
-    }
+    return {"total": total, **{name: found[name] for name in names}, "completed": float(sum(done))}
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--jupyter", action="store_true", help="run Jupyter too, with a kernel")
     args = p.parse_args()
     scenarios = (
         ("0 streams in flight", 0.0, 0),
@@ -187,11 +214,12 @@ def main() -> None:
         results = []
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory() as tmp:
-                results.append(one_run(Path(tmp), drain, streams))
+                results.append(one_run(Path(tmp), drain, streams, args.jupyter))
         completed = sum(r["completed"] for r in results)
         print(f"{label} ({args.runs} runs): {completed:g} of {streams * args.runs} completed")
         for key, what in (
             ("sglang", 'TERM to PID 1 -> "stopped: sglang"'),
+            *((("jupyter", 'TERM to PID 1 -> "stopped: jupyter"'),) if args.jupyter else ()),
             ("caddy", 'TERM to PID 1 -> "stopped: caddy"'),
             ("total", "TERM to PID 1 -> every process exited"),
         ):

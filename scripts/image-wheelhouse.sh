@@ -15,14 +15,26 @@ version="${2:-$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')}
 arch="${3:-$(uname -m)}"
 mkdir -p "${dir}"
 
+# WHEELHOUSE_OFFLINE=1 (the image test, which has no network): download nothing, exit 3 when
+# the pinned wheels are not there yet, and build the launcher's wheel with the setuptools
+# already installed (no build isolation, which would download it).
+offline="${WHEELHOUSE_OFFLINE:-}"
+isolation=()
+[ -z "${offline}" ] || isolation=(--no-build-isolation)
 rm -f "${dir}"/vast_sglang_launcher-*.whl
-python3 -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir "${dir}" .
+python3 -m pip wheel --quiet --disable-pip-version-check --no-deps "${isolation[@]}" \
+    --wheel-dir "${dir}" .
 # every pinned package, binary wheels only, for the target Python (its markers decide
 # which); skipped when this wheelhouse already holds them (same pins, Python and machine)
 stamp="$(sha256sum docker/constraints.txt | cut -d' ' -f1) ${version} ${arch}"
 if grep -qxF "${stamp}" "${dir}/.downloaded" 2>/dev/null; then
     echo "wheelhouse ${dir}: the pinned wheels for Python ${version}, ${arch} are there"
     exit 0
+fi
+if [ -n "${offline}" ]; then
+    echo "wheelhouse ${dir}: the pinned wheels for Python ${version}, ${arch} are not there" \
+        "(run scripts/image-wheelhouse.sh with the network)" >&2
+    exit 3
 fi
 grep -v '^#' docker/constraints.txt >"${dir}/.requirements.txt"
 python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes docker/constraints.txt: the exact version of every Python package the image installs
-# (the launcher's dependencies and supervisord in the launcher's venv, SGLang's gateway and
-# Vast's serverless worker in theirs), resolved by pip for each Python the image may have
+# (the launcher's dependencies and supervisord in the launcher's venv, SGLang's gateway, Vast's
+# serverless worker and Jupyter in theirs, ipykernel for SGLang's Python), resolved by pip for each Python the image may have
 # (3.10 to 3.12), binary wheels only.
 # Run it on purpose, when a dependency should move; review and commit the diff.
 #   scripts/lock-image-packages.sh
@@ -23,6 +23,8 @@ print("supervisor")  # the launcher's venv installs it beside the launcher (dock
 print("smg==" + re.search(r"ARG SMG_VERSION=(\S+)", docker).group(1))
 print("vastai==" + re.search(r"ARG VASTAI_VERSION=(\S+)", docker).group(1))
 print("setuptools")
+for name, arg in (("jupyterlab", "JUPYTERLAB"), ("notebook", "NOTEBOOK"), ("ipykernel", "IPYKERNEL")):
+    print(f"{name}==" + re.search(rf"ARG {arg}_VERSION=(\S+)", docker).group(1))
 PY
 )
 

@@ -273,7 +273,7 @@ def test_dockerfile_installs_only_the_pinned_wheels() -> None:
     image-wheelhouse.sh) at the versions docker/constraints.txt pins."""
     text = dockerfile()
     installs = [b for b in re.split(r"^RUN ", text, flags=re.M) if " -m pip " in b]
-    assert len(installs) == 3, installs  # the launcher's venv, smg's, vastai's
+    assert len(installs) == 4, installs  # the launcher's venv, smg's, vastai's, Jupyter's
     for block in installs:
         assert "--no-index --find-links /tmp/wheels" in block
         assert "--constraint /tmp/wheels/constraints.txt" in block

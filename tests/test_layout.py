@@ -39,6 +39,9 @@ ALLOWED = {
         "phases.fmt_bytes",
         "phases.fmt_duration",
     },
+    ("jupyter", "edge"): {"portal.portal_entries"},
+    ("jupyter", "boot"): {"packages.pip_python"},
+    ("jupyter", "supervise"): {"provisioning_gate.wait_until_gone", "process.set_child_subreaper"},
 }
 """(importer, imported) -> the names the importer may take from the imported capability."""
 

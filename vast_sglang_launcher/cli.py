@@ -186,6 +186,22 @@ _COMMANDS: dict[str, tuple[str, str, str, list[tuple[str, str]]]] = {
             _USAGE,
         ],
     ),
+    "jupyter": (
+        "run JupyterLab behind the auth edge (supervisord program)",
+        "Run JupyterLab (JUPYTER_TYPE=notebook: Notebook 7) in the foreground on 127.0.0.1 at "
+        "the internal port of the PORTAL_CONFIG entry named Jupyter (8080 -> 18080 by "
+        "default), after provisioning, in WORKSPACE, with no token of its own (the edge "
+        "authenticates) and a `python3` kernel that runs SGLang's Python. Output goes to "
+        "$LAUNCHER_LOG_DIR/jupyter.log and stdout. Does nothing when PORTAL_CONFIG names no "
+        "Jupyter entry.",
+        "PORTAL_CONFIG, JUPYTER_TYPE, JUPYTER_BIN, JUPYTER_DIR, WORKSPACE, LAUNCHER_PIP_PYTHON, "
+        "SGLANG_COMMAND, LAUNCHER_MARKER_DIR, LAUNCHER_RUN_DIR, LAUNCHER_LOG_DIR",
+        [
+            ("0", "no Jupyter entry in PORTAL_CONFIG, or Jupyter stopped on request"),
+            ("78", "a bad setting (JUPYTER_BIN, JUPYTER_DIR, PORTAL_CONFIG, ...)"),
+            _USAGE,
+        ],
+    ),
     "option-table": (
         "write SGLang's option table, or check tables for drift",
         "--output: describe the options of the sglang importable by this Python into a JSON "
@@ -339,6 +355,10 @@ def _command(name: str) -> Command:
         from .serverless.program import command_serverless
 
         return command_serverless
+    if name == "jupyter":
+        from .jupyter.program import command_jupyter
+
+        return command_jupyter
     if name == "option-table":
         from .plan.option_table import command_option_table
 
@@ -355,6 +375,7 @@ _WRITES = {
     "provision": ("run_dir", "log_dir", "workspace", "marker_dir"),
     "serverless": ("run_dir", "log_dir"),
     "loading-page": ("run_dir",),
+    "jupyter": ("run_dir", "log_dir"),
 }
 
 

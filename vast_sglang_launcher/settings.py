@@ -418,8 +418,22 @@ class Settings(BaseSettings):
 
     portal_config: str | None = Field(None, validation_alias="PORTAL_CONFIG")
     """Published ports, `host:external:internal:path:name|...`; default publishes the SGLang
-    API 8000->18000, the Instance Portal 1111->11111 and Jupyter 8080 (and the gateway
+    API 8000->18000, the Instance Portal 1111->11111 and Jupyter 8080->18080 (and the gateway
     8010->18010 when `LAUNCHER_RUN_GATEWAY` is true)."""
+
+    # --- Jupyter (jupyter) -----------------------------------------------------------------
+    jupyter_type: Literal["lab", "notebook"] = Field("lab", validation_alias="JUPYTER_TYPE")
+    """Jupyter's interface: `lab` (JupyterLab) or `notebook` (Notebook 7). It runs when a
+    `PORTAL_CONFIG` entry named Jupyter publishes it (the default does)."""
+
+    jupyter_bin: SafePath = Field(
+        Path("/opt/jupyter/venv/bin/jupyter"), validation_alias="JUPYTER_BIN"
+    )
+    """The `jupyter` command of Jupyter's own virtual environment."""
+
+    jupyter_dir: SafePath | None = Field(None, validation_alias="JUPYTER_DIR")
+    """Directory Jupyter's file browser opens in (the whole file system stays reachable);
+    default `WORKSPACE`."""
 
     supervisord_config: SafePath = Field(
         Path("/etc/supervisor/supervisord.conf"), validation_alias="LAUNCHER_SUPERVISORD_CONFIG"

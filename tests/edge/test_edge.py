@@ -49,13 +49,18 @@ def site(text: str, port: int) -> str:
     return match.group(1)
 
 
-def test_default_config_publishes_portal_and_api_but_not_jupyter() -> None:
+def test_default_config_publishes_portal_api_and_jupyter() -> None:
     settings = load_settings({"OPEN_BUTTON_TOKEN": "t"})
     text = render_caddyfile(settings, portal_entries(settings))
-    assert re.findall(r"^(https?://:\d+) \{$", text, re.M) == ["http://:1111", "http://:8000"]
+    assert re.findall(r"^(https?://:\d+) \{$", text, re.M) == [
+        "http://:1111",
+        "http://:8000",
+        "http://:8080",
+    ]
     assert "reverse_proxy 127.0.0.1:11111 {" in site(text, 1111)
     assert "reverse_proxy 127.0.0.1:18000 {" in site(text, 8000)
-    assert ":8080" not in text
+    assert "reverse_proxy 127.0.0.1:18080 {" in site(text, 8080)
+    assert "authentication required" in text.split("http://:8080")[0].rsplit("\n\n", 1)[1]
 
 
 def test_global_options_disable_admin_and_automatic_https() -> None:
@@ -208,9 +213,9 @@ def test_auth_exclude_rejects_non_ports(value: str) -> None:
 
 
 def test_auth_exclude_of_an_unserved_port_is_warned() -> None:
-    settings = load_settings({"OPEN_BUTTON_TOKEN": "t", "AUTH_EXCLUDE": "8080"})
+    settings = load_settings({"OPEN_BUTTON_TOKEN": "t", "AUTH_EXCLUDE": "8090"})
     warnings = edge_warnings(settings, portal_entries(settings))
-    assert any("AUTH_EXCLUDE lists [8080]" in w for w in warnings)
+    assert any("AUTH_EXCLUDE lists [8090]" in w for w in warnings)
 
 
 def test_https_serves_tls_with_the_instance_certificate_and_secure_cookie() -> None:

@@ -178,11 +178,25 @@ def _import_rootfs(podman: Podman, rootfs: Path, tag: str, changes: list[str]) -
     assert tar.returncode == 0
 
 
-def _debian_rootfs() -> Path:
-    """Debian 12 with python3, pip and venv, debootstrapped once (build/image/debian)."""
+PREPARE = "scripts/image-test-inputs.sh"
+"""Makes the downloads below before the test session, which has no network (conftest)."""
+
+
+def missing_input(what: str) -> None:
+    message = f"the image test needs {what}: run {PREPARE} first (it downloads; .ci/run does)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _debian_rootfs(download: bool = False) -> Path:
+    """Debian 12 with python3, pip and venv, debootstrapped once (build/image/debian-*) by
+    `prepare` (scripts/image-test-inputs.sh), outside the test session's network namespace."""
     rootfs = BUILD / f"debian-{SUITE}"
     if (rootfs / "usr" / "bin" / "python3").exists():
         return rootfs
+    if not download:
+        missing_input(f"a Debian {SUITE} root in {rootfs}")
     tmp = BUILD / f"debian-{SUITE}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     subprocess.run(
@@ -327,13 +341,9 @@ def _build(podman: Podman) -> tuple[str, str]:
     tag = f"localhost/vast-sglang-test/image:{key}"
     if not podman.exists(tag):
         started = time.monotonic()
-        done = subprocess.run(
-            [str(ROOT / "scripts" / "image-wheelhouse.sh"), str(WHEELHOUSE)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        done = wheelhouse(offline=True)  # the pins are there (prepare); the launcher's wheel anew
+        if done.returncode == 3:
+            missing_input(f"the pinned wheels in {WHEELHOUSE}")
         assert done.returncode == 0, f"scripts/image-wheelhouse.sh failed:\n{done.stderr[-3000:]}"
         podman.timings["wheelhouse_s"] = round(time.monotonic() - started, 1)
         started = time.monotonic()
@@ -361,3 +371,32 @@ def _build(podman: Podman) -> tuple[str, str]:
         podman.timings["build_s"] = round(time.monotonic() - started, 1)
         prune(podman, tag)
     return tag, sglang
+
+
+def wheelhouse(offline: bool) -> subprocess.CompletedProcess[str]:
+    """scripts/image-wheelhouse.sh into WHEELHOUSE; `offline`: download nothing (exit 3 when
+    the pinned wheels are not there yet) and build the launcher's wheel without build
+    isolation (setuptools from this venv, the test extra's)."""
+    return subprocess.run(
+        [str(ROOT / "scripts" / "image-wheelhouse.sh"), str(WHEELHOUSE)],
+        cwd=ROOT,
+        env={**os.environ, "WHEELHOUSE_OFFLINE": "1" if offline else ""},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def prepare() -> None:
+    """The image test's downloads, made with the network (scripts/image-test-inputs.sh): the
+    Debian root of the stand-in SGLang base and the pinned wheels."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    print(f"image test inputs: Debian {SUITE} root in {_debian_rootfs(download=True)}")
+    done = wheelhouse(offline=False)
+    if done.returncode != 0:
+        raise SystemExit(f"scripts/image-wheelhouse.sh failed:\n{done.stderr[-3000:]}")
+    print(done.stdout.strip())
+
+
+if __name__ == "__main__":
+    prepare()

@@ -30,12 +30,15 @@ def _default_config(server_port: int) -> str:
     return (
         "localhost:1111:11111:/:Instance Portal"
         f"|localhost:8000:{server_port}:/:SGLang API"
-        "|localhost:8080:8080:/:Jupyter"
+        "|localhost:8080:18080:/:Jupyter"
+        "|localhost:8080:8080:/terminals/1:Jupyter Terminal"
     )
 
 
 DEFAULT_PORTAL_CONFIG = _default_config(DEFAULT_SERVER_PORT)
-"""The image's PORTAL_CONFIG with the default LAUNCHER_SERVER_PORT."""
+"""The image's PORTAL_CONFIG with the default LAUNCHER_SERVER_PORT. Jupyter runs on
+127.0.0.1:18080 behind the edge on 8080, and its terminal is a link to the same port, as in
+Vast's images (vast-ai/base-image ROOT/etc/vast_boot.d/10-prep-env.sh; `jupyter`)."""
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,9 @@ _RUNTIME_OOM = (
     "launcher restarts it; to prevent it, lower --mem-fraction-static to leave more room, or "
     "--max-running-requests / --chunked-prefill-size"
 )
-_PORT_BUSY = "another process holds the server's port: stop it, or choose another LAUNCHER_SERVER_PORT"
+_PORT_BUSY = (
+    "another process holds the server's port: stop it, or choose another LAUNCHER_SERVER_PORT"
+)
 
 # In priority order: the first rule matching any line wins.
 RULES: list[Rule] = [
