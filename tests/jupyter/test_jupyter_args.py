@@ -124,6 +124,14 @@ def test_without_a_jupyter_entry_nothing_starts(tmp_path: Path) -> None:
     assert "localhost:8080:18080:/:Jupyter" in done.stderr
 
 
+def test_serverless_mode_starts_no_jupyter(tmp_path: Path) -> None:
+    """Vast's image skips Jupyter on a serverless worker (jupyter.sh, exit_serverless.sh)."""
+    done = cli(tmp_path, SERVERLESS="true")  # the default PORTAL_CONFIG names Jupyter
+    assert done.returncode == 0, done.stderr
+    assert "not starting Jupyter: serverless mode (SERVERLESS)" in done.stderr
+    assert not (tmp_path / "log" / "jupyter.log").exists()
+
+
 @pytest.mark.parametrize(
     ("env", "line"),
     [

@@ -191,6 +191,11 @@ def _wait(child: subprocess.Popen[bytes], stopping: Callable[[], float | None]) 
 
 def command_jupyter(settings: Settings, args: argparse.Namespace) -> int:
     """``jupyter``: run JupyterLab in the foreground (supervisord program `jupyter`)."""
+    if settings.serverless:
+        # as Vast's image does (vast-ai/base-image ROOT/opt/supervisor-scripts/jupyter.sh
+        # sources utils/exit_serverless.sh): a serverless worker serves no notebooks
+        log.info("not starting Jupyter: serverless mode (SERVERLESS)")
+        return 0
     entries = portal_entries(settings)
     place = jupyter_place([(e.name, e.external, e.internal) for e in entries])
     if place is None:
