@@ -275,7 +275,8 @@ def test_sigterm_while_waiting_for_the_download_stops_at_once(
 
     rig.wait_for(downloading, "the downloading phase")
     launcher.terminate()
-    assert rig.wait_exit(launcher, timeout=5) == 0
+    # "at once": the download never ends (hub.flowing is clear), only the signal ends it
+    assert rig.wait_exit(launcher) == 0
     data = rig.status()
     assert data is not None and data["state"] == "stopped"
     assert rig.starts() == []

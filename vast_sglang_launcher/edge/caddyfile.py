@@ -64,15 +64,16 @@ GRACE_PERIOD = "10s"
 REQUEST_BUFFER = "1GiB"
 """How much of a request body the proxy reads before it sends the request upstream.
 
-Without it, a POST can lose its response: Go's HTTP/1 server closes the unread request body
-when the handler writes the response header (net/http server.go, chunkWriter.writeHeader),
-while the upstream transport is still reading that body for EOF after sending
-Content-Length bytes (transfer.go, transferWriter.writeBody); the transport then closes the
-upstream connection and the client gets the header and no body (Caddy v2.6.2
-reverseproxy.go finalizeResponse logs "aborting with incomplete response"; caddyserver/caddy
-issue 5431). A buffered body (reverseproxy.go prepareRequest, bufferedBody) is read from
-memory instead. Caddy before v2.6.4 spells it `buffer_requests` (the whole body), later ones
-`request_buffers SIZE` (v2.8 dropped `buffer_requests`)."""
+Without it, a POST can lose its response: "for HTTP/1 requests, the Go HTTP server by default
+consumes any unread portion of the request body before beginning to write the response"
+(Caddy's modules/caddyhttp/server.go, EnableFullDuplex, an option only from v2.7.0), while
+the upstream transport may still be reading that body; the transport then drops the
+upstream connection ("reading from backend: use of closed network connection") and the
+client gets the header and no body (Caddy v2.6.2 reverseproxy.go, finalizeResponse: "aborting
+with incomplete response"; caddyserver/caddy issue 5431). A buffered body (v2.6.2
+reverseproxy.go, prepareRequest and bufferedBody: read whole, the original closed) is read
+from memory instead. Caddy before v2.6.4 spells it `buffer_requests` (the whole body), later
+ones `request_buffers SIZE` (v2.8.0 dropped `buffer_requests`; caddyfile.go of each tag)."""
 REQUEST_BUFFERS_SINCE = (2, 6, 4)
 
 UNAUTHORIZED_BODY = (
