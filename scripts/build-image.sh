@@ -62,10 +62,10 @@ name="vast-sglang-check-$$"
 token="check-$$-${RANDOM}"
 run=(--detach --name "${name}" --env OPEN_BUTTON_TOKEN="${token}")
 # without a model the launcher has nothing to serve: `sglang` ends EXITED (exit 0) at once
-programs=(caddy)
+programs=(services:caddy)
 if [[ -n "${CHECK_MODEL:-}" ]]; then
     run+=(--gpus all --shm-size 16g --env SGLANG_MODEL="${CHECK_MODEL}")
-    programs=(sglang caddy)
+    programs=(sglang services:caddy)
 fi
 trap '"${engine}" rm --force "${name}" >/dev/null 2>&1 || true' EXIT
 "${engine}" run "${run[@]}" "${tag}" >/dev/null
@@ -77,7 +77,7 @@ fail() {
 }
 
 for _ in $(seq 120); do
-    in_container supervisorctl status caddy 2>/dev/null | grep -q RUNNING && break
+    in_container supervisorctl status services:caddy 2>/dev/null | grep -q RUNNING && break
     sleep 1
 done
 grep -q supervisord <(in_container cat /proc/1/cmdline) || fail "PID 1 is not supervisord"
@@ -118,7 +118,7 @@ if "${engine}" logs "${name}" 2>&1 | grep -q SIGKILL; then fail "stop: superviso
 echo "stopped in ${took} s with exit status 0"
 "${engine}" start "${name}" >/dev/null
 for _ in $(seq 120); do
-    in_container supervisorctl status caddy 2>/dev/null | grep -q RUNNING && break
+    in_container supervisorctl status services:caddy 2>/dev/null | grep -q RUNNING && break
     sleep 1
 done
 in_container supervisorctl status "${programs[@]}" || fail "second start: not RUNNING"

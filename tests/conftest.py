@@ -74,6 +74,8 @@ def isolate_network() -> str | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    # tests/image's mark: the image test keeps one xdist worker of its own (--dist loadgroup)
+    config.addinivalue_line("markers", "xdist_group(name): run in one pytest-xdist worker")
     # before xdist starts its workers (pytest_sessionstart): they inherit the namespace
     why = isolate_network()
     if why is not None:

@@ -158,7 +158,12 @@ class Container:
     def states(self) -> dict[str, str]:
         """`supervisorctl status`: program name -> state."""
         lines = self.ctl("status").stdout.splitlines()
-        return {line.split()[0]: line.split()[1] for line in lines if len(line.split()) > 1}
+        # "services:caddy" -> "caddy" (supervisor/supervisord.conf, [group:services])
+        return {
+            line.split()[0].rpartition(":")[2]: line.split()[1]
+            for line in lines
+            if len(line.split()) > 1
+        }
 
     def ready(self) -> dict[str, Any] | None:
         done = self.cli("status", "--json")

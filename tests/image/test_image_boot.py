@@ -4,7 +4,7 @@ HEALTHCHECK, auth on the published ports, a chat completion streamed through the
 stop within Docker's 10 s with every process exiting on its own, and a second start. Once
 with the image's default PORTAL_CONFIG and once with Vast's SGLang template value.
 
-The bases are stand-ins (tests/image/conftest.py says what they do not prove)."""
+The bases are stand-ins (tests/image/image_rig.py says what they do not prove)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterator
 
 import psutil
 import pytest
-from image_rig import Image
+from image_rig import Image, image
+
+__all__ = ["image"]  # the fixture: built once per session (image_rig)
 
 pytestmark = pytest.mark.xdist_group("image")
 
@@ -145,7 +147,12 @@ def check_running(c: Container, edge_ports: list[int]) -> dict[str, object]:
     c.wait_for("Jupyter behind the edge", lambda: c.exec(PYTHON, "-c", JUPYTER, TOKEN)[0] == 0)
     # the programs: those a healthy container runs, those that end at once by design
     code, status = c.exec("supervisorctl", "status")
-    states = dict(line.split()[:2] for line in status.splitlines() if line.strip())
+    # "services:caddy" -> "caddy" (supervisor/supervisord.conf, [group:services])
+    states = {
+        line.split()[0].rpartition(":")[2]: line.split()[1]
+        for line in status.splitlines()
+        if line.strip()
+    }
     expected = {
         "caddy": "RUNNING",
         "gateway": "EXITED",
@@ -159,7 +166,7 @@ def check_running(c: Container, edge_ports: list[int]) -> dict[str, object]:
     # any other program (one added later) runs, or ended on purpose
     assert set(states.values()) <= {"RUNNING", "EXITED"}, status
     assert code == 3  # supervisorctl: not every program is RUNNING (README says so)
-    code, status = c.exec("supervisorctl", "status", "sglang", "caddy")
+    code, status = c.exec("supervisorctl", "status", "sglang", "services:caddy")
     assert code == 0, status
     # the HEALTHCHECK the image declares, run as the engine runs it
     health = c.podman("healthcheck", "run", c.name, check=False)

@@ -160,7 +160,12 @@ class Instance:
 
     def states(self) -> dict[str, str]:
         lines = self.ctl("status").stdout.splitlines()
-        return {line.split()[0]: line.split()[1] for line in lines if len(line.split()) > 1}
+        # "services:caddy" -> "caddy" (supervisor/supervisord.conf, [group:services])
+        return {
+            line.split()[0].rpartition(":")[2]: line.split()[1]
+            for line in lines
+            if len(line.split()) > 1
+        }
 
     def descendants(self) -> list[psutil.Process]:
         assert self.proc is not None
@@ -364,7 +369,8 @@ def test_jupyter_behind_the_edge_kernel_terminal_and_stop(instance: Instance) ->
     c.wait(lambda: "is running at" in c.output(), "Jupyter's lines in the container log")
     assert c.states()["jupyter"] == "RUNNING"
 
-    # docker stop: supervisord stops the server, then Jupyter, then the edge; nothing is left
+    # docker stop: supervisord stops the server, then Jupyter and the edge together (the group
+    # `services`, supervisor/supervisord.conf); nothing is left
     everything = {p.pid for p in c.descendants()}
     kernels = [p for p in c.descendants() if "ipykernel_launcher" in " ".join(p.cmdline())]
     assert len(kernels) == 1, kernels
@@ -378,4 +384,4 @@ def test_jupyter_behind_the_edge_kernel_terminal_and_stop(instance: Instance) ->
     assert "with SIGKILL" not in output, output
     assert "stopped: jupyter (exit status 0)" in output, output
     assert output.index("stopped: sglang") < output.index("stopped: jupyter"), output
-    assert output.index("stopped: jupyter") < output.index("stopped: caddy"), output
+    assert output.index("stopped: sglang") < output.index("stopped: caddy"), output

@@ -98,7 +98,7 @@ def command_gateway(settings: Settings, args: argparse.Namespace) -> int:
     if rc == 2 and ran < EARLY:
         log.error(
             "the gateway refused its options (exit 2); fix LAUNCHER_GATEWAY_ARGS or "
-            "LAUNCHER_GATEWAY_WORKERS, then `supervisorctl start gateway`"
+            "LAUNCHER_GATEWAY_WORKERS, then `supervisorctl start services:gateway`"
         )
         return EX_CONFIG
     if rc != 0 and ran < EARLY:
