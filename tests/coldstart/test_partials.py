@@ -112,6 +112,11 @@ def test_every_stop_of_run_stops_the_download_and_its_partials_go(
     boot_again(rig, env)
     launcher = rig.start(**env)
     rig.wait_for(lambda: growing(rig), "a partial file being written", 60)
+    # the prefetch (started by the boot) can be writing before `run` has its signal
+    # handlers: wait until the launcher itself waits for the download
+    rig.wait_for(
+        lambda: "waiting for the weights to download" in rig.stderr(), "the launcher waiting", 60
+    )
     pid = int(str(prefetch_status(rig)["pid"]))
     launcher.terminate()  # what supervisord does on `docker stop`
     assert rig.wait_exit(launcher, timeout=30) == 0

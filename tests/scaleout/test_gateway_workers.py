@@ -239,7 +239,8 @@ def test_worker_behind_the_auth_edge(gateway: Gateway, tmp_path: Path) -> None:
     edge_env = {
         **rig.env,
         **common,
-        "LAUNCHER_RUN_DIR": str(tmp_path / "edge-run"),
+        # the launcher's run dir, as in the image: the edge routes to SGLang once the status
+        # writer's serving marker is there (issue 22), else to the loading page
         "LAUNCHER_PORTAL_YAML": str(tmp_path / "portal.yaml"),
     }
     with open(tmp_path / "edge.log", "wb") as log:
