@@ -386,6 +386,7 @@ def test_unbalanced_quotes_in_sglang_command_are_one_line(tmp_path: Path) -> Non
     proc = run_plan(tmp_path, {"SGLANG_MODEL": "org/m", "SGLANG_COMMAND": "sglang 'serve"})
     assert proc.returncode == 78
     assert proc.stderr.strip().splitlines() == [
-        'vast-sglang-launcher: SGLANG_COMMAND="sglang \'serve" cannot be split (No closing '
-        "quotation); fix its quotes"
+        'vast-sglang-launcher: SGLANG_COMMAND="sglang \'serve" is not valid: it cannot be '
+        "split into words (No closing quotation): balance its quotes or escape them; fix or "
+        "unset SGLANG_COMMAND"
     ]
