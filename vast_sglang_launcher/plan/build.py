@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..coldstart.caches import cache_env
 from ..host_limits import POOL_VARIABLES, ThreadCaps
 from ..settings import DEFAULT_SERVER_PORT, Settings
+from .caches import cache_env
 from .dp_attention import AttentionDp, attention_dp, attention_tp
 from .gpus import GpuInventory
 from .known_options import (
@@ -210,7 +210,7 @@ def build_plan(
     _parallel(settings, user_opts, gpus, model_info, b, nnodes)
     env = dict(base_env)
     env.update(SGLANG_MODEL=model, MODEL_NAME=model, HOME=str(settings.workspace))
-    env.update(cache_env(settings.workspace, env))  # JIT caches on the volume (coldstart)
+    env.update(cache_env(settings.workspace, env))  # JIT caches on the volume
     env.update(_hub_dirs(settings, env))
     if threads is not None and threads.capped:
         env.update(threads.env)

@@ -9,16 +9,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from ..coldstart.preflight import plan_warnings, shm_bytes
 from ..errors import ConfigError
 from ..host_limits import read_host_limits, thread_caps
+from ..hub import hub_access
 from ..settings import Settings
 from ..values import check_model
 from .build import LaunchPlan, build_plan, read_words, served_model
+from .fit import plan_warnings, shm_bytes
 from .gpus import GpuInventory, discover
 from .installed import installed_sglang
 from .known_options import MODEL_PATH
-from .model_info import HubAccess, read_model_info
+from .model_info import read_model_info
 from .table_choice import choose_table
 from .user_args import read_user_args
 
@@ -44,12 +45,7 @@ def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -
     notes += _model_url_note(settings, base_env)
     info = None
     gpus = GpuInventory((), "not checked: no model to serve")
-    hub = HubAccess(
-        settings.hf_endpoint,
-        settings.hf_token.get_secret_value() if settings.hf_token else None,
-        settings.model_info_timeout,
-        settings.hf_hub_offline,
-    )
+    hub = hub_access(settings)
     if model:
         gpus = discover(
             settings.cuda_visible_devices, settings.nvidia_visible_devices, settings.gpu_count
