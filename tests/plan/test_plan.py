@@ -422,3 +422,15 @@ def test_the_plan_carries_the_users_revision(tmp_path: Path) -> None:
     inv = GpuInventory((), "NVML", (), assumed_count=1)
     no_model = build_plan(settings, user, inv, None, snapshot("0.5.6.post2"), {})
     assert (no_model.model, no_model.revision) == (None, None)
+
+
+def test_sglang_command_is_split_once_by_the_settings() -> None:
+    from vast_sglang_launcher.errors import ConfigError
+
+    words = load_settings({"SGLANG_COMMAND": "python3 -m 'sglang.launch_server'"})
+    assert words.sglang_command_words == ("python3", "-m", "sglang.launch_server")
+    with pytest.raises(ConfigError) as bad:
+        load_settings({"SGLANG_COMMAND": 'sglang "serve'})
+    assert str(bad.value).startswith("SGLANG_COMMAND=")
+    assert "cannot be split into words" in str(bad.value)
+    assert str(bad.value).endswith("fix or unset SGLANG_COMMAND")
