@@ -292,3 +292,16 @@ def test_download_progress_counts_partial_blobs_of_both_client_lines(tmp_path: P
     (blobs / "ccc.1f2e3d4c.incomplete").write_bytes(b"x" * 20)  # 2.x: a per-process name
     files = [("a", 100, "aaa"), ("b", 50, "bbb"), ("c", 40, "ccc"), ("d", 10, "ddd")]
     assert bytes_on_disk(tmp_path, "org/m", files) == 150
+
+
+def test_the_hub_access_is_built_once_from_the_settings() -> None:
+    from vast_sglang_launcher.hub import DOWNLOAD_TIMEOUT_FLOOR, hub_access
+    from vast_sglang_launcher.settings import load_settings
+
+    quick = hub_access(load_settings({"HF_TOKEN": "hf_x", "HF_ENDPOINT": "http://127.0.0.1:9"}))
+    assert (quick.endpoint, quick.token, quick.offline) == ("http://127.0.0.1:9", "hf_x", False)
+    assert quick.timeout == 5.0  # a plan's requests: LAUNCHER_MODEL_INFO_TIMEOUT
+    assert quick.for_download().timeout == DOWNLOAD_TIMEOUT_FLOOR == 10.0
+    slow = hub_access(load_settings({"LAUNCHER_MODEL_INFO_TIMEOUT": "30", "HF_HUB_OFFLINE": "1"}))
+    assert (slow.timeout, slow.for_download().timeout, slow.offline) == (30.0, 30.0, True)
+    assert slow.token is None
