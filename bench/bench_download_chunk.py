@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from fake_hub import FakeHub, tiny_repo  # noqa: E402
 
-from vast_sglang_launcher.coldstart import hub as hubmod  # noqa: E402
+from vast_sglang_launcher import hub as hubmod  # noqa: E402
 
 
 def one(hub: FakeHub, chunk: int) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -581,6 +582,18 @@ class Settings(BaseSettings):
         parse_ports(value)
         return value
 
+    @field_validator("sglang_command")
+    @classmethod
+    def _sglang_command_splits(cls, value: str) -> str:
+        # Split here, once: every user reads `sglang_command_words` (plan, packages).
+        try:
+            shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"it cannot be split into words ({exc}): balance its quotes or escape them"
+            ) from None
+        return value
+
     @model_validator(mode="after")
     def _gateway_token_ascii(self) -> Settings:
         # OPEN_BUTTON_TOKEN is the gateway's Bearer token when LAUNCHER_GATEWAY_TOKEN is unset:
@@ -622,6 +635,12 @@ class Settings(BaseSettings):
         return (init_settings,)
 
     # --- derived values ---------------------------------------------------------------------
+    @property
+    def sglang_command_words(self) -> tuple[str, ...]:
+        """SGLANG_COMMAND split into words like a POSIX shell (its validator checked that it
+        splits): the program and its first words, before the server's options."""
+        return tuple(shlex.split(self.sglang_command))
+
     @property
     def hub_cache(self) -> Path:
         """Where the Hugging Face cache keeps downloaded models."""

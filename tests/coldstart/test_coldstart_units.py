@@ -7,17 +7,13 @@ from typing import Any
 
 from fake_nvml import h100s, make_nvml
 
-from vast_sglang_launcher.coldstart.caches import cache_env
-from vast_sglang_launcher.coldstart.hub import HubAccess, is_repo_id
 from vast_sglang_launcher.coldstart.phases import PhaseTracker, milestone
-from vast_sglang_launcher.coldstart.preflight import (
-    disk_problem,
-    gpu_memory_warning,
-    plan_warnings,
-    shm_warning,
-)
-from vast_sglang_launcher.coldstart.select import choose, weight_bytes
+from vast_sglang_launcher.coldstart.preflight import disk_problem
+from vast_sglang_launcher.hub import HubAccess, is_repo_id
+from vast_sglang_launcher.plan.caches import cache_env
+from vast_sglang_launcher.plan.fit import gpu_memory_warning, plan_warnings, shm_warning
 from vast_sglang_launcher.plan.gpus import discover
+from vast_sglang_launcher.repo_files import choose, weight_bytes
 
 GiB = 1024**3
 
@@ -264,16 +260,26 @@ def test_a_progress_bar_without_newlines_counts_as_output() -> None:
     assert t.stalled() is None
 
 
-def test_the_parallel_sizes_are_read_from_the_argv_as_sglang_reads_them() -> None:
+def test_the_parallel_sizes_are_read_from_the_argv_as_sglang_reads_them(tmp_path: Path) -> None:
+    """The sizes the fit checks get (the plan's tp and pp): the last occurrence wins."""
+    from vast_sglang_launcher.plan.build import build_plan
+    from vast_sglang_launcher.plan.gpus import GpuInventory
     from vast_sglang_launcher.plan.options import snapshot, snapshot_versions
-    from vast_sglang_launcher.plan.prepare import _final_size
+    from vast_sglang_launcher.plan.user_args import read_user_args
+    from vast_sglang_launcher.settings import load_settings
 
+    inv = GpuInventory((), "NVML", (), assumed_count=8)
     for version in snapshot_versions():  # every shipped release reads them the same
-        table = snapshot(version)
-        argv = ["sglang", "serve", "--model-path", "m", "--tp", "2", "--tensor-parallel-size=4"]
-        assert _final_size(table, argv, "--tp-size") == 4  # the last one wins
-        assert _final_size(table, [*argv, "--pipeline-parallel-size", "2"], "--pp-size") == 2
-        assert _final_size(table, ["sglang", "serve", "--model-path", "m"], "--pp-size") == 1
+        for args, tp, pp in [
+            ("--tp 2 --tensor-parallel-size=4", 4, 1),
+            ("--tp 2 --tensor-parallel-size=4 --pipeline-parallel-size 2", 4, 2),
+            ("--dp-size 8", 1, 1),
+        ]:
+            env = {"SGLANG_MODEL": "m", "SGLANG_ARGS": args}
+            settings = load_settings(env)
+            user = read_user_args(settings.sglang_args, tmp_path / "none.conf")
+            plan = build_plan(settings, user, inv, None, snapshot(version), env)
+            assert (plan.tp, plan.pp) == (tp, pp), (version, args)
 
 
 def test_download_progress_counts_partial_blobs_of_both_client_lines(tmp_path: Path) -> None:
@@ -286,3 +292,16 @@ def test_download_progress_counts_partial_blobs_of_both_client_lines(tmp_path: P
     (blobs / "ccc.1f2e3d4c.incomplete").write_bytes(b"x" * 20)  # 2.x: a per-process name
     files = [("a", 100, "aaa"), ("b", 50, "bbb"), ("c", 40, "ccc"), ("d", 10, "ddd")]
     assert bytes_on_disk(tmp_path, "org/m", files) == 150
+
+
+def test_the_hub_access_is_built_once_from_the_settings() -> None:
+    from vast_sglang_launcher.hub import DOWNLOAD_TIMEOUT_FLOOR, hub_access
+    from vast_sglang_launcher.settings import load_settings
+
+    quick = hub_access(load_settings({"HF_TOKEN": "hf_x", "HF_ENDPOINT": "http://127.0.0.1:9"}))
+    assert (quick.endpoint, quick.token, quick.offline) == ("http://127.0.0.1:9", "hf_x", False)
+    assert quick.timeout == 5.0  # a plan's requests: LAUNCHER_MODEL_INFO_TIMEOUT
+    assert quick.for_download().timeout == DOWNLOAD_TIMEOUT_FLOOR == 10.0
+    slow = hub_access(load_settings({"LAUNCHER_MODEL_INFO_TIMEOUT": "30", "HF_HUB_OFFLINE": "1"}))
+    assert (slow.timeout, slow.for_download().timeout, slow.offline) == (30.0, 30.0, True)
+    assert slow.token is None

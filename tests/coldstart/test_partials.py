@@ -176,7 +176,7 @@ def test_a_busy_hub_listing_is_tried_again_with_backoff(rig: LauncherRig, hub: F
 
 
 def test_a_consistency_check_failure_is_one_line() -> None:
-    from vast_sglang_launcher.coldstart.hub import classify
+    from vast_sglang_launcher.hub import classify
 
     # huggingface_hub 2.4.0 file_download.py http_get raises this text (two lines).
     exc = OSError(

@@ -14,7 +14,8 @@ import pytest
 from conftest import CHECKOUT, free_port
 from fake_hub import FakeHub, Repo
 
-from vast_sglang_launcher.plan.model_info import HubAccess, parse_config, read_model_info
+from vast_sglang_launcher.hub import HubAccess
+from vast_sglang_launcher.plan.model_info import parse_config, read_model_info
 
 LLAMA = {"architectures": ["LlamaForCausalLM"], "num_attention_heads": 32, "num_key_value_heads": 8}
 OFFLINE = HubAccess("http://127.0.0.1:9", None, 1.0, offline=True)

@@ -386,6 +386,51 @@ def test_unbalanced_quotes_in_sglang_command_are_one_line(tmp_path: Path) -> Non
     proc = run_plan(tmp_path, {"SGLANG_MODEL": "org/m", "SGLANG_COMMAND": "sglang 'serve"})
     assert proc.returncode == 78
     assert proc.stderr.strip().splitlines() == [
-        'vast-sglang-launcher: SGLANG_COMMAND="sglang \'serve" cannot be split (No closing '
-        "quotation); fix its quotes"
+        'vast-sglang-launcher: SGLANG_COMMAND="sglang \'serve" is not valid: it cannot be '
+        "split into words (No closing quotation): balance its quotes or escape them; fix or "
+        "unset SGLANG_COMMAND"
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "gpus", "info", "tp", "pp"),
+    [
+        ("", 8, None, 8, 1),  # the launcher's --tp-size
+        ("--tp 2 --pp-size 2", 8, None, 2, 2),  # the user's, through an abbreviation
+        ("--dp 2", 8, heads(32, 8), 4, 1),  # the launcher fills tp beside the user's dp
+        ("", 8, heads(28, 4), 4, 1),  # lowered for the heads, dp over the rest
+        ("--tp-size abc", 8, None, 8, 1),  # not a number: the launcher's comes last
+        ("--pp-size 2 -- x", 8, None, 1, 2),  # after a bare --, no option counts
+        ("", 1, None, 1, 1),
+    ],
+)
+def test_the_plan_carries_the_sizes_the_server_reads(
+    tmp_path: Path, args: str, gpus: int, info: ModelInfo | None, tp: int, pp: int
+) -> None:
+    plan = _plan(tmp_path, args, gpus=gpus, info=info)
+    assert (plan.tp, plan.pp) == (tp, pp)
+    if "--" not in args.split():
+        assert (resolved(plan.argv, "--tp-size") or "1") == str(tp)
+        assert (resolved(plan.argv, "--pp-size") or "1") == str(pp)
+
+
+def test_the_plan_carries_the_users_revision(tmp_path: Path) -> None:
+    assert _plan(tmp_path, "--revision v2 --revision=v3").revision == "v3"
+    assert _plan(tmp_path).revision is None
+    settings = load_settings({"SGLANG_ARGS": "--revision v2"})
+    user = read_user_args(settings.sglang_args, tmp_path / "none.conf")
+    inv = GpuInventory((), "NVML", (), assumed_count=1)
+    no_model = build_plan(settings, user, inv, None, snapshot("0.5.6.post2"), {})
+    assert (no_model.model, no_model.revision) == (None, None)
+
+
+def test_sglang_command_is_split_once_by_the_settings() -> None:
+    from vast_sglang_launcher.errors import ConfigError
+
+    words = load_settings({"SGLANG_COMMAND": "python3 -m 'sglang.launch_server'"})
+    assert words.sglang_command_words == ("python3", "-m", "sglang.launch_server")
+    with pytest.raises(ConfigError) as bad:
+        load_settings({"SGLANG_COMMAND": 'sglang "serve'})
+    assert str(bad.value).startswith("SGLANG_COMMAND=")
+    assert "cannot be split into words" in str(bad.value)
+    assert str(bad.value).endswith("fix or unset SGLANG_COMMAND")

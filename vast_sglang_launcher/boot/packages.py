@@ -151,12 +151,7 @@ def pip_python(settings: Settings, env: Mapping[str, str]) -> Path:
                 "LAUNCHER_PIP_PYTHON"
             )
         return chosen
-    try:
-        argv = shlex.split(settings.sglang_command)
-    except ValueError as exc:
-        raise PackageError(
-            f"SGLANG_COMMAND cannot be split ({exc}); fix it or set LAUNCHER_PIP_PYTHON"
-        ) from None
+    argv = settings.sglang_command_words
     if not argv:
         raise PackageError("SGLANG_COMMAND is empty; set LAUNCHER_PIP_PYTHON for PIP_PACKAGES")
     found = shutil.which(argv[0], path=path)

@@ -1,20 +1,18 @@
 """coldstart: the time from container start to a ready server.
 
-Owns the model hub (`hub`: the one way to the hub, through `huggingface_hub`), which files of
-a repo SGLang loads (`select`), the weight prefetch that runs beside provisioning
-(`prefetch`; its status file and the record of complete downloads are in `progress`), the
-checks made from the repo's file list before anything is downloaded (`preflight`), the JIT
-and compile caches kept on the workspace (`caches`), the server's load phases read from its
-log (`phases`) with the stall watchdog, and the server's wait for the download (`gate`).
+Owns the weight prefetch that runs beside provisioning (`prefetch`; its status file and the
+download's bytes in the cache are in `progress`), the download's disk check made from the
+repo's file list (`preflight`), the server's load phases read from its log (`phases`) with
+the stall watchdog, and the server's wait for the download (`gate`). The hub itself is on
+the shared floor (`hub`, `hub_cache`, `repo_files`), where the plan reaches it too.
 
-May import: the shared top level (settings, errors, files, logs, markers, redact, values)
-and, from the plan, only `prepare.prepare_plan` and the `build.LaunchPlan` it returns.
+May import: the shared top level (settings, errors, files, logs, markers, redact, values,
+host_limits, hub, hub_cache, repo_files) and, from the plan, only `prepare.prepare_plan`
+(the prefetch plans to learn the model and revision the server will get). The plan imports
+nothing of it: the arrow runs one way.
 
 Other capabilities use it through one documented function each:
 
-- plan: `hub.fetch_config` (model info, with its `HubAccess`), `preflight.plan_warnings` (GPU
-  memory and shared memory warnings, with `shm_bytes`) and `caches.cache_env` (the caches'
-  variables in the server's env);
 - boot: `prefetch.start_background` (the entrypoint) and `prefetch.run_foreground`
   (`provision`);
 - supervise: `gate.wait_for_weights` (before the first plan; it plans again and stops a

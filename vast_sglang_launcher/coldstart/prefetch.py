@@ -27,13 +27,15 @@ from typing import Any
 
 import psutil
 
+from .. import hub as hubmod
+from .. import hub_cache, repo_files
 from ..errors import LauncherError
 from ..host_limits import read_host_limits, thread_caps
 from ..logs import configure_for, get_logger
+from ..plan.prepare import prepare_plan
 from ..redact import settings_secrets
 from ..settings import Settings, load_settings
-from . import hub as hubmod
-from . import preflight, progress, select
+from . import preflight, progress
 from .phases import fmt_bytes, fmt_duration
 
 log = get_logger(__name__)
@@ -53,15 +55,6 @@ class Result:
     """done, skipped or failed."""
     detail: str
     fatal: bool = False
-
-
-def _access(settings: Settings) -> hubmod.HubAccess:
-    return hubmod.HubAccess(
-        settings.hf_endpoint,
-        settings.hf_token.get_secret_value() if settings.hf_token else None,
-        max(settings.model_info_timeout, 10.0),
-        settings.hf_hub_offline,
-    )
 
 
 def _me() -> dict[str, Any]:
@@ -105,53 +98,84 @@ def _model_and_revision(settings: Settings) -> tuple[str | None, str | None]:
     name others, else the plan's (which reads --model-path and --revision as SGLang does)."""
     if settings.model and not _user_args(settings):
         return settings.model, None
-    from ..plan.prepare import prepare_plan
-
     plan = prepare_plan(settings)
     return plan.model, plan.revision
+
+
+# --- when there is nothing to download: the skip checks of both callers ---------------------
+
+
+def _switched_off(settings: Settings) -> str | None:
+    """Why no download runs whatever the model: LAUNCHER_PREFETCH, or offline mode."""
+    if not settings.prefetch:
+        return "LAUNCHER_PREFETCH is off"
+    if settings.hf_hub_offline:
+        return "HF_HUB_OFFLINE is set"
+    return None
+
+
+@dataclass(frozen=True)
+class _Nothing:
+    """A model the download need not fetch: the result and prefetch.json's fields."""
+
+    result: Result
+    fields: dict[str, Any]
+
+
+def _nothing_to_fetch(
+    settings: Settings, model: str, revision: str | None, cache: bool = True
+) -> _Nothing | None:
+    """A local path (skipped) or, with `cache`, a download of `model` at `revision` complete
+    in the HF cache (done: no request at all); None when there is something to fetch."""
+    if not hubmod.is_repo_id(model):
+        return _Nothing(Result("skipped", f"{model} is a local path, not a hub repo"), {})
+    rev = revision or "main"
+    done = hub_cache.complete_in_cache(settings.hub_cache, model, rev) if cache else None
+    if done is None:
+        return None
+    total = sum(done.files.values())
+    return _Nothing(
+        Result("done", f"{model} is complete in the cache ({fmt_bytes(total)})"),
+        {
+            "repo": model,
+            "revision": rev,
+            "total_bytes": total,
+            "done_bytes": total,
+            "files": len(done.files),
+        },
+    )
 
 
 def run_prefetch(settings: Settings) -> Result:
     """Every step of the prefetch, in this process; prefetch.json follows each step."""
     status = _Status(progress.status_path(settings.run_dir), settings_secrets(settings))
     status.set()
-    if not settings.prefetch:
-        return status.finish(Result("skipped", "LAUNCHER_PREFETCH is off"))
-    if settings.hf_hub_offline:
-        return status.finish(Result("skipped", "HF_HUB_OFFLINE is set"))
+    off = _switched_off(settings)
+    if off is not None:
+        return status.finish(Result("skipped", off))
     try:
         model, revision = _model_and_revision(settings)
     except LauncherError as exc:
         return status.finish(Result("skipped", f"no plan: {exc}"))
     if not model:
         return status.finish(Result("skipped", "no model is set"))
-    if not hubmod.is_repo_id(model):
-        return status.finish(Result("skipped", f"{model} is a local path, not a hub repo"))
-    rev = revision or "main"
-    status.set(repo=model, revision=rev)
-    cache = settings.hub_cache
-    done = progress.complete_in_cache(cache, model, rev)
-    if done is not None:
-        total = sum(done.files.values())
-        return status.finish(
-            Result("done", f"{model} is complete in the cache ({fmt_bytes(total)})"),
-            total_bytes=total,
-            done_bytes=total,
-            files=len(done.files),
-        )
-    return _fetch(settings, status, model, revision, cache)
+    nothing = _nothing_to_fetch(settings, model, revision)
+    if nothing is not None:
+        return status.finish(nothing.result, **nothing.fields)
+    status.set(repo=model, revision=revision or "main")
+    return _fetch(settings, status, model, revision, settings.hub_cache)
 
 
 def _fetch(
     settings: Settings, status: _Status, model: str, revision: str | None, cache: Path
 ) -> Result:
-    access = _access(settings)
+    access = hubmod.hub_access(settings).for_download()
     status.set(state="listing")
     try:
         listing = hubmod.list_files(model, revision, access, log.warning)
     except hubmod.HubProblem as exc:
         return _failed(status, exc)
-    chosen = set(select.choose(f.path for f in listing.files))
+    chosen = set(repo_files.choose(f.path for f in listing.files))
     files = [(f.path, f.size, f.etag) for f in listing.files if f.path in chosen]
     total = sum(size for _, size, _ in files)
     removed, removed_bytes = progress.remove_orphan_partials(cache, model)
@@ -210,7 +234,9 @@ def _fetch(
     if isinstance(result, BaseException):
         return _failed(status, hubmod.classify(result, model, access.token is not None))
     sizes = {path: size for path, size, _ in files}
-    progress.save_manifest(cache, progress.Manifest(model, listing.revision, listing.commit, sizes))
+    hub_cache.save_manifest(
+        cache, hub_cache.Manifest(model, listing.revision, listing.commit, sizes)
+    )
     took = time.monotonic() - began
     log.info(f"downloaded {model}: {fmt_bytes(total)} in {fmt_duration(took)}")
     return status.finish(
@@ -259,15 +285,6 @@ def _user_args(settings: Settings) -> bool:
         return True
 
 
-def _cached_without_args(settings: Settings) -> progress.Manifest | None:
-    """A complete download of SGLANG_MODEL at main, when no user argument could name another
-    model or revision: a second boot then needs no process and no request at all. With
-    arguments, the plan decides (in the child)."""
-    if not settings.model or _user_args(settings):
-        return None
-    return progress.complete_in_cache(settings.hub_cache, settings.model, "main")
-
-
 def start_background(settings: Settings, env: Mapping[str, str]) -> tuple[str, str]:
     """Start the prefetch as a detached process (its own session, stdout and stderr
     inherited) and record it in prefetch.json before returning, so that `run` knows to wait
@@ -282,28 +299,24 @@ def start_background(settings: Settings, env: Mapping[str, str]) -> tuple[str, s
         path.unlink(missing_ok=True)
     if not might_have_a_model(settings):
         return "skipped", "no model is set"
-    if not settings.prefetch:
-        return "skipped", "LAUNCHER_PREFETCH is off"
-    if settings.hf_hub_offline:
-        return "skipped", "HF_HUB_OFFLINE is set"
-    if settings.model and not hubmod.is_repo_id(settings.model):
-        return "skipped", f"{settings.model} is a local path, not a hub repo"
-    cached = _cached_without_args(settings)
-    if cached is not None:
-        total = sum(cached.files.values())
-        detail = f"{cached.repo} is complete in the cache ({fmt_bytes(total)})"
+    off = _switched_off(settings)
+    if off is not None:
+        return "skipped", off
+    # SGLANG_MODEL at main is complete in the cache when no user argument could name another
+    # model or revision: a second boot then needs no process and no request at all. With
+    # arguments, the plan decides (in the child).
+    nothing = (
+        _nothing_to_fetch(settings, settings.model, None, cache=not _user_args(settings))
+        if settings.model
+        else None
+    )
+    if nothing is not None and nothing.result.state == "skipped":
+        return "skipped", nothing.result.detail
+    if nothing is not None:
+        detail = nothing.result.detail
         try:
             progress.write_status(
-                path,
-                {
-                    **_me(),
-                    "state": "done",
-                    "repo": cached.repo,
-                    "revision": cached.revision,
-                    "detail": detail,
-                    "total_bytes": total,
-                    "done_bytes": total,
-                },
+                path, {**_me(), "state": "done", "detail": detail, **nothing.fields}
             )
         except OSError as exc:
             return "failed", f"cannot write {path}: {exc.strerror or exc}"

@@ -1,5 +1,5 @@
-"""The prefetch's status file, `$LAUNCHER_RUN_DIR/prefetch.json`, and the launcher's record
-of complete downloads (`$HF_HUB_CACHE/../vast-sglang-launcher/prefetch/*.json`).
+"""The prefetch's status file, `$LAUNCHER_RUN_DIR/prefetch.json`, and the download's bytes
+in the HF cache (the record of complete downloads is the shared `hub_cache`).
 
 The prefetch process owns `prefetch.json` and rewrites it atomically about once a second:
 state (`starting`, `listing`, `downloading`, `done`, `skipped`, `failed`), the owner's pid
@@ -15,12 +15,12 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import markers
 from ..files import write_atomic
+from ..hub_cache import repo_dir
 from ..redact import Redactor
 
 STATUS_FILE = "prefetch.json"
@@ -56,60 +56,8 @@ def owner_alive(doc: dict[str, Any]) -> bool:
     )
 
 
-# --- the record of complete downloads -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What one complete prefetch fetched: the commit and each file's size."""
-
-    repo: str
-    revision: str
-    commit: str
-    files: dict[str, int]
-
-
-def manifest_path(hub_cache: Path, repo: str, revision: str) -> Path:
-    name = f"{repo.replace('/', '--')}@{revision.replace('/', '--')}.json"
-    return hub_cache.parent / "vast-sglang-launcher" / "prefetch" / name
-
-
-def save_manifest(hub_cache: Path, m: Manifest) -> None:
-    doc = {"repo": m.repo, "revision": m.revision, "commit": m.commit, "files": m.files}
-    write_atomic(manifest_path(hub_cache, m.repo, m.revision), json.dumps(doc, indent=1) + "\n")
-
-
-def snapshot_dir(hub_cache: Path, repo: str, commit: str) -> Path:
-    return hub_cache / ("models--" + repo.replace("/", "--")) / "snapshots" / commit
-
-
-def complete_in_cache(hub_cache: Path, repo: str, revision: str) -> Manifest | None:
-    """The manifest of a complete earlier prefetch whose files are all still in the cache
-    with their sizes (and whose ref still names its commit); None otherwise. No network."""
-    try:
-        doc = json.loads(manifest_path(hub_cache, repo, revision).read_text())
-        m = Manifest(doc["repo"], doc["revision"], doc["commit"], dict(doc["files"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    ref = hub_cache / ("models--" + repo.replace("/", "--")) / "refs" / revision
-    if revision != m.commit:
-        try:
-            if ref.read_text().strip() != m.commit:
-                return None
-        except OSError:
-            return None
-    snap = snapshot_dir(hub_cache, repo, m.commit)
-    for path, size in m.files.items():
-        try:
-            if (snap / path).stat().st_size != size:
-                return None
-        except OSError:
-            return None
-    return m
-
-
 def _blobs(hub_cache: Path, repo: str) -> Path:
-    return hub_cache / ("models--" + repo.replace("/", "--")) / "blobs"
+    return repo_dir(hub_cache, repo) / "blobs"
 
 
 def bytes_on_disk(hub_cache: Path, repo: str, files: list[tuple[str, int, str | None]]) -> int:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..coldstart.caches import cache_env
 from ..host_limits import POOL_VARIABLES, ThreadCaps
 from ..settings import DEFAULT_SERVER_PORT, Settings
+from .caches import cache_env
 from .dp_attention import AttentionDp, attention_dp, attention_tp
 from .gpus import GpuInventory
 from .known_options import (
@@ -29,6 +29,7 @@ from .known_options import (
     NODE_RANK,
     PORT,
     PP,
+    REVISION,
     TP,
     Known,
 )
@@ -84,6 +85,10 @@ class LaunchPlan:
 
     revision: str | None = None
     """The model's revision (the user's --revision), for the prefetch."""
+    tp: int = 1
+    """The tensor-parallel size the server gets (the user's or the launcher's; 1 when unset)."""
+    pp: int = 1
+    """The pipeline-parallel size the server gets (1 when unset)."""
 
     def command_line(self) -> str:
         return shlex.join(self.argv)
@@ -117,6 +122,8 @@ class _Builder:
     decisions: list[Decision] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     additions: list[str] = field(default_factory=list)
+    added: dict[Known, str] = field(default_factory=dict)
+    """The value of each option the launcher added."""
 
     def decide(self, what: str, value: object, source: str, why: str) -> None:
         self.decisions.append(Decision(what, str(value), source, why))
@@ -129,7 +136,28 @@ class _Builder:
             self.warnings.append(f"not adding {known} {value} ({why}): {resolved.problem}")
             return
         self.additions += [resolved.flag, str(value)]
+        self.added[known] = str(value)
         self.decide(resolved.flag, value, source, why)
+
+
+def read_words(settings: Settings, user: UserArgs, table: OptionTable) -> UserOptions:
+    """The user's words as SGLang's server parser reads them under `table` (after what
+    `sglang serve` takes out first, see serve_cli): the one scan of a plan."""
+    command = list(settings.sglang_command_words)
+    return read_user_options(
+        table, *server_words(command, table.version, user.tokens, user.sources)
+    )
+
+
+def served_model(settings: Settings, words: UserOptions) -> tuple[str | None, str | None]:
+    """The model the server gets (the user's own --model-path wins over SGLANG_MODEL, as in
+    SGLang's parser: the last word wins) and its revision (the user's --revision)."""
+    in_args = words.last(MODEL_PATH)
+    model = in_args.value if in_args is not None and in_args.value else settings.model
+    if not model:
+        return None, None
+    revision = words.last(REVISION)
+    return model, revision.value if revision is not None else None
 
 
 def build_plan(
@@ -142,13 +170,13 @@ def build_plan(
     notes: tuple[str, ...] = (),
     table_why: str = "",
     threads: ThreadCaps | None = None,
+    words: UserOptions | None = None,
 ) -> LaunchPlan:
     """Decide the server's argv and environment. Pure: no I/O, no environment reads.
-    `threads`: the thread pool caps for the host's limits (host_limits.thread_caps)."""
-    command = shlex.split(settings.sglang_command)
-    user_opts = read_user_options(
-        table, *server_words(command, table.version, user.tokens, user.sources)
-    )
+    `threads`: the thread pool caps for the host's limits (host_limits.thread_caps);
+    `words`: `read_words` of these settings, args and table, when the caller has it."""
+    command = list(settings.sglang_command_words)
+    user_opts = words if words is not None else read_words(settings, user, table)
     b = _Builder(user_opts, warnings=list(notes))
     b.warnings += list(gpus.warnings)
     b.warnings += user_opts.scan.problems
@@ -174,6 +202,7 @@ def build_plan(
             model_info,
             **about,
         )
+    _, revision = served_model(settings, user_opts)
     # Always the literal --model-path: the one spelling every `sglang serve` finds (serve_cli).
     head = command + ([MODEL_PATH.canonical, model] if settings.model else [])
     host, port = _listen(settings, user_opts, b)
@@ -181,7 +210,7 @@ def build_plan(
     _parallel(settings, user_opts, gpus, model_info, b, nnodes)
     env = dict(base_env)
     env.update(SGLANG_MODEL=model, MODEL_NAME=model, HOME=str(settings.workspace))
-    env.update(cache_env(settings.workspace, env))  # JIT caches on the volume (coldstart)
+    env.update(cache_env(settings.workspace, env))  # JIT caches on the volume
     env.update(_hub_dirs(settings, env))
     if threads is not None and threads.capped:
         env.update(threads.env)
@@ -200,7 +229,25 @@ def build_plan(
         model_info,
         **about,
         node_rank=node_rank,
+        revision=revision,
+        tp=_final_size(user_opts, b, TP, "--" in user.tokens),
+        pp=_final_size(user_opts, b, PP, "--" in user.tokens),
     )
+
+
+def _final_size(user: UserOptions, b: _Builder, known: Known, cut: bool) -> int:
+    """The size SGLang reads for a parallelism option: the launcher's when it added one
+    (after the user's words, so it is the last occurrence), else the user's; 1 when unset
+    or not a positive whole number. `cut`: the user's words hold a bare `--`, after which
+    SGLang's argparse reads no option, so the launcher's additions do not count."""
+    value = b.added.get(known) if not cut else None
+    if value is None:
+        occ = user.last(known)
+        value = occ.value if occ is not None else None
+    try:
+        return max(1, int(value)) if value else 1
+    except ValueError:
+        return 1
 
 
 CHANGED_ENV = ("HF_HOME", "HF_HUB_CACHE", *POOL_VARIABLES)

@@ -10,8 +10,8 @@ place is the one that answers.
 from __future__ import annotations
 
 import importlib.metadata
-import shlex
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,13 +23,9 @@ class Installed:
     """The directory holding the metadata, or "the launcher's Python"."""
 
 
-def _site_dirs(command: str, path: str) -> list[Path]:
+def _site_dirs(command: Sequence[str], path: str) -> list[Path]:
     """site-/dist-packages directories of the install prefix of the command's executable."""
-    try:
-        argv = shlex.split(command)
-    except ValueError:
-        return []
-    found = shutil.which(argv[0], path=path) if argv else None
+    found = shutil.which(command[0], path=path) if command else None
     if found is None:
         return []
     prefix = Path(found).parent.parent  # not resolved: a venv's python links elsewhere
@@ -40,8 +36,8 @@ def _site_dirs(command: str, path: str) -> list[Path]:
     return dirs
 
 
-def installed_sglang(command: str, path: str) -> Installed | None:
-    """The sglang SGLANG_COMMAND would run, or None when no metadata names one."""
+def installed_sglang(command: Sequence[str], path: str) -> Installed | None:
+    """The sglang SGLANG_COMMAND (its words) would run, or None when no metadata names one."""
     for site in _site_dirs(command, path):
         for dist in importlib.metadata.distributions(name="sglang", path=[str(site)]):
             return Installed(dist.version, str(site))

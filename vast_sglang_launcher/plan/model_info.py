@@ -1,5 +1,5 @@
 """The model's attention layout from its config.json: a local dir, the HF cache, or the hub
-(through `huggingface_hub`, see coldstart.hub).
+(through `huggingface_hub`, see the shared `hub`).
 
 Knowing the head counts before launching lets the plan pick a tensor-parallel size SGLang can
 actually use, instead of crashing a scheduler after minutes of loading. Missing metadata is a
@@ -8,14 +8,11 @@ warning, never a failure.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..coldstart.hub import HubAccess, fetch_config
-
-__all__ = ["HubAccess", "ModelInfo", "parse_config", "read_model_info"]
+from ..hub import HubAccess, fetch_config, read_config
 
 _NESTED = ("text_config", "llm_config", "language_config", "thinker_config")
 _HEADS = ("num_attention_heads", "n_head", "num_heads")
@@ -62,24 +59,15 @@ def read_model_info(
 ) -> tuple[ModelInfo | None, str | None]:
     """Find and parse config.json; returns (info, None) or (None, a warning saying why not).
 
-    A local directory is read directly; a hub repo goes through `coldstart.hub.fetch_config`
+    A local directory is read directly; a hub repo goes through `hub.fetch_config`
     (the HF cache first, then the hub unless HF_HUB_OFFLINE is set)."""
     local = Path(model).expanduser()
     if local.is_dir():
-        return _from_file(local / "config.json", f"{local}/config.json")
+        config, source, warning = read_config(local / "config.json", f"{local}/config.json")
+        return (parse_config(config, source), None) if config is not None else (None, warning)
     if model.startswith(("/", ".", "~")):
         return None, f"model directory {model} does not exist (yet): heads not checked"
     config, source, warning = fetch_config(model, revision, hub_cache, hub)
     if config is None:
         return None, warning
     return parse_config(config, source), None
-
-
-def _from_file(path: Path, source: str) -> tuple[ModelInfo | None, str | None]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        return None, f"cannot read {path}: {exc}: heads not checked"
-    if not isinstance(data, dict):
-        return None, f"{path} is not a JSON object: heads not checked"
-    return parse_config(data, source), None

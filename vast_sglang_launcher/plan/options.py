@@ -133,9 +133,6 @@ class Scan:
                 return occ
         return None
 
-    def has(self, dest: str) -> bool:
-        return self.last(dest) is not None
-
 
 def _match(table: OptionTable, token: str) -> tuple[Option | None, str | None, list[str]]:
     """Resolve one option-looking token: (option, explicit value, ambiguous candidates)."""

@@ -6,23 +6,20 @@ hands plain values to the pure ``build_plan``.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import shlex
 from collections.abc import Mapping
 
-from ..coldstart.preflight import plan_warnings, shm_bytes
 from ..errors import ConfigError
 from ..host_limits import read_host_limits, thread_caps
+from ..hub import hub_access
 from ..settings import Settings
 from ..values import check_model
-from .build import LaunchPlan, build_plan
+from .build import LaunchPlan, build_plan, read_words, served_model
+from .fit import plan_warnings, shm_bytes
 from .gpus import GpuInventory, discover
 from .installed import installed_sglang
-from .known_options import MODEL_PATH, REVISION
-from .model_info import HubAccess, read_model_info
-from .options import OptionTable, read_user_options, scan
-from .serve_cli import server_words
+from .known_options import MODEL_PATH
+from .model_info import read_model_info
 from .table_choice import choose_table
 from .user_args import read_user_args
 
@@ -34,61 +31,50 @@ def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -
     installed = (
         None
         if explicit
-        else installed_sglang(settings.sglang_command, base_env.get("PATH", os.defpath))
+        else installed_sglang(settings.sglang_command_words, base_env.get("PATH", os.defpath))
     )
     choice = choose_table(settings.option_table, explicit, installed)
     user = read_user_args(settings.sglang_args, settings.sglang_args_file)
     # The user's own --model-path / --revision count, exactly as SGLang would read them.
-    try:
-        command = shlex.split(settings.sglang_command)
-    except ValueError as exc:
-        raise ConfigError(
-            f"SGLANG_COMMAND={settings.sglang_command!r} cannot be split ({exc}); fix its quotes"
-        ) from None
-    words = server_words(command, choice.table.version, user.tokens, user.sources)
-    user_opts = read_user_options(choice.table, *words)
-    in_args = user_opts.last(MODEL_PATH)
+    words = read_words(settings, user, choice.table)
+    in_args = words.last(MODEL_PATH)
     if in_args is not None and in_args.value:
         _check_model_arg(in_args.value, in_args.source)
-    model = in_args.value if in_args is not None and in_args.value else settings.model
+    model, revision = served_model(settings, words)
     notes: list[str] = list(choice.warnings)
     notes += _model_url_note(settings, base_env)
     info = None
     gpus = GpuInventory((), "not checked: no model to serve")
+    hub = hub_access(settings)
     if model:
         gpus = discover(
             settings.cuda_visible_devices, settings.nvidia_visible_devices, settings.gpu_count
         )
-        revision = user_opts.last(REVISION)
-        hub = HubAccess(
-            settings.hf_endpoint,
-            settings.hf_token.get_secret_value() if settings.hf_token else None,
-            settings.model_info_timeout,
-            settings.hf_hub_offline,
-        )
-        info, warning = read_model_info(
-            model, revision.value if revision else None, settings.hub_cache, hub
-        )
+        info, warning = read_model_info(model, revision, settings.hub_cache, hub)
         if warning:
             notes.append(warning)
-    notes += user_opts.problems  # e.g. a table without --revision; build_plan drops repeats
-    table = choice.table
+    notes += words.problems  # e.g. a table without --revision; build_plan drops repeats
     threads = thread_caps(read_host_limits(), base_env) if model else None
     plan = build_plan(
-        settings, user, gpus, info, table, base_env, tuple(notes), choice.why, threads
+        settings,
+        user,
+        gpus,
+        info,
+        choice.table,
+        base_env,
+        tuple(notes),
+        choice.why,
+        threads,
+        words,
     )
-    if not model or not plan.argv:
+    if plan.model is None:
         return plan
-    rev = revision.value if revision else None
-    plan = dataclasses.replace(plan, revision=rev)
-    tp = _final_size(table, plan.argv, "--tp-size")
-    pp = _final_size(table, plan.argv, "--pp-size")
     plan.warnings.extend(
         plan_warnings(
-            plan.model or model,
-            rev,
-            tp,
-            pp,
+            plan.model,
+            plan.revision,
+            plan.tp,
+            plan.pp,
             [(g.name, g.memory_mib) for g in gpus.gpus],
             settings.hub_cache,
             hub,
@@ -96,20 +82,6 @@ def prepare_plan(settings: Settings, environ: Mapping[str, str] | None = None) -
         )
     )
     return plan
-
-
-def _final_size(table: OptionTable, argv: list[str], option: str) -> int:
-    """The size the server will get for a parallelism option such as `--tp-size` (its last
-    occurrence in the argv, through every alias and abbreviation); 1 when absent."""
-    opt = table.by_string.get(option)
-    if opt is None:
-        return 1
-    start = next((i for i, word in enumerate(argv) if word.startswith("--")), len(argv))
-    occ = scan(table, argv[start:]).last(opt.dest)
-    try:
-        return max(1, int(occ.value)) if occ is not None and occ.value else 1
-    except ValueError:
-        return 1
 
 
 def _check_model_arg(value: str, source: str) -> None:

@@ -1,13 +1,16 @@
 """The one way to the model hub: `huggingface_hub`, with the launcher's settings.
 
-Every call passes the endpoint (HF_ENDPOINT), the token (HF_TOKEN), the cache directory
-(HF_HUB_CACHE / HF_HOME / the workspace) and the revision explicitly, and nothing here
-contacts the hub when HF_HUB_OFFLINE is set. Errors become a `HubProblem`: one line for the
-log and status.json, its kind, and whether the server can still be started.
+Shared by the plan (the model's config.json, the weights' size) and the cold start (the
+file list and the download). `hub_access` is the one place the settings become a
+`HubAccess`. Every call passes the endpoint (HF_ENDPOINT), the token (HF_TOKEN), the cache
+directory (HF_HUB_CACHE / HF_HOME / the workspace) and the revision explicitly, and nothing
+here contacts the hub when HF_HUB_OFFLINE is set. Errors become a `HubProblem`: one line for
+the log and status.json, its kind, and whether the server can still be started.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -20,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..values import looks_local, repo_id_problem
+from .hub_cache import any_snapshot_config
+from .settings import Settings
+from .values import looks_local, repo_id_problem
 
 T = TypeVar("T")
 
@@ -29,14 +34,38 @@ DOWNLOAD_CHUNK = 64 * 1024
 _NETWORK_NAMES = ("Connect", "Timeout", "Network", "RemoteProtocol", "ReadError", "Proxy")
 
 
+DOWNLOAD_TIMEOUT_FLOOR = 10.0
+"""Seconds the download's requests wait at least for an answer, however short a plan's
+LAUNCHER_MODEL_INFO_TIMEOUT is (a download runs beside provisioning, a plan is waited for)."""
+
+
 @dataclass(frozen=True)
 class HubAccess:
-    """How to reach the hub: the launcher's HF_ENDPOINT, HF_TOKEN, timeout and offline mode."""
+    """How to reach the hub: the launcher's HF_ENDPOINT, HF_TOKEN, timeouts and offline mode.
+
+    timeout: each request of a plan (LAUNCHER_MODEL_INFO_TIMEOUT); download_timeout: each
+    request of the weight download (the file list, each file's metadata)."""
 
     endpoint: str
     token: str | None
     timeout: float
     offline: bool = False
+    download_timeout: float = DOWNLOAD_TIMEOUT_FLOOR
+
+    def for_download(self) -> HubAccess:
+        """The same access with the download's timeout for every request."""
+        return dataclasses.replace(self, timeout=self.download_timeout)
+
+
+def hub_access(settings: Settings) -> HubAccess:
+    """The settings' way to the hub (the one construction of a `HubAccess`)."""
+    return HubAccess(
+        settings.hf_endpoint,
+        settings.hf_token.get_secret_value() if settings.hf_token else None,
+        settings.model_info_timeout,
+        settings.hf_hub_offline,
+        max(settings.model_info_timeout, DOWNLOAD_TIMEOUT_FLOOR),
+    )
 
 
 @dataclass(frozen=True)
@@ -199,9 +228,9 @@ def fetch_config(
 
     quiet_hub_client()
     cached = try_to_load_from_cache(repo, "config.json", cache_dir=hub_cache, revision=revision)
-    path = Path(cached) if isinstance(cached, str) else _any_snapshot_config(hub_cache, repo)
+    path = Path(cached) if isinstance(cached, str) else any_snapshot_config(hub_cache, repo)
     if path is not None and (isinstance(cached, str) or hub.offline):
-        return _read(path, f"HF cache {path}")
+        return read_config(path, f"HF cache {path}")
     if hub.offline:
         return (
             None,
@@ -258,7 +287,7 @@ def fetch_config(
             return None, "", f"{url} answered {status}: heads not checked"
         return None, "", f"cannot fetch {url}: {problem.line}: heads not checked"
     source = f"hub {hub.endpoint.rstrip('/')}/{repo}@{revision or 'main'}"
-    return _read(Path(got), source)
+    return read_config(Path(got), source)
 
 
 def _within(seconds: float, call: Callable[[], T]) -> T:
@@ -283,14 +312,9 @@ def _within(seconds: float, call: Callable[[], T]) -> T:
     return box[0]
 
 
-def _any_snapshot_config(hub_cache: Path, repo: str) -> Path | None:
-    """The newest config.json of any cached snapshot (offline, when refs do not say)."""
-    snapshots = hub_cache / ("models--" + repo.replace("/", "--")) / "snapshots"
-    found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
-
-
-def _read(path: Path, source: str) -> tuple[dict[str, Any] | None, str, str | None]:
+def read_config(path: Path, source: str) -> tuple[dict[str, Any] | None, str, str | None]:
+    """The one config.json reader (a local model directory's, the HF cache's, the hub's):
+    (config, `source`, None) or (None, "", a warning saying why not)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
