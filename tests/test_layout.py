@@ -32,11 +32,10 @@ ALLOWED = {
     },
     ("coldstart", "plan"): {"prepare.prepare_plan"},
     # the loading page reads status.json as the status writer and the phase tracker write it
-    ("edge", "supervise"): {"status.parse_iso", "status.SERVING_MARKER"},
+    ("edge", "supervise"): {"status.SERVING_MARKER"},
     ("edge", "coldstart"): {
         "phases.ORDER",
         "phases.TITLES",
-        "phases.fmt_bytes",
         "phases.fmt_duration",
     },
     ("jupyter", "edge"): {"portal.portal_entries"},

@@ -32,9 +32,10 @@ from ..host_limits import read_host_limits, thread_caps
 from ..logs import configure_for, get_logger
 from ..redact import settings_secrets
 from ..settings import Settings, load_settings
+from ..units import fmt_bytes
 from . import hub as hubmod
 from . import preflight, progress, select
-from .phases import fmt_bytes, fmt_duration
+from .phases import fmt_duration
 
 log = get_logger(__name__)
 

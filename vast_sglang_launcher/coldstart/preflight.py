@@ -14,8 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ..units import fmt_bytes
 from .hub import HubAccess, HubProblem, is_repo_id, list_files
-from .phases import fmt_bytes
 from .progress import complete_in_cache
 from .select import weight_bytes
 

@@ -24,11 +24,11 @@ from ..coldstart.phases import PhaseTracker
 from ..plan.build import LaunchPlan
 from ..redact import argv_redactor, mask_argv
 from ..settings import Settings, deprecated_in_use
+from ..timestamps import iso
 from .control import Control
 from .lifecycle import Lifecycle
 from .probes import ProbeResult, health_url, probe, readiness_path
 from .process import (
-    ServerRecord,
     Tree,
     describe_exit,
     pdeathsig_preexec,
@@ -36,10 +36,9 @@ from .process import (
     reap_strays,
 )
 from .restart_policy import Failure, Outcome
-from .run_dir import RunDir
+from .run_dir import RunDir, ServerRecord
 from .server_output import OutputSink, ServerProtocol
 from .states import ServerState
-from .status import iso
 from .stop_budget import deregister_limit
 
 Replan = Callable[[], Awaitable["LaunchPlan | None"]]

@@ -28,6 +28,7 @@ from ..plan.prepare import prepare_plan
 from ..redact import settings_secrets
 from ..scaleout.join import gateway_membership
 from ..settings import Settings
+from ..timestamps import iso
 from .attempt import Attempt, fmt_seconds
 from .control import Control
 from .failure_hints import PORT_BUSY_HINT, Diagnosis, diagnose
@@ -39,7 +40,7 @@ from .restart_policy import Failure, Outcome, RestartHistory, RestartPolicy, Ver
 from .run_dir import RunDir
 from .server_output import OutputSink
 from .states import ServerState
-from .status import StatusFile, iso
+from .status_writer import StatusFile
 from .stdout_relay import LineRelay
 
 SERVER_LOG_FILE = "sglang.log"
