@@ -38,7 +38,7 @@ def test_each_shared_helper_is_defined_once_at_the_top_level() -> None:
         if name != "loopback.py":
             assert '"0.0.0.0"' not in text and '"::"' not in text, name
         if name != "pids.py":
-            assert '/proc/{pid}/stat' not in text and ".create_time() - " not in text, name
+            assert "/proc/{pid}/stat" not in text and ".create_time() - " not in text, name
 
 
 def test_wildcards_are_reached_through_loopback() -> None:
