@@ -3,9 +3,12 @@
 probe). The supervisor and the attempt take them one at a time (`Control.next`) and hand
 each to one handler.
 
-The model is gunicorn's arbiter: a signal handler does nothing but queue the signal and wake
-the loop through a self-pipe; the loop then turns each queued signal into a request, here,
-in one place (`_dispatch_signal`).
+The model is gunicorn's arbiter (a signal handler only queues the signal and wakes the loop
+through a self-pipe), made async-signal-safe the way asyncio's own signal handling is: the
+queue *is* the self-pipe. The interpreter's C-level handler writes each signal's number into
+the wake-up fd (`signal.set_wakeup_fd`); the loop reads the numbers and turns each into a
+request, in one place (`_dispatch_signal`). The Python-level handler does nothing while the
+loop runs.
 """
 
 from __future__ import annotations
@@ -59,7 +62,6 @@ class Control:
         """A second SIGTERM/SIGINT: kill the server now instead of waiting for it to drain."""
         self._events: collections.deque[Event] = collections.deque()
         self._arrived = asyncio.Event()
-        self._signals: collections.deque[int] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup_socks: tuple[socket.socket, socket.socket] | None = None
         self._on_signal_number = {
@@ -76,9 +78,8 @@ class Control:
         Plain handlers, not `loop.add_signal_handler`: closing the loop would put the default
         actions back, and a `restart` (SIGHUP) in the last moments of a stop would then kill
         the launcher (supervisord: "not expected"). Once the loop is closed every signal is
-        logged and ignored. The handler only queues the signal number; the interpreter's
-        wake-up fd (written by its C-level handler) makes the loop read the queue, also when
-        another thread happened to receive the signal.
+        logged and ignored. The signal numbers come through the wake-up fd, also when another
+        thread happened to receive the signal.
         """
         self._loop = loop
         reader, writer = socket.socketpair()
@@ -88,23 +89,24 @@ class Control:
         loop.add_reader(reader.fileno(), self._take_signals, reader)
         signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
         for sig in self._on_signal_number:
-            signal.signal(sig, self._queue_signal)
+            signal.signal(sig, self._after_the_loop)
 
-    def _queue_signal(self, signum: int, _frame: object) -> None:
-        """The signal handler: queue, nothing else (it may run between any two bytecodes)."""
+    def _after_the_loop(self, signum: int, _frame: object) -> None:
+        """The Python-level handler: nothing while the loop runs (the number is in the
+        wake-up fd already); after it, the signal is logged and ignored."""
         loop = self._loop
         if loop is None or loop.is_closed():
             self.log.info(f"received {signal.Signals(signum).name} while stopping: ignored")
-            return
-        self._signals.append(signum)
 
     def _take_signals(self, sock: socket.socket) -> None:
-        """In the loop, woken by the wake-up fd: each queued signal to its one handler."""
+        """In the loop, woken by the wake-up fd: each signal number in it to its handler."""
+        received = b""
         with contextlib.suppress(OSError):
-            while sock.recv(4096):
-                pass
-        while self._signals:
-            self._dispatch_signal(self._signals.popleft())
+            while chunk := sock.recv(4096):
+                received += chunk
+        for signum in received:
+            if signum in self._on_signal_number:
+                self._dispatch_signal(signum)
 
     def _dispatch_signal(self, signum: int) -> None:
         sig = signal.Signals(signum)
