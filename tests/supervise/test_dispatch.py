@@ -63,6 +63,25 @@ def test_a_broken_plan_on_sighup_during_a_backoff_keeps_waiting(rig: LauncherRig
     assert len(rig.starts()) == 1
 
 
+def test_the_probes_go_on_after_a_refused_sighup(rig: LauncherRig) -> None:
+    """A SIGHUP whose plan fails leaves the server running and watched: the liveness
+    probes go on (each answer also rewrites a deleted status.json), and so does readiness
+    when the request came during the load."""
+    launcher = rig.start(STANDIN_BIND_DELAY="0.5", STANDIN_WARMUP="1.0")
+    rig.wait_state("starting")
+    rig.args_file.write_text('--served-model-name "unbalanced\n')
+    launcher.send_signal(signal.SIGHUP)
+    rig.wait_for(lambda: "restart refused" in rig.stderr(), "the refusal")
+    rig.wait_state("ready")
+    launcher.send_signal(signal.SIGHUP)
+    rig.wait_for(lambda: rig.stderr().count("restart refused") == 2, "the second refusal")
+    (rig.run_dir / "status.json").unlink()
+    rig.wait_for(lambda: rig.status() is not None, "status.json written again")
+    assert len(rig.starts()) == 1
+    launcher.send_signal(signal.SIGTERM)
+    assert rig.wait_exit(launcher, timeout=120) == 0
+
+
 def test_sighup_and_sigterm_at_once_stop_without_a_new_start(rig: LauncherRig) -> None:
     launcher = rig.start(STANDIN_CHILDREN="1")
     rig.wait_state("ready")
@@ -140,6 +159,9 @@ def test_a_probe_sent_before_the_ready_line_is_dropped_for_a_fresh_one() -> None
     assert not schedule.on_ready_line(now=2.0)  # sent after the line: kept
     assert schedule.answered(second, next_due=2.5) and schedule.due == 2.5
     assert not schedule.answered(second, next_due=9.0)  # answered once
+    schedule.sent()
+    schedule.dropped(now=4.0)  # a watch that ended: probing again at once
+    assert not schedule.in_flight and schedule.due == 4.0
     idle = ProbeSchedule(now=0.0)
     idle.answered(idle.sent(), next_due=10.0)
     assert not idle.on_ready_line(now=3.0) and idle.due == 3.0  # waiting: probe at once

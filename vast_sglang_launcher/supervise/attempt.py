@@ -404,6 +404,7 @@ class Attempt:
         task, server.probe_task = server.probe_task, None
         if task is not None and not task.done():
             task.cancel()
+        server.schedule.dropped(asyncio.get_running_loop().time())
 
     def _stalled(self) -> AttemptResult | None:
         """The stall watchdog: warn once per stall; with LAUNCHER_STALL_ACTION=restart the

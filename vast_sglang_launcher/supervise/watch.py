@@ -96,6 +96,13 @@ class ProbeSchedule:
         self.due = next_due
         return True
 
+    def dropped(self, now: float) -> None:
+        """The probe in flight was dropped (its answer will never come): the next is due
+        now, so that watching again (after a refused restart request) probes again."""
+        if self.in_flight:
+            self.in_flight = False
+            self.due = now
+
     def on_ready_line(self, now: float) -> bool:
         """The server printed its ready line; True when the probe in flight is to be
         dropped (a fresh one is due at once)."""
