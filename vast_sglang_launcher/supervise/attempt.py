@@ -271,7 +271,7 @@ class Attempt:
 
     def _time_left(self, server: Running, now: float) -> float | None:
         """Seconds until the next thing due: a probe, or the startup deadline."""
-        due = [t for t in (server.schedule.due,) if t is not None]
+        due = [] if server.schedule.due is None else [server.schedule.due]
         if server.ready_since is None:
             due.append(server.deadline.at)
         return max(0.0, min(due) - now) if due else None

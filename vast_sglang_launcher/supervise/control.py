@@ -49,7 +49,8 @@ class Event:
 class Control:
     """The launcher's one event queue, fed by its signal handlers and its server.
 
-    Create it inside the running loop (Python 3.10 binds asyncio events to the loop).
+    Its asyncio events bind to the loop that first waits on them (Python >= 3.10,
+    `asyncio.mixins._LoopBoundMixin`): it may be made before `asyncio.run`, used in one loop.
     """
 
     def __init__(self, log: Any) -> None:
