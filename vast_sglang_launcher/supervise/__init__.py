@@ -20,8 +20,9 @@ server's output (`server_output`, relayed to stdout without ever blocking by
   `commands`: the `run` and `restart` commands.
 
 May import: the shared top level (settings, errors, files, logs, markers, redact,
-rotating_log, pids, timestamps, units, loopback); from the plan, only `prepare.prepare_plan`, the `build.LaunchPlan` it
-returns and `versions.at_least` (which release answers `/ready`); from scaleout, only
+rotating_log, pids, timestamps, units, loopback); from the plan, only
+`prepare.prepare_plan`, the `build.LaunchPlan` it returns and `versions.at_least` (which
+release answers `/ready`); from scaleout, only
 `join.gateway_membership` (the observer `attempt.ServerObserver` of READY and of the
 moment before the server is taken down); from coldstart, only `gate.wait_for_weights`,
 `gate.stop_download` (every stop ends a running prefetch) and `phases.PhaseTracker` (load

@@ -350,6 +350,7 @@ class Attempt:
         server.ready_since = now
         self.log.info("server ready", url=url, startup_s=round(now - server.started, 3))
         server.urls.to_liveness()  # liveness from now on: /health
+        server.schedule.due = now + self.settings.liveness_period
         plan = server.plan
         serving = f"serving on {server.urls.live}" if plan.serves_api else _NOT_HEAD
         self.lifecycle.to(ServerState.READY, ready_at=iso(time.time()), message=serving)
