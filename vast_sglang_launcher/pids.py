@@ -3,8 +3,9 @@ once its process is gone): the one check behind the pid markers, server.json and
 status.json's launcher.
 
 Standard library only (the `status` command uses it every 30 s): a process's start time is
-read from /proc as psutil computes ``Process.create_time`` (psutil 7 ``_pslinux.py``:
-start ticks after boot, field 22 of /proc/PID/stat, / CLK_TCK + ``btime`` of /proc/stat).
+read from /proc as psutil computes it (psutil 7.2.2 ``_pslinux.py``, ``Process.create_time``
+and ``boot_time``: start ticks after boot, field 22 of /proc/PID/stat, / CLK_TCK, plus
+``btime`` of /proc/stat); tests/supervise/test_status.py compares the two.
 """
 
 from __future__ import annotations
