@@ -49,14 +49,15 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from vast_sglang_launcher.supervise.status import StatusFile, process_started
+    from vast_sglang_launcher.pids import started_at
+    from vast_sglang_launcher.supervise.status_writer import StatusFile
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
         StatusFile(
             run_dir / "status.json",
             launcher_pid=os.getpid(),
-            launcher_started=process_started(os.getpid()),
+            launcher_started=started_at(os.getpid()),
         ).update(state="ready", argv=["sglang", "serve"])
         # PYTHONPATH picks the source tree; the commands run in run_dir, since `-m` would put
         # the current directory first on sys.path.

@@ -12,7 +12,7 @@ import pytest
 
 from vast_sglang_launcher.cli import _COMMANDS
 from vast_sglang_launcher.settings_doc import markdown_page
-from vast_sglang_launcher.supervise.status import StatusFile
+from vast_sglang_launcher.supervise.status_writer import StatusFile
 
 LAUNCHER = [sys.executable, "-m", "vast_sglang_launcher"]
 

@@ -26,11 +26,10 @@ ALLOWED = {
     ("boot", "coldstart"): {"prefetch.run_foreground", "prefetch.start_background"},
     ("coldstart", "plan"): {"prepare.prepare_plan"},
     # the loading page reads status.json as the status writer and the phase tracker write it
-    ("edge", "supervise"): {"status.parse_iso", "status.SERVING_MARKER"},
+    ("edge", "supervise"): {"status.SERVING_MARKER"},
     ("edge", "coldstart"): {
         "phases.ORDER",
         "phases.TITLES",
-        "phases.fmt_bytes",
         "phases.fmt_duration",
     },
     ("jupyter", "edge"): {"portal.portal_entries"},

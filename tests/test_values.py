@@ -213,7 +213,7 @@ def test_status_json_and_prefetch_json_mask_the_settings_secrets(tmp_path: Path)
     from vast_sglang_launcher.coldstart.progress import write_status
     from vast_sglang_launcher.logs import configure_for, get_logger
     from vast_sglang_launcher.redact import settings_secrets
-    from vast_sglang_launcher.supervise.status import StatusFile
+    from vast_sglang_launcher.supervise.status_writer import StatusFile
 
     settings = load_settings(SECRET_SETTINGS)
     secrets = settings_secrets(settings)

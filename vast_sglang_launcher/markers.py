@@ -13,8 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
+from . import pids
 from .files import write_atomic
 
 FIRST_BOOT_COMPLETE = ".first_boot_complete"
@@ -22,8 +21,6 @@ LAUNCH = ".launch"
 PROVISIONING = ".provisioning"
 PROVISIONING_COMPLETE = ".provisioning_complete"
 PROVISIONING_FAILED = ".provisioning_failed"
-
-_START_TOLERANCE = 0.5  # seconds; psutil's start times are stable to the clock tick
 
 
 def write(path: Path, text: str = "") -> None:
@@ -49,17 +46,10 @@ class Owner:
     started: float | None
 
 
-def _start_time(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.Error, OSError):
-        return None
-
-
 def claim(path: Path, pid: int | None = None) -> Owner:
     """Write a pid marker naming `pid` (default: this process)."""
     pid = os.getpid() if pid is None else pid
-    owner = Owner(pid, _start_time(pid))
+    owner = Owner(pid, pids.started_at(pid))
     started = "" if owner.started is None else repr(owner.started)
     write(path, f"{pid}\n{started}\n")
     return owner
@@ -86,26 +76,7 @@ def read_owner(path: Path) -> Owner | None:
 
 def is_alive(owner: Owner) -> bool:
     """Whether the recorded process still runs (the same process, not a reused pid)."""
-    if owner.pid <= 0:
-        return False
-    try:
-        proc = psutil.Process(owner.pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        created = proc.create_time()
-    except (psutil.Error, OSError):
-        return False
-    return owner.started is None or abs(created - owner.started) < _START_TOLERANCE
-
-
-def provisioning_running(marker_dir: Path) -> bool:
-    """True while provisioning runs: `.provisioning` exists and its owner is alive.
-
-    A `.provisioning` whose owner died (SIGKILL, container stopped) does not count; the next
-    boot removes it and provisions again.
-    """
-    owner = read_owner(marker_dir / PROVISIONING)
-    return owner is not None and is_alive(owner)
+    return pids.is_running(owner.pid, owner.started)
 
 
 def provisioning_abandoned(marker_dir: Path) -> bool:

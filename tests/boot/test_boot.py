@@ -263,10 +263,11 @@ def test_marker_owner_is_checked_by_start_time(tmp_path):
     me = markers.claim(path)
     assert markers.read_owner(path) == me
     assert markers.is_alive(me)
-    assert markers.provisioning_running(tmp_path)
+    assert not markers.provisioning_abandoned(tmp_path)
     # Same pid, other start time: a pid reused after a restart is not the owner.
     path.write_text(f"{me.pid}\n{(me.started or 0) - 1000}\n")
-    assert not markers.provisioning_running(tmp_path)
+    assert not markers.is_alive(markers.read_owner(path))  # type: ignore[arg-type]
+    assert markers.provisioning_abandoned(tmp_path)
     path.unlink()
     assert markers.read_owner(path) is None
-    assert not markers.provisioning_running(tmp_path)
+    assert not markers.provisioning_abandoned(tmp_path)

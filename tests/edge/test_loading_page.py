@@ -24,7 +24,7 @@ from browser import CHROMIUM, Browser
 from conftest import LauncherRig, Reaper, wait_for_port
 from test_loading_view import DOWNLOAD, write_phase
 
-from vast_sglang_launcher.supervise.status import iso
+from vast_sglang_launcher.timestamps import iso
 
 pytestmark = pytest.mark.skipif(
     shutil.which("caddy") is None and not os.environ.get("CI"),

@@ -13,7 +13,9 @@ import pytest
 from vast_sglang_launcher.coldstart.phases import PhaseTracker
 from vast_sglang_launcher.edge.loading_html import embedded_json, page
 from vast_sglang_launcher.edge.loading_view import loading_view
-from vast_sglang_launcher.supervise.status import StatusFile, iso, read_status
+from vast_sglang_launcher.supervise.status import read_status
+from vast_sglang_launcher.supervise.status_writer import StatusFile
+from vast_sglang_launcher.timestamps import iso
 
 GiB = 1 << 30
 

@@ -22,7 +22,7 @@ from conftest import STANDIN, LauncherRig, proc_gone
 
 from vast_sglang_launcher.rotating_log import RotatingLog
 from vast_sglang_launcher.settings import load_settings
-from vast_sglang_launcher.supervise.process import ServerRecord
+from vast_sglang_launcher.supervise.run_dir import ServerRecord
 from vast_sglang_launcher.supervise.stop_budget import SERVER_EXIT_ALLOWANCE, SGLANG_WATCHDOG_PERIOD
 
 

@@ -15,7 +15,8 @@ from vast_sglang_launcher.supervise.states import (
     ServerState,
     check_transition,
 )
-from vast_sglang_launcher.supervise.status import STATES, StatusFile
+from vast_sglang_launcher.supervise.status import STATES
+from vast_sglang_launcher.supervise.status_writer import StatusFile
 
 
 def test_status_json_keeps_its_state_names() -> None:

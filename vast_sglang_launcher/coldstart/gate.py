@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..settings import Settings
+from ..units import fmt_bytes
 from . import progress
-from .phases import PhaseTracker, fmt_bytes, fmt_duration
+from .phases import PhaseTracker, fmt_duration
 
 POLL = 0.05
 """Seconds between reads of prefetch.json while waiting (a small local file)."""

@@ -22,11 +22,12 @@ case-insensitively:
 
 from __future__ import annotations
 
-import datetime
 import re
 import time
 from collections.abc import Callable
 from typing import Any
+
+from ..timestamps import iso
 
 ORDER = (
     "waiting_provisioning",
@@ -84,19 +85,6 @@ def milestone(line: bytes) -> str | None:
         if pattern.search(line):
             return phase
     return None
-
-
-def iso(ts: float) -> str:
-    """Local time with offset, to the millisecond, as in status.json."""
-    return datetime.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
-
-
-def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 def fmt_duration(seconds: float) -> str:

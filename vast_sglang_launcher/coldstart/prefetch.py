@@ -35,8 +35,9 @@ from ..logs import configure_for, get_logger
 from ..plan.prepare import prepare_plan
 from ..redact import settings_secrets
 from ..settings import Settings, load_settings
+from ..units import fmt_bytes
 from . import preflight, progress
-from .phases import fmt_bytes, fmt_duration
+from .phases import fmt_duration
 
 log = get_logger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .phases import fmt_bytes
+from ..units import fmt_bytes
 
 
 def free_bytes(path: Path) -> int | None:

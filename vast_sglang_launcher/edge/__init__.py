@@ -5,8 +5,8 @@ command plus the environment the image's supervisord configuration expands (`com
 what the SGLang API's port answers while the server is not ready (`loading_view`, the JSON;
 `loading_html`, the page; `loading_server`, the `loading-page` command that serves both).
 
-May import: the shared top level (settings, errors, files, logs, redact, words); from
-supervise `status.parse_iso` and `status.SERVING_MARKER`, from coldstart the phase names and
-formats of `phases` (the loading page reads status.json as they write it). Other
+May import: the shared top level (settings, errors, files, logs, redact, words, timestamps,
+units); from supervise `status.SERVING_MARKER`, from coldstart the phase names and
+`phases.fmt_duration` (the loading page reads status.json as they write it). Other
 capabilities use it only through `command.service_environment`.
 """

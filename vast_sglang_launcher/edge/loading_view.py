@@ -21,8 +21,9 @@ import math
 import time
 from typing import Any
 
-from ..coldstart.phases import ORDER, TITLES, fmt_bytes, fmt_duration
-from ..supervise.status import parse_iso
+from ..coldstart.phases import ORDER, TITLES, fmt_duration
+from ..timestamps import parse_iso
+from ..units import fmt_bytes
 
 ERROR_TYPE = "server_not_ready"
 LINES_SHOWN = 12

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..host_limits import POOL_VARIABLES, ThreadCaps
+from ..loopback import reachable_host
 from ..settings import DEFAULT_SERVER_PORT, Settings
 from .caches import cache_env
 from .dp_attention import AttentionDp, attention_dp, attention_tp
@@ -41,7 +42,6 @@ from .user_args import UserArgs
 
 SERVE_HOST = "127.0.0.1"
 SERVE_PORT = DEFAULT_SERVER_PORT
-_WILDCARD_PROBE = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
 @dataclass(frozen=True)
@@ -340,7 +340,7 @@ def _listen(settings: Settings, user: UserOptions, b: _Builder) -> tuple[str, in
                 f"{settings.sglang_port} (LAUNCHER_SERVER_PORT), so the API on 8000 will not "
                 "reach the server"
             )
-    return _WILDCARD_PROBE.get(host, host), port
+    return reachable_host(host), port
 
 
 def _multi_node(ranks: Ranks, user: UserOptions, b: _Builder) -> tuple[int, int]:

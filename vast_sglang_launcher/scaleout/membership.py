@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..timestamps import iso
 from .gateway_api import GatewayApi, GatewayError, listed_id
 
 RETRY_INITIAL = 0.5
@@ -42,10 +42,6 @@ class Timing:
     drain_timeout: float
     retry_max: float
     recheck: float
-
-
-def _iso(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
 
 
 class GatewayMembership:
@@ -82,7 +78,7 @@ class GatewayMembership:
                 "gateway_url": self.api.base_url,
                 "worker_url": self.worker_url,
                 "worker_id": self.worker_id,
-                "since": _iso(time.time()),
+                "since": iso(time.time()),
                 "message": message,
             }
         )

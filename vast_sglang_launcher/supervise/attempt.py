@@ -1,20 +1,19 @@
-"""One start of the server: check the port, spawn it, watch it (startup probes, then
-liveness) until it fails, is stopped or is restarted on request, then take its tree down.
-
-`Attempt.run` returns an Outcome when the server failed (the restart policy decides what
-follows), a new LaunchPlan when a restart was requested (SIGHUP) and the fresh plan is good,
-or None when the launcher is stopping. The server's tree is gone when it returns, and
-`reason` says in one line why the attempt ended.
+"""One start of the server, in three steps that the restart loop calls in turn: `start`
+(check the port, spawn it), `watch` (its events, one at a time, each to one handler, until it
+fails, a stop or a restart is asked for) and `finish` (leave the gateway, take its tree
+down). Each step ends with an `AttemptResult`; `finish`'s is the attempt's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import shlex
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import httpx
@@ -24,11 +23,11 @@ from ..coldstart.phases import PhaseTracker
 from ..plan.build import LaunchPlan
 from ..redact import argv_redactor, mask_argv
 from ..settings import Settings, deprecated_in_use
-from .control import Control
+from ..timestamps import iso
+from .control import SERVER_KINDS, Control, Event, Kind
 from .lifecycle import Lifecycle
-from .probes import ProbeResult, health_url, probe, readiness_path
+from .probes import ProbeResult, health_url, probe
 from .process import (
-    ServerRecord,
     Tree,
     describe_exit,
     pdeathsig_preexec,
@@ -36,13 +35,18 @@ from .process import (
     reap_strays,
 )
 from .restart_policy import Failure, Outcome
-from .run_dir import RunDir
+from .run_dir import RunDir, ServerRecord
 from .server_output import OutputSink, ServerProtocol
 from .states import ServerState
-from .status import iso
 from .stop_budget import deregister_limit
-
-Replan = Callable[[], Awaitable["LaunchPlan | None"]]
+from .watch import (
+    Health,
+    Liveness,
+    ProbeSchedule,
+    ProbeUrls,
+    StartupDeadline,
+    fmt_seconds,
+)
 
 
 class ServerObserver(Protocol):
@@ -62,8 +66,44 @@ _NOT_HEAD = (
 )
 
 
-def fmt_seconds(seconds: float) -> str:
-    return f"{seconds:.3g}"
+class End(enum.Enum):
+    FAILED = "failed"
+    """The server failed (``outcome``): the restart policy decides what follows."""
+    STOPPED = "stopped"
+    """The launcher was asked to stop."""
+    RELOAD = "reload"
+    """A restart with a fresh plan was asked for (SIGHUP); the server still runs."""
+    RESTART = "restart"
+    """Restarted on request with the good fresh plan ``plan``."""
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """How a step of an attempt ended, and why in one line (``reason``)."""
+
+    end: End
+    reason: str = ""
+    outcome: Outcome | None = None
+    plan: LaunchPlan | None = None
+
+
+@dataclass
+class Running:
+    """The server of this attempt while it runs, and what is known of it."""
+
+    plan: LaunchPlan
+    pid: int
+    leader: psutil.Process | None
+    transport: asyncio.SubprocessTransport
+    proto: ServerProtocol
+    started: float
+    urls: ProbeUrls
+    deadline: StartupDeadline
+    schedule: ProbeSchedule
+    liveness: Liveness
+    ready_since: float | None = None
+    last_probe: ProbeResult | None = None
+    probe_task: asyncio.Future[None] | None = None
 
 
 def server_env(plan: LaunchPlan) -> dict[str, str]:
@@ -87,7 +127,6 @@ class Attempt:
         sink: OutputSink,
         client: httpx.AsyncClient,
         run_dir: RunDir,
-        replan: Replan,
         log: Any,
         observer: ServerObserver | None = None,
         progress: PhaseTracker | None = None,
@@ -98,21 +137,30 @@ class Attempt:
         self.sink = sink
         self.client = client
         self.run_dir = run_dir
-        self.replan = replan
         self.log = log
         self.observer = observer
         self.progress = progress
         """Load phases and the stall watchdog (coldstart), fed with the server's lines."""
         self.me = psutil.Process()
-        self.reason = ""
+        self.server: Running | None = None
+        """The server of the attempt under way, from `start` to `finish`."""
+        self._handlers: dict[Kind, Callable[[Running, Event], AttemptResult | None]] = {
+            Kind.STOP: self._on_stop,
+            Kind.RELOAD: self._on_reload,
+            Kind.EXITED: self._on_exit,
+            Kind.READY_LINE: self._on_ready_line,
+            Kind.PROBE: self._on_probe,
+        }
 
-    def _cannot_start(self, problem: str, failure: Failure) -> Outcome:
-        self.reason = problem
+    # --- start --------------------------------------------------------------------------
+
+    def _cannot_start(self, problem: str, failure: Failure) -> AttemptResult:
         self.log.error(problem if failure is not Failure.PORT_BUSY else f"not starting: {problem}")
-        return Outcome(failure)  # the launcher's words, not the server's: not in the tail
+        # the launcher's words, not the server's: not in the tail
+        return AttemptResult(End.FAILED, problem, Outcome(failure))
 
-    async def run(self, plan: LaunchPlan, restarts: int) -> Outcome | LaunchPlan | None:
-        self.control.ready_line = False
+    async def start(self, plan: LaunchPlan, restarts: int) -> AttemptResult | None:
+        """Spawn the server; None when it runs (`watch` it next), else why it could not."""
         url = health_url(plan.host, plan.port, "")
         self.lifecycle.to(
             ServerState.STARTING,
@@ -144,10 +192,16 @@ class Attempt:
             )
         loop = asyncio.get_running_loop()
         control, sink = self.control, self.sink
+        control.discard(SERVER_KINDS)  # an earlier server's last events
         on_lines = self.progress.feed if self.progress is not None else None
         try:
             transport, proto = await loop.subprocess_exec(
-                lambda: ServerProtocol(sink, control.on_ready_line, control.on_exit, on_lines),
+                lambda: ServerProtocol(
+                    sink,
+                    lambda: control.post(Kind.READY_LINE),
+                    lambda: control.post(Kind.EXITED),
+                    on_lines,
+                ),
                 *plan.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -176,188 +230,186 @@ class Attempt:
             leader = None
         except OSError as exc:
             self.log.warning(f"cannot record the server in {self.run_dir.path}: {exc}")
+        self.server = Running(
+            plan,
+            pid,
+            leader,
+            transport,
+            proto,
+            started,
+            ProbeUrls(plan.host, plan.port, plan.option_table_version, plan.serves_api),
+            StartupDeadline.after(started, self.settings.startup_timeout),
+            ProbeSchedule(started),
+            Liveness(self.settings.liveness_failures),
+        )
         self.log.info("server started", pid=pid, command=shlex.join(mask_argv(plan.argv)))
         for warning in plan.warnings:  # the container log is all most users ever see
             self.log.warning(f"plan: {warning}")
         self.lifecycle.note(server_pid=pid, message=f"loading: waiting for {url}/health")
-        result: Outcome | LaunchPlan | None = None
-        try:
-            result = await self._watch(proto, plan, started)
-        finally:
-            stop_began = loop.time()
-            try:
-                await self._leave_gateway()
-            finally:
-                spent = loop.time() - stop_began
-                await self._take_down(proto, pid, leader, self.settings.stop_timeout - spent)
-            transport.close()
-            self.run_dir.forget_server()
-        rc = proto.returncode
-        last_exit = describe_exit(rc)
-        self.log.info(f"server {last_exit}", pid=pid)
-        if isinstance(result, Outcome):
-            self.lifecycle.note(
-                server_pid=None,
-                last_exit=last_exit,
-                last_reason=self.reason,
-                last_error=sink.last_lines(),
-            )
-            if result.failure is Failure.EXITED:
-                result = Outcome(Failure.EXITED, result.was_ready, result.ready_for, returncode=rc)
-        else:
-            self.lifecycle.note(server_pid=None, last_exit=last_exit)
-        return result
+        return None
 
-    def _interrupted(self, proto: ServerProtocol) -> bool:
-        return bool(self.control.stop_signal or self.control.reload_requested or proto.exited)
+    # --- watch --------------------------------------------------------------------------
 
-    async def _probe(self, url: str, timeout: float, proto: ServerProtocol) -> ProbeResult | None:
-        """One probe; None when interrupted by a signal or the server's exit.
-
-        When the server prints its ready line while the probe is in flight (a `/health` sent
-        during loading may hang for the whole timeout), that probe is dropped and a fresh one
-        sent at once.
-        """
-        control = self.control
-        wakeup = control.wakeup
-        sent_after_ready_line = control.ready_line
-        task = asyncio.ensure_future(probe(self.client, url, timeout))
+    async def watch(self) -> AttemptResult:
+        """Take the events one at a time, each to its handler, until one ends the watch
+        (a failure, a stop, a restart request). The server keeps running: `finish` next, or
+        `watch` again (a restart request whose fresh plan was refused)."""
+        server = self.server
+        assert server is not None, "watch before start"
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                if task.done():
-                    return task.result()
-                if self._interrupted(proto):
-                    return None
-                if control.ready_line and not sent_after_ready_line:
-                    sent_after_ready_line = True
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                    task = asyncio.ensure_future(probe(self.client, url, timeout))
-                    continue
-                waiter = asyncio.ensure_future(wakeup.wait())
-                await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                if not task.done():
-                    wakeup.clear()
+                event = await self.control.next(self._time_left(server, loop.time()))
+                if event is None:
+                    result = self._on_time(server, loop.time())
+                else:
+                    result = self._handlers[event.kind](server, event)
+                if result is not None:
+                    return result
         finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            self._drop_probe(server)
 
-    async def _watch(
-        self, proto: ServerProtocol, plan: LaunchPlan, started: float
-    ) -> Outcome | LaunchPlan | None:
-        s, control = self.settings, self.control
-        loop = asyncio.get_running_loop()
-        live_url = health_url(plan.host, plan.port)
-        ready_url = health_url(
-            plan.host, plan.port, readiness_path(plan.option_table_version, plan.serves_api)
-        )
-        url = ready_url
-        deadline = started + s.startup_timeout
-        ready_since: float | None = None
-        last_probe: ProbeResult | None = None
-        failures = 0
-        while True:
-            control.wakeup.clear()
-            if control.stop_signal:
+    def _time_left(self, server: Running, now: float) -> float | None:
+        """Seconds until the next thing due: a probe, or the startup deadline."""
+        due = [] if server.schedule.due is None else [server.schedule.due]
+        if server.ready_since is None:
+            due.append(server.deadline.at)
+        return max(0.0, min(due) - now) if due else None
+
+    def _on_time(self, server: Running, now: float) -> AttemptResult | None:
+        if server.ready_since is None:
+            if server.deadline.passed(now):
+                reason = server.deadline.reason(server.urls.current, server.last_probe)
+                self.log.error(reason)
+                return AttemptResult(End.FAILED, reason, Outcome(Failure.STARTUP_TIMEOUT))
+            due = server.schedule.due
+            if due is None or now < due:
                 return None
-            if control.reload_requested:
-                new_plan = await self.replan()
-                if new_plan is not None:
-                    self.reason = "restarted on request (SIGHUP)"
-                    return new_plan
-                continue
-            if proto.exited:
-                rc = proto.returncode
-                was_ready = ready_since is not None
-                ended = describe_exit(rc)
-                self.reason = f"the server {'was ' if rc is not None and rc < 0 else ''}{ended}" + (
-                    " after it was ready" if was_ready else " before it was ready"
-                )
-                (self.log.warning if was_ready else self.log.error)(self.reason)
-                return Outcome(
-                    Failure.EXITED,
-                    was_ready=was_ready,
-                    ready_for=loop.time() - ready_since if ready_since is not None else 0.0,
-                    returncode=rc,
-                )
-            if ready_since is None:
-                if loop.time() >= deadline:
-                    self.reason = (
-                        f"the server was not ready within {fmt_seconds(s.startup_timeout)} s "
-                        "(LAUNCHER_STARTUP_TIMEOUT); "
-                        + (
-                            f"the last probe of {url} got {last_probe.describe()}"
-                            if last_probe is not None
-                            else f"no probe of {url} was answered"
-                        )
-                    )
-                    self.log.error(self.reason)
-                    return Outcome(Failure.STARTUP_TIMEOUT)
-                stalled = self._stalled()
-                if stalled is not None:
-                    return stalled
-                result = await self._probe(url, s.liveness_timeout, proto)
-                if result is None:
-                    continue
-                last_probe = result
-                if result.status == 404 and url != live_url:
-                    # no /ready in this release after all (the table is a guess when the
-                    # installed version is unknown): readiness on /health, as before 0.5.20
-                    self.log.info(f"{url} is not served: probing {live_url} for readiness")
-                    url = live_url
-                    continue
-                if result.ok:
-                    if self.progress is not None:
-                        self.progress.enter("ready")
-                    ready_since = loop.time()
-                    self.log.info(
-                        "server ready", url=url, startup_s=round(ready_since - started, 3)
-                    )
-                    url = live_url  # liveness from now on: /health
-                    serving = f"serving on {url}" if plan.serves_api else _NOT_HEAD
-                    self.lifecycle.to(ServerState.READY, ready_at=iso(time.time()), message=serving)
-                    if self.observer is not None and plan.serves_api:
-                        self.observer.on_ready()
-                    continue
-                if control.ready_line:
-                    control.ready_line = False
-                    continue
-                await control.pause(s.startup_period)
-                continue
-            if not await control.pause(s.liveness_period):
-                continue
-            result = await self._probe(url, s.liveness_timeout, proto)
-            if result is None:
-                continue
-            reap_strays(keep=[proto.transport.get_pid()] if proto.transport else [])
-            self.lifecycle.restore()  # a deleted status.json fails the HEALTHCHECK
-            if result.ok:
-                if failures:
-                    self.log.info("server healthy again", url=url)
-                    self.lifecycle.to(ServerState.READY, message=f"serving on {url}")
-                failures = 0
-                continue
-            failures += 1
-            what = f"liveness probe {failures}/{s.liveness_failures} failed: {result.describe()}"
-            self.log.warning(what, url=url)
-            self.lifecycle.to(ServerState.UNHEALTHY, message=what)
-            if failures >= s.liveness_failures:
-                self.reason = (
-                    f"the server failed {failures} liveness probes in a row "
-                    f"({result.describe()}): restarting it"
-                )
-                self.log.error(self.reason)
-                return Outcome(
-                    Failure.UNHEALTHY, was_ready=True, ready_for=loop.time() - ready_since
-                )
+            stalled = self._stalled()
+            if stalled is not None:
+                return stalled
+        elif server.schedule.due is None or now < server.schedule.due:
+            return None
+        self._send_probe(server)
+        return None
 
-    def _stalled(self) -> Outcome | None:
+    def _on_stop(self, server: Running, event: Event) -> AttemptResult:
+        return AttemptResult(End.STOPPED, f"stopped ({event.detail})")
+
+    def _on_reload(self, server: Running, event: Event) -> AttemptResult:
+        return AttemptResult(End.RELOAD, "restarted on request (SIGHUP)")
+
+    def _on_exit(self, server: Running, event: Event) -> AttemptResult:
+        rc = server.proto.returncode
+        was_ready = server.ready_since is not None
+        ended = describe_exit(rc)
+        reason = f"the server {'was ' if rc is not None and rc < 0 else ''}{ended}" + (
+            " after it was ready" if was_ready else " before it was ready"
+        )
+        (self.log.warning if was_ready else self.log.error)(reason)
+        now = asyncio.get_running_loop().time()
+        ready_for = now - server.ready_since if server.ready_since is not None else 0.0
+        return AttemptResult(
+            End.FAILED, reason, Outcome(Failure.EXITED, was_ready, ready_for, returncode=rc)
+        )
+
+    def _on_ready_line(self, server: Running, event: Event) -> None:
+        if server.ready_since is not None:
+            return
+        now = asyncio.get_running_loop().time()
+        if server.schedule.on_ready_line(now):
+            self._drop_probe(server)
+
+    def _on_probe(self, server: Running, event: Event) -> AttemptResult | None:
+        number, result = event.detail
+        now = asyncio.get_running_loop().time()
+        s = self.settings
+        period = s.startup_period if server.ready_since is None else s.liveness_period
+        if not server.schedule.answered(number, now + period):
+            return None  # the answer to a probe dropped meanwhile
+        server.probe_task = None
+        if server.ready_since is None:
+            return self._on_readiness(server, result, now)
+        return self._on_liveness(server, result, now)
+
+    def _on_readiness(
+        self, server: Running, result: ProbeResult, now: float
+    ) -> AttemptResult | None:
+        server.last_probe = result
+        url = server.urls.current
+        if server.urls.not_served(result):
+            self.log.info(f"{url} is not served: probing {server.urls.current} for readiness")
+            server.schedule.due = now
+        elif result.ok:
+            self._became_ready(server, url, now)
+        return None
+
+    def _became_ready(self, server: Running, url: str, now: float) -> None:
+        if self.progress is not None:
+            self.progress.enter("ready")
+        server.ready_since = now
+        self.log.info("server ready", url=url, startup_s=round(now - server.started, 3))
+        server.urls.to_liveness()  # liveness from now on: /health
+        server.schedule.due = now + self.settings.liveness_period
+        plan = server.plan
+        serving = f"serving on {server.urls.live}" if plan.serves_api else _NOT_HEAD
+        self.lifecycle.to(ServerState.READY, ready_at=iso(time.time()), message=serving)
+        if self.observer is not None and plan.serves_api:
+            self.observer.on_ready()  # the gateway hook: register
+
+    def _on_liveness(
+        self, server: Running, result: ProbeResult, now: float
+    ) -> AttemptResult | None:
+        self._housekeeping(server)
+        url = server.urls.live
+        health = server.liveness.record(result)
+        if health is Health.HEALTHY:
+            return None
+        if health is Health.RECOVERED:
+            self.log.info("server healthy again", url=url)
+            self.lifecycle.to(ServerState.READY, message=f"serving on {url}")
+            return None
+        live = server.liveness
+        what = f"liveness probe {live.failures}/{live.allowed} failed: {result.describe()}"
+        self.log.warning(what, url=url)
+        self.lifecycle.to(ServerState.UNHEALTHY, message=what)
+        if health is Health.FAILING:
+            return None
+        reason = (
+            f"the server failed {live.failures} liveness probes in a row "
+            f"({result.describe()}): restarting it"
+        )
+        self.log.error(reason)
+        assert server.ready_since is not None
+        outcome = Outcome(Failure.UNHEALTHY, was_ready=True, ready_for=now - server.ready_since)
+        return AttemptResult(End.FAILED, reason, outcome)
+
+    def _housekeeping(self, server: Running) -> None:
+        """With each liveness answer: reap the orphans re-parented to the launcher (a
+        subreaper), and rewrite a deleted status.json (the HEALTHCHECK reads it)."""
+        reap_strays(keep=[server.pid])
+        self.lifecycle.restore()
+
+    def _send_probe(self, server: Running) -> None:
+        number = server.schedule.sent()
+        url = server.urls.current
+        control, client, timeout = self.control, self.client, self.settings.liveness_timeout
+
+        async def run() -> None:
+            result = await probe(client, url, timeout)
+            control.post(Kind.PROBE, (number, result))
+
+        server.probe_task = asyncio.ensure_future(run())
+
+    def _drop_probe(self, server: Running) -> None:
+        task, server.probe_task = server.probe_task, None
+        if task is not None and not task.done():
+            task.cancel()
+        server.schedule.dropped(asyncio.get_running_loop().time())
+
+    def _stalled(self) -> AttemptResult | None:
         """The stall watchdog: warn once per stall; with LAUNCHER_STALL_ACTION=restart the
-        start counts as failed (an Outcome), else None."""
+        start counts as failed, else None."""
         line = self.progress.stalled() if self.progress is not None else None
         if line is None:
             return None
@@ -365,9 +417,47 @@ class Attempt:
         self.lifecycle.note(message=line)
         if self.settings.stall_action != "restart":
             return None
-        self.reason = f"{line}: restarting it (LAUNCHER_STALL_ACTION=restart)"
-        self.log.error(self.reason)
-        return Outcome(Failure.STARTUP_TIMEOUT)
+        reason = f"{line}: restarting it (LAUNCHER_STALL_ACTION=restart)"
+        self.log.error(reason)
+        return AttemptResult(End.FAILED, reason, Outcome(Failure.STARTUP_TIMEOUT))
+
+    # --- finish -------------------------------------------------------------------------
+
+    async def finish(self, result: AttemptResult | None) -> AttemptResult | None:
+        """Leave the gateway, take the server's tree down (no-op when it is gone) and
+        record how it ended; ``result`` (how the watch ended; None after a launcher bug)
+        comes back with the exit status of a server that exited itself."""
+        server = self.server
+        if server is None:
+            return result
+        loop = asyncio.get_running_loop()
+        stop_began = loop.time()
+        try:
+            try:
+                await self._leave_gateway()
+            finally:
+                spent = loop.time() - stop_began
+                budget = self.settings.stop_timeout - spent
+                await self._take_down(server.proto, server.pid, server.leader, budget)
+            server.transport.close()
+            self.run_dir.forget_server()
+        finally:
+            self.server = None
+        rc = server.proto.returncode
+        last_exit = describe_exit(rc)
+        self.log.info(f"server {last_exit}", pid=server.pid)
+        if result is None or result.outcome is None:
+            self.lifecycle.note(server_pid=None, last_exit=last_exit)
+            return result
+        self.lifecycle.note(
+            server_pid=None,
+            last_exit=last_exit,
+            last_reason=result.reason,
+            last_error=self.sink.last_lines(),
+        )
+        if result.outcome.failure is Failure.EXITED:
+            result = replace(result, outcome=replace(result.outcome, returncode=rc))
+        return result
 
     async def _leave_gateway(self) -> None:
         """Deregister (worker mode) before SIGTERM, within its share of the stop budget

@@ -12,10 +12,10 @@ import time
 from ..errors import LauncherError
 from ..logs import configure_for, get_logger
 from ..settings import Settings
-from .attempt import fmt_seconds
 from .run_dir import running_launcher
 from .stdout_relay import StdioRelays
 from .supervisor import Supervisor
+from .watch import fmt_seconds
 
 
 def command_run(settings: Settings, args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .states import ServerState, check_transition
-from .status import StatusFile
+from .status_writer import StatusFile
 
 
 class Lifecycle:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from ..loopback import reachable_host
 from ..plan.versions import at_least
 
 
@@ -41,11 +42,7 @@ def readiness_path(release: str, serves_api: bool) -> str:
 
 def health_url(host: str, port: int, path: str = "/health") -> str:
     """The URL to probe: a wildcard listen address is probed through loopback."""
-    probe_host = host or "127.0.0.1"
-    if probe_host == "0.0.0.0":
-        probe_host = "127.0.0.1"
-    elif probe_host == "::":
-        probe_host = "::1"
+    probe_host = reachable_host(host)
     try:
         if ipaddress.ip_address(probe_host).version == 6:
             probe_host = f"[{probe_host}]"

@@ -13,17 +13,14 @@ import asyncio
 import contextlib
 import ctypes
 import errno
-import json
 import os
 import signal
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import psutil
 
-from ..files import write_atomic
+from .. import pids
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -81,53 +78,12 @@ def describe_exit(returncode: int | None) -> str:
     return f"exited with status {returncode}"
 
 
-# --- the record of the running server (server.json) ---------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerRecord:
-    """What identifies a server this launcher (or an earlier one) started."""
-
-    pid: int
-    pgid: int
-    create_time: float
-    launcher_pid: int
-    argv: list[str]
-
-    def save(self, path: Path) -> None:
-        # 0600: the argv holds the server's secret options (--api-key ...) unmasked.
-        write_atomic(path, json.dumps(asdict(self), indent=1) + "\n", 0o600)
-
-    @classmethod
-    def load(cls, path: Path) -> ServerRecord | None:
-        try:
-            data = json.loads(path.read_text())
-            return cls(
-                pid=int(data["pid"]),
-                pgid=int(data["pgid"]),
-                create_time=float(data["create_time"]),
-                launcher_pid=int(data["launcher_pid"]),
-                argv=[str(a) for a in data.get("argv", [])],
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-
-def create_time(pid: int) -> float | None:
-    """psutil's start time of ``pid``, or None when no such process runs."""
-    try:
-        return float(psutil.Process(pid).create_time())
-    except (psutil.Error, ValueError):
-        return None
-
-
 def same_process(pid: int, started: float) -> psutil.Process | None:
     """The process ``pid`` if it is still the one that started at ``started`` (not reused)."""
+    if not pids.is_running(pid, started):
+        return None
     try:
-        proc = psutil.Process(pid)
-        if abs(proc.create_time() - started) > 0.5 or _is_zombie(proc):
-            return None
-        return proc
+        return psutil.Process(pid)
     except (psutil.Error, ValueError):
         return None
 
@@ -135,17 +91,13 @@ def same_process(pid: int, started: float) -> psutil.Process | None:
 def recorded_or_gone(pid: int, started: float) -> bool:
     """True when ``pid`` is gone, or is still the process that started at ``started``, in
     whatever state (a zombie not yet reaped counts): False only when the pid was reused."""
-    try:
-        return abs(psutil.Process(pid).create_time() - started) <= 0.5
-    except psutil.NoSuchProcess:
-        return True
-    except (psutil.Error, ValueError):
-        return False
+    actual = pids.started_at(pid, zombie=True)
+    return actual is None or pids.same_start(actual, started)
 
 
 def started_after(proc: psutil.Process, started: float) -> bool:
     try:
-        return bool(proc.create_time() >= started - 0.5)
+        return bool(proc.create_time() >= started - pids.START_TOLERANCE)
     except psutil.Error:
         return False
 

@@ -12,13 +12,15 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import json
 import os
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..files import write_atomic
 from .process import (
-    ServerRecord,
     Tree,
     group_members,
     recorded_or_gone,
@@ -28,6 +30,35 @@ from .process import (
 
 LAUNCHER_PID_FILE = "launcher.pid"
 SERVER_RECORD_FILE = "server.json"
+
+
+@dataclass(frozen=True)
+class ServerRecord:
+    """server.json: what identifies a server this launcher (or an earlier one) started."""
+
+    pid: int
+    pgid: int
+    create_time: float
+    launcher_pid: int
+    argv: list[str]
+
+    def save(self, path: Path) -> None:
+        # 0600: the argv holds the server's secret options (--api-key ...) unmasked.
+        write_atomic(path, json.dumps(asdict(self), indent=1) + "\n", 0o600)
+
+    @classmethod
+    def load(cls, path: Path) -> ServerRecord | None:
+        try:
+            data = json.loads(path.read_text())
+            return cls(
+                pid=int(data["pid"]),
+                pgid=int(data["pgid"]),
+                create_time=float(data["create_time"]),
+                launcher_pid=int(data["launcher_pid"]),
+                argv=[str(a) for a in data.get("argv", [])],
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
 
 def read_pid(path: Path) -> int | None:

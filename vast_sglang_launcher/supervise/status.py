@@ -1,12 +1,12 @@
-"""status.json: what the launcher is doing, written atomically on every change, and the
+"""Reading status.json (what the launcher is doing; `status_writer` writes it): the
 ``status`` command that shows it (exit 0 only when the server is ready and the launcher that
-wrote it still runs, so it can serve as a Docker HEALTHCHECK).
+wrote it still runs, so it can serve as a Docker HEALTHCHECK), and the document's shape.
 
 ``status`` runs every 30 s for a container's whole life, so the reading side imports only
 the cheapest of the standard library (no pathlib, typing or collections either): no settings
 class (pydantic), no psutil. The one setting it reads, LAUNCHER_RUN_DIR, is read from the
-environment with the settings class's default (a test keeps the two equal), and a process's
-start time is read from /proc the way psutil reads it.
+environment with the settings class's default (a test keeps the two equal), and whether the
+launcher still runs is read from /proc (`pids`).
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ import shlex
 import sys
 import time
 
+from ..pids import is_running
 from ..redact import Redactor, argv_secrets, mask_argv
+from ..timestamps import parse_iso
+from ..units import fmt_bytes
 from .states import ServerState
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
     from pathlib import Path
     from typing import Any
 
@@ -32,10 +35,6 @@ STATUS_FILE = "status.json"
 SERVING_MARKER = "serving"
 """Exists beside status.json while SGLang serves: the edge (Caddy's `file` matcher) proxies
 API requests to SGLang only then, and answers them with the loading page otherwise."""
-SERVING_STATES = ("ready", "unhealthy", "stopping")
-"""A server that was ready keeps its requests while probes fail and while it drains."""
-
-
 STATES = tuple(state.value for state in ServerState)
 
 EMPTY: dict[str, Any] = {
@@ -64,50 +63,6 @@ EMPTY: dict[str, Any] = {
 }
 
 
-def iso(ts: float | None) -> str | None:
-    """Local time with offset, to the millisecond (``2025-01-31T14:02:11.123+00:00``)."""
-    import datetime  # the writer's side only: `status` reads these times with parse_iso
-
-    if ts is None:
-        return None
-    return datetime.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
-
-
-def _days_from_civil(y: int, m: int, d: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
-    y -= m <= 2
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-
-
-def parse_iso(text: object) -> float | None:
-    """Seconds since the epoch of a time written by `iso` (others: datetime's parser).
-
-    The form `iso` writes is read by hand: importing datetime would be a tenth of the cost
-    of the whole `status` command on Python 3.11.
-    """
-    if not isinstance(text, str):
-        return None
-    t = text
-    if len(t) == 29 and t[4] + t[7] + t[10] + t[13] + t[16] + t[19] + t[26] == "--T::.:":
-        try:
-            days = _days_from_civil(int(t[0:4]), int(t[5:7]), int(t[8:10]))
-            clock = int(t[11:13]) * 3600 + int(t[14:16]) * 60 + int(t[17:19])
-            offset = (int(t[24:26]) * 3600 + int(t[27:29]) * 60) * (-1 if t[23] == "-" else 1)
-            if t[23] in "+-":
-                return days * 86400 + clock + int(t[20:23]) / 1000 - offset
-        except ValueError:
-            pass
-    import datetime
-
-    try:
-        return datetime.datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
-
 def masked(data: dict[str, Any], secrets: list[str] | None = None) -> dict[str, Any]:
     """`data` with the argv's secret option values (and `secrets`) masked everywhere."""
     argv = data.get("argv")
@@ -119,65 +74,6 @@ def masked(data: dict[str, Any], secrets: list[str] | None = None) -> dict[str, 
     return shown
 
 
-class StatusFile:
-    """The launcher's status document; ``update`` rewrites the file (tmp + os.replace,
-    mode 0600). Secret option values of the argv are masked in every field."""
-
-    def __init__(self, path: Path, secrets: Sequence[str] = (), **initial: Any) -> None:
-        self.path = path
-        self.data: dict[str, Any] = {**EMPTY, **initial}
-        self.error: str | None = None
-        self._fixed = list(secrets)  # the settings' secrets (redact.settings_secrets)
-        self._secrets: list[str] = argv_secrets(self.data.get("argv") or [])
-
-    def update(self, **changes: Any) -> None:
-        if isinstance(changes.get("argv"), list):
-            self._secrets = argv_secrets(changes["argv"])
-        state = changes.get("state")
-        if state is not None:
-            assert state in STATES, state
-            if state != self.data.get("state"):
-                changes.setdefault("since", iso(time.time()))
-        self.data.update(changes)
-        self.data["updated_at"] = iso(time.time())
-        self.write()
-
-    def write(self) -> None:
-        from ..files import write_atomic  # tempfile and friends: not for the `status` command
-
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            shown = masked(self.data, [*self._fixed, *self._secrets])
-            write_atomic(self.path, json.dumps(shown, indent=1) + "\n", 0o600)
-            self._mark_serving()
-            self.error = None
-        except OSError as exc:
-            self.error = f"cannot write {self.path}: {exc.strerror or exc}"
-
-    def _mark_serving(self) -> None:
-        """The serving marker follows the state; a stopping server that never became ready
-        is not serving (the edge's fallback on a refused connection covers that too)."""
-        marker = self.path.parent / SERVING_MARKER
-        state = self.data.get("state")
-        if state in SERVING_STATES and (state != "stopping" or self.data.get("ready_at")):
-            marker.touch(0o600)
-        else:
-            marker.unlink(missing_ok=True)
-
-    def restore(self) -> bool:
-        """Write the file again when it is gone (deleted by hand or by a cleaner: the
-        HEALTHCHECK reads it); True when it was missing."""
-        if os.path.lexists(self.path):
-            return False
-        self.write()
-        return True
-
-    @property
-    def state(self) -> str | None:
-        value = self.data.get("state")
-        return value if isinstance(value, str) else None
-
-
 def read_status(path: str | Path) -> dict[str, Any] | None:
     try:
         with open(path, "rb") as f:
@@ -187,34 +83,12 @@ def read_status(path: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def process_started(pid: int) -> float | None:
-    """When process ``pid`` started, in seconds since the epoch, computed as psutil's
-    ``create_time`` is (start ticks after boot / CLK_TCK + boot time); None when no such
-    process runs or it is a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        with open("/proc/stat", "rb") as f:
-            boot = next(float(line.split()[1]) for line in f if line.startswith(b"btime"))
-    except (OSError, StopIteration, ValueError, IndexError):
-        return None
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    if len(fields) < 20 or fields[0] == b"Z":
-        return None
-    return int(fields[19]) / os.sysconf("SC_CLK_TCK") + boot
-
-
 def launcher_alive(data: dict[str, Any]) -> bool:
     """True when the launcher that wrote ``data`` still runs (pid not reused since)."""
     pid, started = data.get("launcher_pid"), data.get("launcher_started")
     if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(started, (int, float)):
         return False
-    actual = process_started(pid)
-    return actual is not None and abs(actual - float(started)) <= 0.5
-
-
-def healthy(data: dict[str, Any]) -> bool:
-    return data.get("state") == "ready" and launcher_alive(data)
+    return is_running(pid, float(started))
 
 
 def _ago(ts: float | None, now: float) -> str:
@@ -286,13 +160,11 @@ def render(data: dict[str, Any], alive: bool, now: float | None = None) -> str:
     return "\n".join(lines)
 
 
-def _size(n: object) -> str:
-    value = float(n) if isinstance(n, (int, float)) else 0.0
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
+def _number(value: object) -> float:
+    """A number read from the file (anything else counts as 0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    return float(value)
 
 
 def _phase_lines(data: dict[str, Any], now: float) -> list[str]:
@@ -306,9 +178,10 @@ def _phase_lines(data: dict[str, Any], now: float) -> list[str]:
         if phase["name"] == "loading_weights" and phase.get("shards_total"):
             text += f": {phase.get('shards_loaded')} of {phase['shards_total']} shards"
         if phase["name"] == "downloading" and phase.get("bytes_total"):
-            text += f": {_size(phase.get('bytes_done'))} of {_size(phase.get('bytes_total'))}"
+            done, total = phase.get("bytes_done"), phase["bytes_total"]
+            text += f": {fmt_bytes(_number(done))} of {fmt_bytes(_number(total))}"
             if phase.get("rate_bytes_s"):
-                text += f", {_size(phase['rate_bytes_s'])}/s"
+                text += f", {fmt_bytes(_number(phase['rate_bytes_s']))}/s"
             if phase.get("eta_s") is not None:
                 text += f", about {int(phase['eta_s'])} s left"
         lines.append(f"  {'phase':<10} {text}")
