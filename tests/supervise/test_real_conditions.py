@@ -379,12 +379,14 @@ def test_a_leftover_group_is_swept_even_when_its_leader_is_a_zombie(rig: Launche
 
 
 def test_a_startup_timeout_names_the_last_probe(rig: LauncherRig) -> None:
+    # The deadline must leave the stand-in time to bind and answer one 503 (its warmup) on a
+    # loaded machine: with 1 s, the last answer could be a refused connection (not bound yet).
     launcher = rig.start(
-        STANDIN_WARMUP="3600", LAUNCHER_STARTUP_TIMEOUT="1", LAUNCHER_START_RETRIES="0"
+        STANDIN_WARMUP="3600", LAUNCHER_STARTUP_TIMEOUT="20", LAUNCHER_START_RETRIES="0"
     )
     assert rig.wait_exit(launcher) == 78
     reason = rig.status()["last_reason"]
-    assert "not ready within 1 s" in reason and "HTTP 503" in reason
+    assert "not ready within 20 s" in reason and "HTTP 503" in reason
     assert "HTTP 503" in rig.stderr()
 
 

@@ -335,12 +335,15 @@ class Attempt:
     def _on_readiness(
         self, server: Running, result: ProbeResult, now: float
     ) -> AttemptResult | None:
-        server.last_probe = result
         url = server.urls.current
         if server.urls.not_served(result):
+            # /ready's 404 says nothing about readiness: the give-up line names the last
+            # answer of the URL readiness is probed on now (/health), or none
             self.log.info(f"{url} is not served: probing {server.urls.current} for readiness")
             server.schedule.due = now
-        elif result.ok:
+            return None
+        server.last_probe = result
+        if result.ok:
             self._became_ready(server, url, now)
         return None
 
