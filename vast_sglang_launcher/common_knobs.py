@@ -1,7 +1,7 @@
 """The shared floor's settings part: log files and format, the run and marker directories.
 
-Composed into the one `settings.Settings`; imports only pydantic and the shared floor
-(`knob_types`), never the rest of its capability, so that `settings` can compose it.
+Composed into the one `settings.Settings`; imports only pydantic and `knob_types`. What is
+derived from these values (status.json's path, a marker's path) is path arithmetic, no I/O.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .knob_types import Int, SafePath
 class CommonKnobs(BaseModel):
     """The knobs every capability reads."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, defer_build=True)
 
     log_dir: SafePath = Field(Path("/var/log/portal"), validation_alias="LAUNCHER_LOG_DIR")
     """Directory of the log files (sglang.log, provisioning and hotfix logs)."""

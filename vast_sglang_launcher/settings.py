@@ -2,8 +2,9 @@
 
 Each capability declares its knobs in its own part (`plan/knobs.py`, `edge/knobs.py`, ...; the
 shared floor's in `common_knobs`), with the strict types of `knob_types`; `Settings` composes
-them. This module imports only those parts (a test keeps it so) and does no I/O: reading the
-environment it is given is all it does (directories are checked by `dirs`).
+them. Of the capabilities it imports only those parts (tests/test_layout.py keeps it so), and
+it does no I/O: it reads the environment it is given, nothing else (`dirs` creates and checks
+the directories a command writes).
 
 Each field's docstring is the user-facing documentation; the settings reference,
 docs/settings.md, is generated from this class (``vast-sglang-launcher settings --markdown``)
@@ -75,6 +76,7 @@ class Settings(
         case_sensitive=True,
         populate_by_name=True,
         use_attribute_docstrings=True,
+        defer_build=False,  # the parts defer theirs: only the composed class is ever built
     )
 
     # --- checks across parts ------------------------------------------------------------

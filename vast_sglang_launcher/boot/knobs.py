@@ -17,7 +17,7 @@ from ..knob_types import Int, SafePath, Seconds, Source
 class BootKnobs(BaseModel):
     """boot's knobs."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, defer_build=True)
 
     hotfix_script: Source | None = Field(None, validation_alias="HOTFIX_SCRIPT")
     """URL or path of a script run early on every boot."""

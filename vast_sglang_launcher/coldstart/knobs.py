@@ -16,7 +16,7 @@ from ..knob_types import Bool, Int, Seconds
 class ColdstartKnobs(BaseModel):
     """coldstart's knobs."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, defer_build=True)
 
     prefetch: Bool = Field(True, validation_alias="LAUNCHER_PREFETCH")
     """Download the model's weights from the hub at boot, beside the first-boot installs and

@@ -16,7 +16,7 @@ from ..knob_types import Bool, Int, Line, SafePath, Secret, parse_ports
 class EdgeKnobs(BaseModel):
     """The edge's knobs."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, defer_build=True)
 
     portal_config: str | None = Field(None, validation_alias="PORTAL_CONFIG")
     """Published ports, `host:external:internal:path:name|...`; default publishes the SGLang

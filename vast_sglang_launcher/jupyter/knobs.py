@@ -17,7 +17,7 @@ from ..knob_types import SafePath
 class JupyterKnobs(BaseModel):
     """jupyter's knobs."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, defer_build=True)
 
     jupyter_type: Literal["lab", "notebook"] = Field("lab", validation_alias="JUPYTER_TYPE")
     """Jupyter's interface: `lab` (JupyterLab) or `notebook` (Notebook 7). It runs when a

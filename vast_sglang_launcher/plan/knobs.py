@@ -21,7 +21,7 @@ plan, the default PORTAL_CONFIG and the docs follow it)."""
 class PlanKnobs(BaseModel):
     """The plan's knobs (`plan`, and the server's command line under `run`)."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, defer_build=True)
 
     model: ModelName | None = Field(
         None, validation_alias=AliasChoices("SGLANG_MODEL", "MODEL_NAME")
@@ -143,7 +143,8 @@ class PlanKnobs(BaseModel):
     model_info_timeout: Seconds = Field(5.0, validation_alias="LAUNCHER_MODEL_INFO_TIMEOUT")
     """Seconds allowed to fetch the model's config.json from the hub."""
 
-    # A place for the validator that splits SGLANG_COMMAND once (issue 23, item 1).
+    # --- checks within the plan's knobs (the place for the validator that splits
+    # SGLANG_COMMAND once, issue 23 item 1) ---
 
     @model_validator(mode="after")
     def _hub_dirs_absolute(self) -> PlanKnobs:
@@ -158,8 +159,10 @@ class PlanKnobs(BaseModel):
 
     @property
     def hub_cache(self) -> Path:
-        """Where the Hugging Face cache keeps downloaded models (derived from the settings
-        alone, as huggingface_hub derives it from HF_HUB_CACHE and HF_HOME)."""
+        """Where the Hugging Face cache keeps downloaded models: derived from the values
+        alone, no I/O (huggingface_hub 2.4.0 constants.py: `HF_HUB_CACHE`, else
+        `$HF_HOME/hub`, HF_HOME defaulting to `~/.cache/huggingface`, and the server's HOME
+        is WORKSPACE)."""
         if self.hf_hub_cache is not None:
             return self.hf_hub_cache
         home = self.hf_home or self.workspace / ".cache" / "huggingface"

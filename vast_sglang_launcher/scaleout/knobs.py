@@ -14,7 +14,7 @@ from ..knob_types import Bool, HeaderToken, Int, Line, Seconds, Url, Urls
 class ScaleoutKnobs(BaseModel):
     """scaleout's knobs."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, defer_build=True)
 
     gateway_url: Url | None = Field(None, validation_alias="LAUNCHER_GATEWAY_URL")
     """SGLang gateway (smg, or sglang-router) to join as a worker, e.g. `http://1.2.3.4:40510` (the

@@ -14,7 +14,7 @@ from ..knob_types import Bool, Int, Line, Seconds
 class ServerlessKnobs(BaseModel):
     """serverless's knobs."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, defer_build=True)
 
     serverless: Bool = Field(False, validation_alias="SERVERLESS")
     """Vast Serverless (set by Vast on a serverless endpoint's workers): run Vast's worker

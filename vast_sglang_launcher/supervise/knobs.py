@@ -14,7 +14,7 @@ from ..knob_types import Int, Seconds
 class SuperviseKnobs(BaseModel):
     """supervise's knobs."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict(use_attribute_docstrings=True, defer_build=True)
 
     startup_timeout: Seconds = Field(3600.0, validation_alias="LAUNCHER_STARTUP_TIMEOUT")
     """Seconds a start may take (download, load, warm-up) before it counts as failed."""
