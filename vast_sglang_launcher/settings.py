@@ -75,8 +75,11 @@ class Settings(
         extra="ignore",
         case_sensitive=True,
         populate_by_name=True,
-        use_attribute_docstrings=True,
-        defer_build=False,  # the parts defer theirs: only the composed class is ever built
+        # The parts read their fields' docstrings (each its own source); this class, which
+        # declares no field, need not read its own. The parts defer their schema: only the
+        # composed class is ever built.
+        use_attribute_docstrings=False,
+        defer_build=False,
     )
 
     # --- checks across parts ------------------------------------------------------------
