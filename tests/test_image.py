@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from vast_sglang_launcher.edge.command import supervisor_environment
+from vast_sglang_launcher.boot.supervisord_env import supervisor_environment
 from vast_sglang_launcher.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,6 +5,7 @@ capabilities' imports of each other (lazy ones inside functions too) form no cyc
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vast_sglang_launcher"
@@ -13,6 +14,8 @@ CAPABILITIES = sorted(
 )
 ENTRY_POINTS = {"cli", "__main__", "option_table"}
 """Top-level modules that dispatch into the capabilities (option_table: the image's step)."""
+COMPOSER = "settings"
+"""The top-level module that composes the capabilities' settings parts (`<cap>/knobs.py`)."""
 
 ALLOWED = {
     ("supervise", "plan"): {"prepare.prepare_plan", "build.LaunchPlan", "versions.at_least"},
@@ -22,7 +25,7 @@ ALLOWED = {
         "gate.stop_download",
         "phases.PhaseTracker",
     },
-    ("boot", "edge"): {"command.service_environment"},
+    ("boot", "edge"): {"portal.default_portal_config"},
     ("boot", "coldstart"): {"prefetch.run_foreground", "prefetch.start_background"},
     ("coldstart", "plan"): {"prepare.prepare_plan"},
     # the loading page reads status.json as the status writer and the phase tracker write it
@@ -75,7 +78,7 @@ def test_the_capabilities_are_the_subpackages() -> None:
 
 def test_the_shared_top_level_imports_no_capability() -> None:
     for path in PACKAGE.glob("*.py"):
-        if path.stem in ENTRY_POINTS:
+        if path.stem in ENTRY_POINTS or path.stem == COMPOSER:
             continue
         for module, name in _imports(path):
             target = module or name
@@ -183,3 +186,33 @@ def test_the_readme_code_map_names_every_subpackage_and_shared_module() -> None:
     for path in PACKAGE.glob("*.py"):
         if path.stem != "__init__":
             assert f"`{path.stem}`" in code_map, path.stem
+
+
+def test_settings_compose_only_the_parts_and_the_parts_only_the_floor() -> None:
+    # settings may import a capability only through its part, `<cap>.knobs`; a part imports
+    # pydantic and the shared top level (never settings, never its capability's modules), so
+    # that the composition has no cycle and `plan/__init__` can stay import-free.
+    parts = set()
+    for module, name in _imports(PACKAGE / f"{COMPOSER}.py"):
+        target = module or name
+        cap = _capability(target)
+        if cap is not None:
+            assert target == f"{cap}.knobs", f"settings imports {target}.{name}"
+            parts.add(cap)
+    assert parts == {cap for cap in CAPABILITIES if (PACKAGE / cap / "knobs.py").is_file()}
+    for path in PACKAGE.glob("*/knobs.py"):
+        for module, name in _imports(path):
+            target = module or name
+            assert _capability(target) is None, f"{path.relative_to(PACKAGE)} imports {target}"
+            assert target.split(".")[0] not in {COMPOSER, *ENTRY_POINTS}, path
+        third_party = {
+            (n.module or "").split(".")[0]
+            for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.ImportFrom) and not n.level
+        } | {
+            a.name.split(".")[0]
+            for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.Import)
+            for a in n.names
+        }
+        assert third_party - set(sys.stdlib_module_names) <= {"pydantic"}, path

@@ -3,6 +3,9 @@ kept equal to it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,8 @@ import pytest
 from vast_sglang_launcher.errors import ConfigError
 from vast_sglang_launcher.settings import Settings, load_settings
 from vast_sglang_launcher.settings_doc import BEGIN, END, markdown_page, markdown_table
+
+REPO = Path(__file__).resolve().parents[1]
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "docs" / "settings.md"
@@ -82,7 +87,7 @@ def test_secrets_do_not_print() -> None:
 
 
 def test_container_is_known_by_its_runtime_marker(tmp_path: Path) -> None:
-    from vast_sglang_launcher.settings import in_container
+    from vast_sglang_launcher.dirs import in_container
 
     assert not in_container(tmp_path)
     (tmp_path / ".dockerenv").touch()
@@ -94,7 +99,7 @@ def test_container_is_known_by_its_runtime_marker(tmp_path: Path) -> None:
 
 
 def test_outside_a_container_missing_default_dirs_are_named_not_created(tmp_path: Path) -> None:
-    from vast_sglang_launcher.settings import require_writable_dirs
+    from vast_sglang_launcher.dirs import require_writable_dirs
 
     mine = tmp_path / "mine"
     s = load_settings({"SGLANG_MODEL": "x", "WORKSPACE": str(mine)})
@@ -111,3 +116,44 @@ def test_outside_a_container_missing_default_dirs_are_named_not_created(tmp_path
     # what the user set is created, outside a container too
     require_writable_dirs(s, "workspace", container=False)
     assert mine.is_dir()
+
+
+# --- WEB_USERNAME is checked when the settings load, for every command ---------------------
+
+
+def test_a_basic_user_name_with_a_colon_is_refused_when_the_settings_load() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"WEB_USERNAME": "a:b"})
+    assert str(info.value) == (
+        "WEB_USERNAME='a:b' is not valid: HTTP Basic user names cannot contain ':'; "
+        "fix or unset WEB_USERNAME"
+    )
+
+
+def test_any_command_refuses_the_colon_in_one_line_exit_78(tmp_path: Path) -> None:
+    # `plan` never renders the Caddyfile: the refusal comes from the settings alone.
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "PYTHONPATH": str(REPO),
+        "LAUNCHER_RUN_DIR": str(tmp_path / "run"),
+        "LAUNCHER_LOG_DIR": str(tmp_path / "logs"),
+        "HF_HUB_OFFLINE": "1",
+        "GPU_COUNT": "1",
+        "SGLANG_MODEL": str(tmp_path),
+        "WEB_USERNAME": "ops:x",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "vast_sglang_launcher", "plan"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 78
+    assert done.stderr.splitlines() == [
+        "vast-sglang-launcher: WEB_USERNAME='ops:x' is not valid: HTTP Basic user names "
+        "cannot contain ':'; fix or unset WEB_USERNAME"
+    ]
+    assert done.stdout == ""

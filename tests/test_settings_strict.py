@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from vast_sglang_launcher.errors import ConfigError
+from vast_sglang_launcher.knob_types import MAX_SECONDS
 from vast_sglang_launcher.settings import (
     BOOL_VOCABULARY,
-    MAX_SECONDS,
     Settings,
     env_name,
     load_settings,

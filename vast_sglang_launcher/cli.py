@@ -388,8 +388,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .settings_doc import print_settings
 
         return print_settings(os.environ)  # every value, the bad ones marked (exit 78)
+    from .dirs import require_writable_dirs
     from .logs import configure_for, get_logger
-    from .settings import deprecation_warnings, load_settings, require_writable_dirs
+    from .settings import deprecation_warnings, load_settings
 
     settings = load_settings()
     configure_for(settings)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import sys
 
 import pytest
 
@@ -21,7 +20,6 @@ from vast_sglang_launcher.edge.caddyfile import (
     regex_literal,
     render_caddyfile,
 )
-from vast_sglang_launcher.edge.command import supervisor_environment
 from vast_sglang_launcher.edge.portal import (
     link_entries,
     link_target,
@@ -272,11 +270,6 @@ def test_cookie_is_derived_from_the_token_and_hex_only() -> None:
     assert auth_cookie(TOKEN) == (name, value)
 
 
-def test_username_with_a_colon_is_refused() -> None:
-    with pytest.raises(ConfigError, match="WEB_USERNAME"):
-        credentials(load_settings({"WEB_USERNAME": "a:b"}))
-
-
 def test_password_defaults_to_the_token() -> None:
     creds = credentials(load_settings({"OPEN_BUTTON_TOKEN": "t"}))
     assert (creds.token, creds.username, creds.password) == ("t", "vastai", "t")
@@ -401,15 +394,3 @@ def test_portal_yaml_lists_every_entry() -> None:
         "name": "Jupyter",
     }
     assert set(apps) == {"SGLang API", "Instance Portal", "Jupyter"}
-
-
-def test_supervisor_environment_follows_the_settings() -> None:
-    settings = load_settings(
-        {"LAUNCHER_RUN_DIR": "/r", "LAUNCHER_LOG_DIR": "/l", "LAUNCHER_STOP_TIMEOUT": "45.5"}
-    )
-    assert supervisor_environment(settings) == {
-        "LAUNCHER_PYTHON": sys.executable,
-        "LAUNCHER_RUN_DIR": "/r",
-        "LAUNCHER_LOG_DIR": "/l",
-        "LAUNCHER_SUPERVISOR_STOPWAIT": "76",
-    }

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 
 from .. import markers
 from ..coldstart.prefetch import run_foreground as run_prefetch
-from ..edge.command import service_environment
+from ..edge.portal import default_portal_config
 from ..logs import get_logger
 from ..redact import Redactor, redactor_for
 from ..rotating_log import RotatingLog
@@ -34,6 +34,7 @@ from .packages import (
 from .provisioning import run_provisioning
 from .scripts import ScriptError, run_script
 from .steps import StepResult
+from .supervisord_env import supervisor_environment
 from .tee import open_log, run_tee
 
 log = get_logger(__name__)
@@ -49,7 +50,8 @@ def service_env(settings: Settings, environ: Mapping[str, str]) -> dict[str, str
     defaulted to publish the SGLang API beside the Instance Portal and Jupyter, and the
     variables that the supervisord configuration expands (LAUNCHER_PYTHON, ...)."""
     env = dict(environ)
-    env.update(service_environment(settings))
+    env.update(supervisor_environment(settings))
+    env["PORTAL_CONFIG"] = settings.portal_config or default_portal_config(settings)
     if settings.model:
         env["SGLANG_MODEL"] = env["MODEL_NAME"] = settings.model
     env["WORKSPACE"] = str(settings.workspace)

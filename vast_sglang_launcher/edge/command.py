@@ -1,10 +1,8 @@
-"""`edge`: write the Caddyfile and the Instance Portal's list, then exec Caddy; and the
-environment that the image's supervisord configuration expands."""
+"""`edge`: write the Caddyfile and the Instance Portal's list, then exec Caddy."""
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import subprocess
@@ -17,15 +15,12 @@ from ..files import write_atomic
 from ..logs import get_logger
 from ..settings import Settings
 from .caddyfile import edge_warnings, parse_caddy_version, proxied_entries, render_caddyfile
-from .portal import default_portal_config, link_entries, portal_entries, portal_yaml_text
+from .portal import link_entries, portal_entries, portal_yaml_text
 
 SERVERLESS_PAUSE = 3.0
 """Seconds `edge` waits before its exit 0 in serverless mode: longer than caddy.conf's
 startsecs (2), so supervisord records EXITED rather than a failed start (Vast's
 `exit_serverless.sh` sleeps for the same reason)."""
-
-SUPERVISOR_STOP_MARGIN = 30
-"""Seconds supervisord waits for the launcher beyond `LAUNCHER_STOP_TIMEOUT`."""
 
 log = get_logger("edge")
 
@@ -48,31 +43,6 @@ def caddy_environment(settings: Settings, environ: dict[str, str]) -> dict[str, 
     for key in ("TZ", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR"):
         if environ.get(key):
             env[key] = environ[key]
-    return env
-
-
-def supervisor_environment(settings: Settings, python: str | None = None) -> dict[str, str]:
-    """The variables that `supervisor/*.conf` expand (`%(ENV_X)s`); `entrypoint` exports them.
-
-    supervisord refuses to start when one is missing, so the image also sets defaults for
-    them (Dockerfile `ENV`). LAUNCHER_RUN_DIR and LAUNCHER_LOG_DIR must exist before
-    supervisord starts (its socket, pid file and log live there).
-    """
-    return {
-        "LAUNCHER_PYTHON": python or sys.executable,
-        "LAUNCHER_RUN_DIR": str(settings.run_dir),
-        "LAUNCHER_LOG_DIR": str(settings.log_dir),
-        "LAUNCHER_SUPERVISOR_STOPWAIT": str(
-            math.ceil(settings.stop_timeout) + SUPERVISOR_STOP_MARGIN
-        ),
-    }
-
-
-def service_environment(settings: Settings) -> dict[str, str]:
-    """What the edge needs in every service's environment: the supervisord variables and
-    PORTAL_CONFIG, defaulted to the image's ports. The entrypoint exports it."""
-    env = supervisor_environment(settings)
-    env["PORTAL_CONFIG"] = settings.portal_config or default_portal_config(settings)
     return env
 
 
