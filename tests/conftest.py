@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,86 @@ from urllib.parse import urlsplit
 
 import psutil
 import pytest
+from fake_hub import FakeHub, tiny_repo
 
 CHECKOUT = str(Path(__file__).resolve().parent.parent)
+
+# --- waiting on a condition -------------------------------------------------------------------
+
+
+def wait_for(
+    cond: Callable[[], Any],
+    what: str = "the condition",
+    timeout: float = 60.0,
+    detail: Callable[[], str] = lambda: "",
+    interval: float = 0.02,
+) -> Any:
+    """Poll `cond` until it returns something true, and return that; past `timeout` seconds,
+    fail naming `what`, with `detail()` (what the rig saw) below. Tests wait on a condition
+    like this, never on a sleep: a loaded machine only makes the wait longer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            more = detail()
+            raise AssertionError(
+                f"timed out after {timeout} s waiting for {what}" + (f"\n{more}" if more else "")
+            )
+        time.sleep(interval)
+
+
+# --- the launcher of this checkout, in a subprocess ------------------------------------------
+
+
+def launcher_argv(*args: str) -> list[str]:
+    """`python -m vast_sglang_launcher ARGS` with the Python running the tests."""
+    return [sys.executable, "-m", "vast_sglang_launcher", *args]
+
+
+def launcher_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with this checkout first on PYTHONPATH: the subprocess runs the launcher of this
+    checkout, never one installed elsewhere."""
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != CHECKOUT]
+    return {**env, "PYTHONPATH": os.pathsep.join([CHECKOUT, *rest])}
+
+
+def run_launcher(
+    *args: str, env: Mapping[str, str], timeout: float = 30, cwd: Path | str | None = None
+) -> "subprocess.CompletedProcess[str]":
+    """Run `vast_sglang_launcher ARGS` of this checkout to its end, output captured as text."""
+    return subprocess.run(
+        launcher_argv(*args),
+        env=launcher_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+
+
+def run_plan(
+    tmp_path: Path, env: Mapping[str, str], *extra: str
+) -> "subprocess.CompletedProcess[str]":
+    """`plan EXTRA` in an environment of its own (no args file, the workspace under tmp_path,
+    the hub offline); `env` adds to it and overrides it."""
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "SGLANG_ARGS_FILE": str(tmp_path / "sglang-args.conf"),
+        "WORKSPACE": str(tmp_path / "ws"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    return run_launcher("plan", *extra, env={**base, **env})
+
+
+def plan_json(tmp_path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """`plan --json` (run_plan), which must succeed, as a dict."""
+    done = run_plan(tmp_path, env, "--json")
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
 
 # --- no test reaches past loopback -------------------------------------------------------------
 #
@@ -86,6 +164,54 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+# --- no test leaves a process behind ---------------------------------------------------------
+#
+# A process that a test started and that still runs when the test is over (a detached weight
+# prefetch, a provisioning script, a server whose launcher was killed) would go on asking the
+# hub, holding ports or writing into the next test's files. After each test (after every rig
+# and reaper of its own has cleaned up), the processes started during the test whose command
+# line or environment names the test's tmp_path are killed, and the test fails naming them.
+
+
+def _left_behind(tmp: str, since: float) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["create_time", "status"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if p.info["create_time"] < since or p.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if p.pid == os.getpid():
+                continue
+            if any(tmp in part for part in p.cmdline()) or any(
+                tmp in value for value in p.environ().values()
+            ):
+                found.append(p)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    # psutil's create_time counts from the boot time in whole seconds (/proc/stat btime):
+    # up to a second early; two back, not to miss one (older ones cannot name this tmp_path)
+    since = time.time() - 2
+    yield
+    tmp = request.node.funcargs.get("tmp_path")
+    if tmp is None:
+        return
+    left = _left_behind(str(tmp), since)
+    if not left:
+        return
+    described = []
+    for p in left:
+        with contextlib.suppress(psutil.Error):
+            described.append(f"{p.pid} {shlex.join(p.cmdline())[:200]}")
+            p.kill()
+    psutil.wait_procs(left, timeout=10)
+    pytest.fail(
+        "the test left processes behind (killed now):\n  " + "\n  ".join(described),
+        pytrace=False,
+    )
+
+
 # --- boot steps (hotfix, packages, provisioning, entrypoint): tests/test_boot*.py,
 # --- test_scripts*.py, test_packages*.py, test_entrypoint*.py
 
@@ -125,7 +251,7 @@ class BootRoot:
         return self.markers / name
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "vast_sglang_launcher", *args]
+        return launcher_argv(*args)
 
     def run(
         self, *args: str, timeout: float = 30, **env: str
@@ -184,6 +310,7 @@ class ScriptServer:
             def do_GET(self) -> None:
                 server.requests.append(self.path)
                 queue = server.routes.get(urlsplit(self.path).path)
+                headers: dict[str, str]
                 if not queue:
                     status, body, headers = 404, b"not found\n", {}
                 else:
@@ -337,7 +464,7 @@ class LauncherRig:
 
     # --- the launcher -------------------------------------------------------------------
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "vast_sglang_launcher", *args]
+        return launcher_argv(*args)
 
     def start(self, **env: str) -> "subprocess.Popen[bytes]":
         """Start `run` in the background, stdout and stderr to files."""
@@ -373,12 +500,13 @@ class LauncherRig:
         return f"--- stdout ---\n{self.stdout()}\n--- stderr ---\n{self.stderr()}"
 
     # --- what happened --------------------------------------------------------------------
-    def status(self) -> dict[str, Any] | None:
+    def status(self) -> dict[str, Any]:
+        """status.json as the launcher last wrote it; {} before it is written (or unreadable)."""
         try:
             data = json.loads((self.run_dir / "status.json").read_text())
         except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+            return {}
+        return data if isinstance(data, dict) else {}
 
     def starts(self) -> list[dict[str, Any]]:
         """The stand-in's start records, oldest first."""
@@ -399,22 +527,12 @@ class LauncherRig:
         return pids
 
     def wait_for(self, cond: "Callable[[], Any]", what: str, timeout: float = 60.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = cond()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout} s waiting for {what}\n"
-                    f"status: {self.status()}\n{self.output()}"
-                )
-            time.sleep(0.02)
+        return wait_for(cond, what, timeout, lambda: f"status: {self.status()}\n{self.output()}")
 
     def wait_state(self, state: str, timeout: float = 60.0) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             data = self.status()
-            return data if data is not None and data.get("state") == state else None
+            return data if data.get("state") == state else None
 
         return dict(self.wait_for(check, f"state {state}", timeout))
 
@@ -575,3 +693,22 @@ def private_network() -> Iterator[None]:
                 raise OSError(err, f"setns back: {os.strerror(err)}")
     finally:
         os.close(home)
+
+
+@pytest.fixture
+def net() -> Iterator[None]:
+    """The test in a network namespace of its own (private_network): its ports meet no other
+    test's (the gateway's metrics port, the serverless worker's fixed 3000)."""
+    with private_network():
+        yield
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHub]:
+    """The loopback hub (tests/fake_hub.py) with org/tiny (4 MiB in 3 shards) and org/gated
+    (1 MiB, needs a token): the prefetch's and the partial downloads' tests."""
+    gated = tiny_repo(weights_mb=1, shards=1)
+    gated.gated = True
+    h = FakeHub({"org/tiny": tiny_repo(weights_mb=4, shards=3), "org/gated": gated})
+    yield h
+    h.close()

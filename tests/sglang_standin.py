@@ -36,7 +36,8 @@ off), all measured from process start unless noted:
 ``STANDIN_CHATTER``         print this many log lines every 10 ms, from start until exit
 ``STANDIN_HEALTH_HANG``     ``1``: a /health request before ready never gets an answer
 ``STANDIN_ORPHANS``         ``1``: the STANDIN_CHILDREN outlive the server (no PDEATHSIG)
-``STANDIN_STATE_DIR``       also gets ``signals-<pid>.txt``: one line per signal received
+``STANDIN_STATE_DIR``       also gets ``signals-<pid>.txt``: one line per signal received,
+                          and ``armed-<pid>`` from each child once its PDEATHSIG is set
 ``STANDIN_API_KEY``         every request but ``/health*`` needs ``Authorization: Bearer`` this
                             (401 otherwise), as SGLang's ``--api-key`` and the edge ask
 ``STANDIN_REQUEST_LOG``     append one JSON line per answered request to this file
@@ -117,6 +118,8 @@ try:
     ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
 except Exception:
     pass
+if os.environ.get("STANDIN_STATE_DIR"):  # armed: tests wait for this, not for a while
+    open(os.path.join(os.environ["STANDIN_STATE_DIR"], f"armed-{os.getpid()}"), "w").close()
 ppid = int(sys.argv[1])
 while os.getppid() == ppid:
     time.sleep(1.0)
@@ -326,7 +329,7 @@ class Handler(BaseHTTPRequestHandler):
 
     @property
     def state(self) -> State:
-        return self.server.standin_state  # type: ignore[attr-defined,no-any-return]
+        return self.server.standin_state  # type: ignore[attr-defined]
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.state.access_log:

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 import psutil
 import pytest
-from conftest import CHECKOUT, Reaper, wait_for_port
+from conftest import CHECKOUT, Reaper, launcher_argv, launcher_env, run_launcher, wait_for_port
 
 from vast_sglang_launcher.edge.caddyfile import auth_cookie
 
@@ -106,8 +106,8 @@ class Container:
         with open(self.out, "wb") as out:
             self.proc = self.reaper.add(
                 subprocess.Popen(
-                    [sys.executable, "-m", "vast_sglang_launcher", "entrypoint"],
-                    env=self.env,
+                    launcher_argv("entrypoint"),
+                    env=launcher_env(self.env),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -136,13 +136,7 @@ class Container:
             time.sleep(0.1)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "vast_sglang_launcher", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        return run_launcher(*args, env=self.env)
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         supervisorctl = shutil.which("supervisorctl")
@@ -265,7 +259,7 @@ def test_boot_serve_authenticate_stream_stop(container: Container) -> None:
 
         # a streamed chat completion arrives in chunks, not all at the end
         arrivals = []
-        start = time.monotonic()
+        sent = time.monotonic()
         with client.stream(
             "POST",
             "/v1/chat/completions",
@@ -275,7 +269,7 @@ def test_boot_serve_authenticate_stream_stop(container: Container) -> None:
             assert r.status_code == 200
             for line in r.iter_lines():
                 if line.startswith("data: "):
-                    arrivals.append(time.monotonic() - start)
+                    arrivals.append(time.monotonic() - sent)
         assert len(arrivals) >= 5, arrivals
         assert arrivals[0] < STREAM_INTERVAL * 2, arrivals
         assert arrivals[-1] - arrivals[0] > STREAM_INTERVAL * 3, arrivals
@@ -319,7 +313,7 @@ def test_boot_serve_authenticate_stream_stop(container: Container) -> None:
 # --- docker stop: TERM to PID 1 -------------------------------------------------------------
 
 
-ENTRYPOINT = [sys.executable, "-m", "vast_sglang_launcher", "entrypoint"]
+ENTRYPOINT = launcher_argv("entrypoint")
 
 
 def pid1_of(unshare: subprocess.Popen[bytes]) -> psutil.Process:

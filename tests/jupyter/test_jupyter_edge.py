@@ -29,8 +29,7 @@ from urllib.parse import quote
 import httpx
 import psutil
 import pytest
-from conftest import CHECKOUT, Reaper
-from scaleout.gateway_rig import private_network
+from conftest import CHECKOUT, Reaper, launcher_argv, launcher_env, private_network
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
@@ -121,8 +120,8 @@ class Instance:
         with open(self.out, "wb") as out:
             self.proc = self.reaper.add(
                 subprocess.Popen(
-                    [sys.executable, "-m", "vast_sglang_launcher", "entrypoint"],
-                    env=self.env,
+                    launcher_argv("entrypoint"),
+                    env=launcher_env(self.env),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -189,7 +188,7 @@ def listeners(port: int) -> set[str]:
     return {
         c.laddr.ip
         for c in psutil.net_connections(kind="inet")
-        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        if c.laddr and c.status == psutil.CONN_LISTEN and c.laddr.port == port
     }
 
 
