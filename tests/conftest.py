@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import struct
@@ -173,7 +174,10 @@ def pytest_configure(config: pytest.Config) -> None:
 # line or environment names the test's tmp_path are killed, and the test fails naming them.
 
 
-def _left_behind(tmp: str, since: float) -> list[psutil.Process]:
+def processes_naming(tmp: Path | str, since: float = 0.0) -> list[psutil.Process]:
+    """Running processes started after `since` (time.time()) whose command line or environment
+    names `tmp` (every rig puts its paths there): a test's own, detached ones included."""
+    tmp = str(tmp)
     found = []
     for p in psutil.process_iter(["create_time", "status"]):
         with contextlib.suppress(psutil.Error, OSError):
@@ -197,7 +201,7 @@ def _no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     tmp = request.node.funcargs.get("tmp_path")
     if tmp is None:
         return
-    left = _left_behind(str(tmp), since)
+    left = processes_naming(tmp, since)
     if not left:
         return
     described = []
@@ -635,6 +639,82 @@ class Reaper:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(10)
         psutil.wait_procs(list(self.known.values()), timeout=5)
+
+
+class BootedRoot:
+    """A temporary container root booted by `entrypoint` (supervisord with the image's
+    supervisor/supervisord.conf, then its programs): what the image's end-to-end rigs share
+    (tests/test_e2e_image.py, tests/jupyter/test_jupyter_edge.py). A rig fills `env`."""
+
+    config = Path(CHECKOUT) / "supervisor" / "supervisord.conf"
+    wait_timeout = 60.0
+
+    def __init__(self, tmp: Path, reaper: "Reaper") -> None:
+        self.tmp = tmp
+        self.reaper = reaper
+        self.env: dict[str, str] = {}
+        self.out = tmp / "container.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def boot(self) -> "subprocess.Popen[bytes]":
+        """`entrypoint` in a session of its own, its output (and supervisord's) to `out`."""
+        with open(self.out, "wb") as out:
+            self.proc = self.reaper.add(
+                subprocess.Popen(
+                    launcher_argv("entrypoint"),
+                    env=launcher_env(self.env),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.tmp,
+                    start_new_session=True,
+                )
+            )
+        return self.proc
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace") if self.out.exists() else ""
+
+    def fail(self, what: str) -> None:
+        raise AssertionError(f"{what}\n--- container output ---\n{self.output()}")
+
+    def wait(self, cond: Callable[[], Any], what: str, timeout: float | None = None) -> Any:
+        """wait_for, failing at once when supervisord exits meanwhile."""
+
+        def check() -> Any:
+            if self.proc is not None and self.proc.poll() is not None:
+                value = cond()  # what it did before it exited counts
+                if not value:
+                    self.fail(f"supervisord exited ({self.proc.returncode}) waiting for {what}")
+                return value
+            return cond()
+
+        return wait_for(check, what, timeout or self.wait_timeout, self.output, interval=0.1)
+
+    def ctl(self, *args: str) -> "subprocess.CompletedProcess[str]":
+        supervisorctl = shutil.which("supervisorctl")
+        assert supervisorctl is not None
+        return subprocess.run(
+            [supervisorctl, "-c", str(self.config), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def states(self) -> dict[str, str]:
+        """`supervisorctl status`: program name -> state."""
+        lines = self.ctl("status").stdout.splitlines()
+        # "services:caddy" -> "caddy" (supervisor/supervisord.conf, [group:services])
+        return {
+            line.split()[0].rpartition(":")[2]: line.split()[1]
+            for line in lines
+            if len(line.split()) > 1
+        }
+
+    def descendants(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid).children(recursive=True)
 
 
 @pytest.fixture

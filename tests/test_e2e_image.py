@@ -21,7 +21,14 @@ from urllib.parse import quote
 import httpx
 import psutil
 import pytest
-from conftest import CHECKOUT, Reaper, launcher_argv, launcher_env, run_launcher, wait_for_port
+from conftest import (
+    CHECKOUT,
+    BootedRoot,
+    Reaper,
+    launcher_argv,
+    run_launcher,
+    wait_for_port,
+)
 
 from vast_sglang_launcher.edge.caddyfile import auth_cookie
 
@@ -36,7 +43,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class Container:
+class Container(BootedRoot):
     """A temporary container root, booted by `python -m vast_sglang_launcher entrypoint`.
 
     The environment is what a user and the image give: the paths of this temporary root and
@@ -45,8 +52,7 @@ class Container:
     """
 
     def __init__(self, tmp: Path, reaper: Reaper, port: Callable[[], int]) -> None:
-        self.tmp = tmp
-        self.reaper = reaper
+        super().__init__(tmp, reaper)
         self.run_dir = tmp / "run"
         self.logs = tmp / "logs"
         self.state = tmp / "state"
@@ -67,7 +73,6 @@ class Container:
         self.model = str(model)
         self.api_port = port()
         self.sglang_port = port()
-        self.config = ROOT / "supervisor" / "supervisord.conf"
         self.env = {
             "PATH": os.environ.get("PATH", os.defpath),
             "LANG": "C.UTF-8",
@@ -99,65 +104,9 @@ class Container:
             "STANDIN_STATE_DIR": str(self.state),
             "STANDIN_STREAM_INTERVAL": str(STREAM_INTERVAL),
         }
-        self.out = tmp / "container.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def boot(self) -> subprocess.Popen[bytes]:
-        with open(self.out, "wb") as out:
-            self.proc = self.reaper.add(
-                subprocess.Popen(
-                    launcher_argv("entrypoint"),
-                    env=launcher_env(self.env),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.tmp,
-                    start_new_session=True,
-                )
-            )
-        return self.proc
-
-    def output(self) -> str:
-        return self.out.read_text(errors="replace") if self.out.exists() else ""
-
-    def fail(self, what: str) -> None:
-        raise AssertionError(f"{what}\n--- container output ---\n{self.output()}")
-
-    def wait(self, cond: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = cond()
-            if value:
-                return value
-            if self.proc is not None and self.proc.poll() is not None:
-                self.fail(f"supervisord exited ({self.proc.returncode}) waiting for {what}")
-            if time.monotonic() > deadline:
-                self.fail(f"timed out after {timeout} s waiting for {what}")
-            time.sleep(0.1)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run_launcher(*args, env=self.env)
-
-    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        supervisorctl = shutil.which("supervisorctl")
-        assert supervisorctl is not None
-        return subprocess.run(
-            [supervisorctl, "-c", str(self.config), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    def states(self) -> dict[str, str]:
-        """`supervisorctl status`: program name -> state."""
-        lines = self.ctl("status").stdout.splitlines()
-        # "services:caddy" -> "caddy" (supervisor/supervisord.conf, [group:services])
-        return {
-            line.split()[0].rpartition(":")[2]: line.split()[1]
-            for line in lines
-            if len(line.split()) > 1
-        }
 
     def ready(self) -> dict[str, Any] | None:
         done = self.cli("status", "--json")
@@ -177,10 +126,6 @@ class Container:
 
     def server_tree(self, start: dict[str, Any]) -> set[int]:
         return {int(start["pid"]), *(int(c) for c in start["children"])}
-
-    def descendants(self) -> list[psutil.Process]:
-        assert self.proc is not None
-        return psutil.Process(self.proc.pid).children(recursive=True)
 
 
 def running(pids: set[int]) -> set[int]:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import wait_for
+from conftest import processes_naming, wait_for
 
 from vast_sglang_launcher import markers
 from vast_sglang_launcher.boot.entrypoint import final_command
@@ -94,6 +94,8 @@ def test_boot_steps_run_then_the_command_replaces_the_launcher(boot_root):
     log = (boot_root.logs / "provisioning.log").read_text()
     assert "provisioning started\nprovisioning finished\n" in log
     wait_for(lambda: "provisioning finished" in (boot_root.tmp / "entrypoint.out").read_text())
+    # the background provisioning exits after it removed its marker
+    wait_for(lambda: not processes_naming(boot_root.tmp), "the background provisioning to end")
 
 
 def test_failed_provisioning_still_starts_the_instance(boot_root):
@@ -105,6 +107,7 @@ def test_failed_provisioning_still_starts_the_instance(boot_root):
     wait_for(lambda: boot_root.marker(FAILED).exists() and not boot_root.marker(PROV).exists())
     assert boot_root.marker(FAILED).read_text().splitlines()[0] == "4"
     assert not boot_root.marker(COMPLETE).exists()
+    wait_for(lambda: not processes_naming(boot_root.tmp), "the background provisioning to end")
 
 
 def test_completed_provisioning_is_not_run_again(boot_root):
