@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "tests" / "sglang_standin.py"
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import free_port  # noqa: E402
+from conftest import free_port, launcher_argv  # noqa: E402
 from conftest import proc_gone as gone  # noqa: E402
 from conftest import wait_for as wait_on  # noqa: E402
 
@@ -82,7 +82,7 @@ class Launcher:
             **extra,
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vast_sglang_launcher", "run"],
+            launcher_argv("run"),
             env=env,
             cwd=tmp,
             stdin=subprocess.DEVNULL,
