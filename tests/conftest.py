@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -177,7 +178,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def processes_naming(tmp: Path | str, since: float = 0.0) -> list[psutil.Process]:
     """Running processes started after `since` (time.time()) whose command line or environment
     names `tmp` (every rig puts its paths there): a test's own, detached ones included."""
-    tmp = str(tmp)
+    # the path itself, not a longer name it begins (pytest's test_x1 and test_x10)
+    names = re.compile(re.escape(str(tmp)) + r"(?![\w.-])")
     found = []
     for p in psutil.process_iter(["create_time", "status"]):
         with contextlib.suppress(psutil.Error, OSError):
@@ -185,9 +187,7 @@ def processes_naming(tmp: Path | str, since: float = 0.0) -> list[psutil.Process
                 continue
             if p.pid == os.getpid():
                 continue
-            if any(tmp in part for part in p.cmdline()) or any(
-                tmp in value for value in p.environ().values()
-            ):
+            if any(names.search(part) for part in [*p.cmdline(), *p.environ().values()]):
                 found.append(p)
     return found
 
