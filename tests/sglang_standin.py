@@ -28,6 +28,8 @@ off), all measured from process start unless noted:
                             5, SGLang's; see "The stop" below)
 ``STANDIN_STATE_DIR``       write ``start-<n>.json`` there at start (pid, pgid, sid, args, env)
 ``STANDIN_STREAM_INTERVAL`` seconds between streamed chat chunks (default 0.2)
+``STANDIN_STREAM_GATE``     a path: a stream stops after its first chunk until it exists (a
+                          test sees a chunk arrive before the answer could be complete)
 ``STANDIN_ACCESS_LOG``      ``1``: log each HTTP request to stderr
 ``STANDIN_FAILURE``         fail at start as the real release does, with its exact last lines:
                           ``no_accelerator``, ``unsupported_arch``, ``model_not_found``,
@@ -557,6 +559,9 @@ class Handler(BaseHTTPRequestHandler):
                         {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish}
                     ]
                 emit(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                gate = os.environ.get("STANDIN_STREAM_GATE")
+                while i == 0 and gate and not os.path.exists(gate):
+                    time.sleep(0.01)  # held after the first chunk until the test lets go
             emit(b"data: [DONE]\n\n")
             if chunked:
                 self.wfile.write(b"0\r\n\r\n")
