@@ -468,8 +468,9 @@ def test_orphans_outlive_the_server(launch: Callable[..., Standin], tmp_path: Pa
     kid = json.loads(next(tmp_path.glob("start-*.json")).read_text())["children"][0]
     os.kill(run.proc.pid, signal.SIGKILL)
     run.wait(5)
-    # Reparented: the kernel sends a parent-death signal before it moves the child, so one
-    # set would be pending now (or have killed it); none is.
+    # Reparented: the kernel sends a child's parent-death signal as it gives it its new
+    # parent (Linux kernel/exit.c `forget_original_parent`, one loop under tasklist_lock), so
+    # one set would be pending now (or have killed it); none is.
     wait_for(lambda: psutil.Process(kid).ppid() != run.proc.pid)
     try:
         assert not pending_signals(kid) & (1 << (signal.SIGKILL - 1))
