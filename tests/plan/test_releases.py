@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import launcher_argv, real_parse
+from conftest import real_parse, run_launcher
 
 from vast_sglang_launcher.plan.build import LaunchPlan, build_plan
 from vast_sglang_launcher.plan.gpus import GpuInventory
@@ -225,12 +226,7 @@ def test_option_spellings_split_over_two_dests_are_ambiguous(tmp_path: Path) -> 
 
 
 def check(*files: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        launcher_argv("option-table", "--check", *map(str, files)),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return run_launcher("option-table", "--check", *map(str, files), env=os.environ)
 
 
 def test_drift_check_passes_every_shipped_table() -> None:
