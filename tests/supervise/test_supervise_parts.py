@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -368,7 +369,17 @@ def test_a_launcher_bug_pauses_before_exiting(
         }
     )
     slept: list[float] = []
-    monkeypatch.setattr(supervise.time, "sleep", slept.append)
+
+    class Clock:
+        """The `time` the command sees: its sleeps recorded, not slept."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        def sleep(self, seconds: float) -> None:
+            slept.append(seconds)
+
+    monkeypatch.setattr(supervise, "time", Clock())
     assert supervise.command_run(settings, argparse.Namespace()) == 1
     assert slept == [0.4]  # LAUNCHER_BACKOFF_MAX before exiting: supervisord does not spin
     err = capsys.readouterr().err
