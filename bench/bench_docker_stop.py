@@ -44,10 +44,12 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "tests" / "sglang_standin.py"
-ENTRYPOINT = [sys.executable, "-m", "vast_sglang_launcher", "entrypoint"]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import free_port  # noqa: E402
+from bench_jupyter import start_kernel, wait_jupyter  # noqa: E402
+from conftest import free_port, launcher_argv  # noqa: E402
+
+ENTRYPOINT = launcher_argv("entrypoint")
 
 
 def supervisord_time(line: str) -> float:
@@ -81,25 +83,6 @@ def answered(log: Path) -> int:
     except OSError:
         return 0
     return text.count('"path": "/v1/chat/completions"')
-
-
-def start_kernel(port: int, deadline: float) -> None:
-    """Wait for Jupyter (straight to its loopback port), then start a kernel."""
-    import httpx
-
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        while True:
-            try:
-                if client.get("/api/status").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("Jupyter did not start")
-            time.sleep(0.1)
-        client.get("/lab")
-        r = client.post("/api/kernels", json={}, headers={"X-XSRFToken": client.cookies["_xsrf"]})
-        assert r.status_code == 201, r.text
 
 
 def one_run(tmp: Path, drain: float, streams: int, jupyter: bool = False) -> dict[str, float]:
@@ -165,7 +148,9 @@ def one_run(tmp: Path, drain: float, streams: int, jupyter: bool = False) -> dic
                 raise SystemExit(f"not ready:\n{out_path.read_text()}")
             time.sleep(0.05)
         if jupyter:
-            start_kernel(jupyter_port, time.monotonic() + 120)
+            with httpx.Client(base_url=f"http://127.0.0.1:{jupyter_port}", timeout=30) as client:
+                wait_jupyter(client)
+                start_kernel(client)
         time.sleep(0.5)
         done: list[bool] = []
         readers = [

@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -34,6 +31,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "scaleout")]
 
 from conftest import LauncherRig  # noqa: E402
 from gateway_rig import Gateway, ListingWatcher, private_network, request_log  # noqa: E402
+from report import add, print_table, require_root  # noqa: E402
 
 
 def ts(text: str) -> float:
@@ -93,21 +91,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--gateway", choices=("smg", "sglang-router"), default="smg")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("run as root (a private network namespace)")
+    require_root()
     results: dict[str, list[float]] = {}
     with private_network():
         for i in range(args.runs):
             for first in (True, False):
                 with tempfile.TemporaryDirectory() as d:
-                    for k, v in one_run(Path(d), first, args.gateway).items():
-                        results.setdefault(k, []).append(v)
+                    add(results, one_run(Path(d), first, args.gateway))
             print(f"run {i + 1}/{args.runs} done", file=sys.stderr)
-    print("| measure | median | min | max |")
-    print("| --- | ---: | ---: | ---: |")
-    for k, vals in results.items():
-        print(f"| {k} | {statistics.median(vals):.0f} | {min(vals):.0f} | {max(vals):.0f} |")
-    print(json.dumps(results))
+    print_table(results)
 
 
 if __name__ == "__main__":

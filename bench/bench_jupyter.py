@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,10 @@ import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import free_port, launcher_argv, wait_for  # noqa: E402
+
 PINS = ("jupyterlab==4.6.6", "notebook==7.6.5")
 IPYKERNEL = "ipykernel==7.4.0"
 
@@ -54,10 +57,27 @@ def venv_size(packages: tuple[str, ...], tmp: Path, base: tuple[str, ...] = ()) 
     return du(venv) - before
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def wait_jupyter(
+    client: httpx.Client, proc: subprocess.Popen[bytes] | None = None, timeout: float = 120
+) -> None:
+    """Until Jupyter answers /api/status (`client`: straight to its loopback port)."""
+
+    def up() -> bool:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"jupyter exited with {proc.returncode}")
+        try:
+            return client.get("/api/status").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(up, "Jupyter to answer", timeout)
+
+
+def start_kernel(client: httpx.Client) -> None:
+    """A kernel, started as JupyterLab starts one (its XSRF cookie from the page)."""
+    client.get("/lab")
+    r = client.post("/api/kernels", json={}, headers={"X-XSRFToken": client.cookies["_xsrf"]})
+    assert r.status_code == 201, r.text
 
 
 def one_boot(jupyter: Path, tmp: Path) -> tuple[float, float, float]:
@@ -78,7 +98,7 @@ def one_boot(jupyter: Path, tmp: Path) -> tuple[float, float, float]:
     }
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vast_sglang_launcher", "jupyter"],
+        launcher_argv("jupyter"),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -86,23 +106,11 @@ def one_boot(jupyter: Path, tmp: Path) -> tuple[float, float, float]:
     )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            while True:
-                try:
-                    if client.get("/api/status").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None:
-                    raise SystemExit(f"jupyter exited with {proc.returncode}")
-                time.sleep(0.02)
+            wait_jupyter(client, proc)
             ready = time.perf_counter() - start
             tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
             cpu = sum(sum(p.cpu_times()[:2]) for p in tree)
-            # a kernel, started as JupyterLab starts one (its XSRF cookie from the page)
-            client.get("/lab")
-            xsrf = client.cookies["_xsrf"]
-            r = client.post("/api/kernels", json={}, headers={"X-XSRFToken": xsrf})
-            assert r.status_code == 201, r.text
+            start_kernel(client)
         everything = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
         stop = time.perf_counter()
         proc.send_signal(signal.SIGTERM)

@@ -33,7 +33,7 @@ sys.path[:0] = [str(ROOT / "tests")]
 from conftest import STANDIN, free_port, wait_for_port  # noqa: E402
 
 from vast_sglang_launcher.edge import caddyfile  # noqa: E402
-from vast_sglang_launcher.edge.portal import portal_entries  # noqa: E402
+from vast_sglang_launcher.edge.portal import PortalEntry, portal_entries  # noqa: E402
 from vast_sglang_launcher.settings import load_settings  # noqa: E402
 
 TOKEN = "bench-token-0123456789"
@@ -67,15 +67,27 @@ def render(run_dir: Path, port: int, upstream: int, loading: bool) -> str:
     if loading:
         return caddyfile.render_caddyfile(settings, portal_entries(settings))
     with_lines, with_errors = caddyfile._sglang_lines, caddyfile._loading_error_lines
+
+    def no_marker(
+        entry: PortalEntry,
+        run_dir: Path | None,
+        indent: str,
+        caddy_version: tuple[int, int, int] | None,
+    ) -> list[str]:
+        return with_lines(entry, None, indent, caddy_version)
+
+    def no_errors(run_dir: Path) -> list[str]:
+        return []
+
     try:
-        caddyfile._sglang_lines = lambda entry, run_dir, indent: with_lines(entry, None, indent)
-        caddyfile._loading_error_lines = lambda run_dir: []
+        caddyfile._sglang_lines = no_marker
+        caddyfile._loading_error_lines = no_errors
         return caddyfile.render_caddyfile(settings, portal_entries(settings))
     finally:
         caddyfile._sglang_lines, caddyfile._loading_error_lines = with_lines, with_errors
 
 
-def pct(values: list[float], q: float) -> float:
+def pct(values: list[float], q: int) -> float:
     return (
         statistics.quantiles(values, n=100, method="inclusive")[q - 1] if q < 100 else max(values)
     )

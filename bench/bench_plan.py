@@ -14,6 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from conftest import launcher_argv, launcher_env
+
 
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 20
@@ -23,14 +27,16 @@ def main() -> None:
         (model / "config.json").write_text(
             json.dumps({"num_attention_heads": 28, "num_key_value_heads": 4})
         )
-        env = dict(
-            os.environ,
-            SGLANG_MODEL=str(model),
-            GPU_COUNT="8",
-            SGLANG_ARGS="--context-length 8192 --mem-fraction-static 0.85",
-            SGLANG_ARGS_FILE=str(Path(tmp) / "args.conf"),
+        env = launcher_env(
+            dict(
+                os.environ,
+                SGLANG_MODEL=str(model),
+                GPU_COUNT="8",
+                SGLANG_ARGS="--context-length 8192 --mem-fraction-static 0.85",
+                SGLANG_ARGS_FILE=str(Path(tmp) / "args.conf"),
+            )
         )
-        cmd = [sys.executable, "-m", "vast_sglang_launcher", "plan"]
+        cmd = launcher_argv("plan")
         subprocess.run(cmd, env=env, capture_output=True, check=True)  # warm the page cache
         times = []
         for _ in range(runs):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "serverless")]
 
 from autoscaler_standin import Autoscaler  # noqa: E402
 from conftest import LauncherRig, private_network  # noqa: E402
+from report import add, print_table, require_root  # noqa: E402
 from serverless_rig import Serverless  # noqa: E402
 
 
@@ -97,20 +97,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("run as root (a private network namespace)")
+    require_root()
     results: dict[str, list[float]] = {}
     with private_network():
         for i in range(args.runs):
             with tempfile.TemporaryDirectory() as d:
-                for k, v in one_run(Path(d)).items():
-                    results.setdefault(k, []).append(v)
+                add(results, one_run(Path(d)))
             print(f"run {i + 1}/{args.runs} done", file=sys.stderr)
-    print("| measure | median | min | max |")
-    print("| --- | ---: | ---: | ---: |")
-    for k, vals in results.items():
-        print(f"| {k} | {statistics.median(vals):.0f} | {min(vals):.0f} | {max(vals):.0f} |")
-    print(json.dumps(results))
+    print_table(results)
 
 
 if __name__ == "__main__":

@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import http.client
 import json
 import os
 import shlex
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,30 +39,14 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "tests" / "sglang_standin.py"
+sys.path.insert(0, str(ROOT / "tests"))
 
+from conftest import free_port, launcher_argv  # noqa: E402
+from conftest import proc_gone as gone  # noqa: E402
+from conftest import wait_for as wait_on  # noqa: E402
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def gone(pid: int) -> bool:
-    try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return True
-
-
-def wait_for(cond: Callable[[], Any], what: str, timeout: float = 60.0, step: float = 0.001) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(step)
+# a millisecond between looks: the times measured here are no coarser than that
+wait_for = functools.partial(wait_on, interval=0.001)
 
 
 def iso_ts(text: str) -> float:
@@ -99,7 +82,7 @@ class Launcher:
             **extra,
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vast_sglang_launcher", "run"],
+            launcher_argv("run"),
             env=env,
             cwd=tmp,
             stdin=subprocess.DEVNULL,
@@ -164,7 +147,7 @@ def run_serving(tmp: Path, idle: float, liveness_period: float) -> dict[str, flo
         LAUNCHER_LIVENESS_PERIOD=str(liveness_period),
     )
     try:
-        wait_for(lambda: launcher.status().get("state") == "starting", "starting", step=0.01)
+        wait_for(lambda: launcher.status().get("state") == "starting", "starting", interval=0.01)
         stop = threading.Event()
         seen: list[float] = []
         poller = threading.Thread(target=first_200, args=(launcher.port, stop, seen))
@@ -172,7 +155,7 @@ def run_serving(tmp: Path, idle: float, liveness_period: float) -> dict[str, flo
         startup_cpu = cpu_percent(launcher.ps, 4.0)  # the port is still closed
         poller.start()
         data = wait_for(
-            lambda: (s := launcher.status()).get("state") == "ready" and s, "ready", step=0.002
+            lambda: (s := launcher.status()).get("state") == "ready" and s, "ready", interval=0.002
         )
         poller.join(5)
         stop.set()
@@ -209,7 +192,7 @@ def run_crash(tmp: Path) -> dict[str, float]:
     )
     try:
         data = wait_for(
-            lambda: (s := launcher.status()).get("state") == "ready" and s, "ready", step=0.01
+            lambda: (s := launcher.status()).get("state") == "ready" and s, "ready", interval=0.01
         )
         pid = int(data["server_pid"])
         wait_for(lambda: gone(pid), "crash", timeout=10)

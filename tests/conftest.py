@@ -12,7 +12,9 @@ import io
 import itertools
 import json
 import os
+import re
 import shlex
+import shutil
 import signal
 import socket
 import struct
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,86 @@ from urllib.parse import urlsplit
 
 import psutil
 import pytest
+from fake_hub import FakeHub, tiny_repo
 
 CHECKOUT = str(Path(__file__).resolve().parent.parent)
+
+# --- waiting on a condition -------------------------------------------------------------------
+
+
+def wait_for(
+    cond: Callable[[], Any],
+    what: str = "the condition",
+    timeout: float = 60.0,
+    detail: Callable[[], str] = lambda: "",
+    interval: float = 0.02,
+) -> Any:
+    """Poll `cond` until it returns something true, and return that; past `timeout` seconds,
+    fail naming `what`, with `detail()` (what the rig saw) below. Tests wait on a condition
+    like this, never on a sleep: a loaded machine only makes the wait longer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            more = detail()
+            raise AssertionError(
+                f"timed out after {timeout} s waiting for {what}" + (f"\n{more}" if more else "")
+            )
+        time.sleep(interval)
+
+
+# --- the launcher of this checkout, in a subprocess ------------------------------------------
+
+
+def launcher_argv(*args: str) -> list[str]:
+    """`python -m vast_sglang_launcher ARGS` with the Python running the tests."""
+    return [sys.executable, "-m", "vast_sglang_launcher", *args]
+
+
+def launcher_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with this checkout first on PYTHONPATH: the subprocess runs the launcher of this
+    checkout, never one installed elsewhere."""
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != CHECKOUT]
+    return {**env, "PYTHONPATH": os.pathsep.join([CHECKOUT, *rest])}
+
+
+def run_launcher(
+    *args: str, env: Mapping[str, str], timeout: float = 30, cwd: Path | str | None = None
+) -> "subprocess.CompletedProcess[str]":
+    """Run `vast_sglang_launcher ARGS` of this checkout to its end, output captured as text."""
+    return subprocess.run(
+        launcher_argv(*args),
+        env=launcher_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+
+
+def run_plan(
+    tmp_path: Path, env: Mapping[str, str], *extra: str
+) -> "subprocess.CompletedProcess[str]":
+    """`plan EXTRA` in an environment of its own (no args file, the workspace under tmp_path,
+    the hub offline); `env` adds to it and overrides it."""
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "SGLANG_ARGS_FILE": str(tmp_path / "sglang-args.conf"),
+        "WORKSPACE": str(tmp_path / "ws"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    return run_launcher("plan", *extra, env={**base, **env})
+
+
+def plan_json(tmp_path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """`plan --json` (run_plan), which must succeed, as a dict."""
+    done = run_plan(tmp_path, env, "--json")
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
 
 # --- no test reaches past loopback -------------------------------------------------------------
 #
@@ -86,6 +166,56 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+# --- no test leaves a process behind ---------------------------------------------------------
+#
+# A process that a test started and that still runs when the test is over (a detached weight
+# prefetch, a provisioning script, a server whose launcher was killed) would go on asking the
+# hub, holding ports or writing into the next test's files. After each test (after every rig
+# and reaper of its own has cleaned up), the processes started during the test whose command
+# line or environment names the test's tmp_path are killed, and the test fails naming them.
+
+
+def processes_naming(tmp: Path | str, since: float = 0.0) -> list[psutil.Process]:
+    """Running processes started after `since` (time.time()) whose command line or environment
+    names `tmp` (every rig puts its paths there): a test's own, detached ones included."""
+    # the path itself, not a longer name it begins (pytest's test_x1 and test_x10)
+    names = re.compile(re.escape(str(tmp)) + r"(?![\w.-])")
+    found = []
+    for p in psutil.process_iter(["create_time", "status"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if p.info["create_time"] < since or p.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if p.pid == os.getpid():
+                continue
+            if any(names.search(part) for part in [*p.cmdline(), *p.environ().values()]):
+                found.append(p)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    # psutil's create_time counts from the boot time in whole seconds (/proc/stat btime):
+    # up to a second early; two back, not to miss one (older ones cannot name this tmp_path)
+    since = time.time() - 2
+    yield
+    tmp = request.node.funcargs.get("tmp_path")
+    if tmp is None:
+        return
+    left = processes_naming(tmp, since)
+    if not left:
+        return
+    described = []
+    for p in left:
+        with contextlib.suppress(psutil.Error):
+            described.append(f"{p.pid} {shlex.join(p.cmdline())[:200]}")
+            p.kill()
+    psutil.wait_procs(left, timeout=10)
+    pytest.fail(
+        "the test left processes behind (killed now):\n  " + "\n  ".join(described),
+        pytrace=False,
+    )
+
+
 # --- boot steps (hotfix, packages, provisioning, entrypoint): tests/test_boot*.py,
 # --- test_scripts*.py, test_packages*.py, test_entrypoint*.py
 
@@ -125,7 +255,7 @@ class BootRoot:
         return self.markers / name
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "vast_sglang_launcher", *args]
+        return launcher_argv(*args)
 
     def run(
         self, *args: str, timeout: float = 30, **env: str
@@ -184,6 +314,7 @@ class ScriptServer:
             def do_GET(self) -> None:
                 server.requests.append(self.path)
                 queue = server.routes.get(urlsplit(self.path).path)
+                headers: dict[str, str]
                 if not queue:
                     status, body, headers = 404, b"not found\n", {}
                 else:
@@ -337,7 +468,7 @@ class LauncherRig:
 
     # --- the launcher -------------------------------------------------------------------
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "vast_sglang_launcher", *args]
+        return launcher_argv(*args)
 
     def start(self, **env: str) -> "subprocess.Popen[bytes]":
         """Start `run` in the background, stdout and stderr to files."""
@@ -373,12 +504,13 @@ class LauncherRig:
         return f"--- stdout ---\n{self.stdout()}\n--- stderr ---\n{self.stderr()}"
 
     # --- what happened --------------------------------------------------------------------
-    def status(self) -> dict[str, Any] | None:
+    def status(self) -> dict[str, Any]:
+        """status.json as the launcher last wrote it; {} before it is written (or unreadable)."""
         try:
             data = json.loads((self.run_dir / "status.json").read_text())
         except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+            return {}
+        return data if isinstance(data, dict) else {}
 
     def starts(self) -> list[dict[str, Any]]:
         """The stand-in's start records, oldest first."""
@@ -399,22 +531,12 @@ class LauncherRig:
         return pids
 
     def wait_for(self, cond: "Callable[[], Any]", what: str, timeout: float = 60.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = cond()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout} s waiting for {what}\n"
-                    f"status: {self.status()}\n{self.output()}"
-                )
-            time.sleep(0.02)
+        return wait_for(cond, what, timeout, lambda: f"status: {self.status()}\n{self.output()}")
 
     def wait_state(self, state: str, timeout: float = 60.0) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             data = self.status()
-            return data if data is not None and data.get("state") == state else None
+            return data if data.get("state") == state else None
 
         return dict(self.wait_for(check, f"state {state}", timeout))
 
@@ -519,6 +641,82 @@ class Reaper:
         psutil.wait_procs(list(self.known.values()), timeout=5)
 
 
+class BootedRoot:
+    """A temporary container root booted by `entrypoint` (supervisord with the image's
+    supervisor/supervisord.conf, then its programs): what the image's end-to-end rigs share
+    (tests/test_e2e_image.py, tests/jupyter/test_jupyter_edge.py). A rig fills `env`."""
+
+    config = Path(CHECKOUT) / "supervisor" / "supervisord.conf"
+    wait_timeout = 60.0
+
+    def __init__(self, tmp: Path, reaper: "Reaper") -> None:
+        self.tmp = tmp
+        self.reaper = reaper
+        self.env: dict[str, str] = {}
+        self.out = tmp / "container.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def boot(self) -> "subprocess.Popen[bytes]":
+        """`entrypoint` in a session of its own, its output (and supervisord's) to `out`."""
+        with open(self.out, "wb") as out:
+            self.proc = self.reaper.add(
+                subprocess.Popen(
+                    launcher_argv("entrypoint"),
+                    env=launcher_env(self.env),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.tmp,
+                    start_new_session=True,
+                )
+            )
+        return self.proc
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace") if self.out.exists() else ""
+
+    def fail(self, what: str) -> None:
+        raise AssertionError(f"{what}\n--- container output ---\n{self.output()}")
+
+    def wait(self, cond: Callable[[], Any], what: str, timeout: float | None = None) -> Any:
+        """wait_for, failing at once when supervisord exits meanwhile."""
+
+        def check() -> Any:
+            if self.proc is not None and self.proc.poll() is not None:
+                value = cond()  # what it did before it exited counts
+                if not value:
+                    self.fail(f"supervisord exited ({self.proc.returncode}) waiting for {what}")
+                return value
+            return cond()
+
+        return wait_for(check, what, timeout or self.wait_timeout, self.output, interval=0.1)
+
+    def ctl(self, *args: str) -> "subprocess.CompletedProcess[str]":
+        supervisorctl = shutil.which("supervisorctl")
+        assert supervisorctl is not None
+        return subprocess.run(
+            [supervisorctl, "-c", str(self.config), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def states(self) -> dict[str, str]:
+        """`supervisorctl status`: program name -> state."""
+        lines = self.ctl("status").stdout.splitlines()
+        # "services:caddy" -> "caddy" (supervisor/supervisord.conf, [group:services])
+        return {
+            line.split()[0].rpartition(":")[2]: line.split()[1]
+            for line in lines
+            if len(line.split()) > 1
+        }
+
+    def descendants(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid).children(recursive=True)
+
+
 @pytest.fixture
 def reaper() -> Iterator[Reaper]:
     r = Reaper()
@@ -575,3 +773,22 @@ def private_network() -> Iterator[None]:
                 raise OSError(err, f"setns back: {os.strerror(err)}")
     finally:
         os.close(home)
+
+
+@pytest.fixture
+def net() -> Iterator[None]:
+    """The test in a network namespace of its own (private_network): its ports meet no other
+    test's (the gateway's metrics port, the serverless worker's fixed 3000)."""
+    with private_network():
+        yield
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHub]:
+    """The loopback hub (tests/fake_hub.py) with org/tiny (4 MiB in 3 shards) and org/gated
+    (1 MiB, needs a token): the prefetch's and the partial downloads' tests."""
+    gated = tiny_repo(weights_mb=1, shards=1)
+    gated.gated = True
+    h = FakeHub({"org/tiny": tiny_repo(weights_mb=4, shards=3), "org/gated": gated})
+    yield h
+    h.close()

@@ -28,6 +28,8 @@ off), all measured from process start unless noted:
                             5, SGLang's; see "The stop" below)
 ``STANDIN_STATE_DIR``       write ``start-<n>.json`` there at start (pid, pgid, sid, args, env)
 ``STANDIN_STREAM_INTERVAL`` seconds between streamed chat chunks (default 0.2)
+``STANDIN_STREAM_GATE``     a path: a stream stops after its first chunk until it exists (a
+                          test sees a chunk arrive before the answer could be complete)
 ``STANDIN_ACCESS_LOG``      ``1``: log each HTTP request to stderr
 ``STANDIN_FAILURE``         fail at start as the real release does, with its exact last lines:
                           ``no_accelerator``, ``unsupported_arch``, ``model_not_found``,
@@ -36,7 +38,8 @@ off), all measured from process start unless noted:
 ``STANDIN_CHATTER``         print this many log lines every 10 ms, from start until exit
 ``STANDIN_HEALTH_HANG``     ``1``: a /health request before ready never gets an answer
 ``STANDIN_ORPHANS``         ``1``: the STANDIN_CHILDREN outlive the server (no PDEATHSIG)
-``STANDIN_STATE_DIR``       also gets ``signals-<pid>.txt``: one line per signal received
+``STANDIN_STATE_DIR``       also gets ``signals-<pid>.txt``: one line per signal received,
+                          and ``armed-<pid>`` from each child once its PDEATHSIG is set
 ``STANDIN_API_KEY``         every request but ``/health*`` needs ``Authorization: Bearer`` this
                             (401 otherwise), as SGLang's ``--api-key`` and the edge ask
 ``STANDIN_REQUEST_LOG``     append one JSON line per answered request to this file
@@ -117,6 +120,8 @@ try:
     ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
 except Exception:
     pass
+if os.environ.get("STANDIN_STATE_DIR"):  # armed: tests wait for this, not for a while
+    open(os.path.join(os.environ["STANDIN_STATE_DIR"], f"armed-{os.getpid()}"), "w").close()
 ppid = int(sys.argv[1])
 while os.getppid() == ppid:
     time.sleep(1.0)
@@ -326,7 +331,7 @@ class Handler(BaseHTTPRequestHandler):
 
     @property
     def state(self) -> State:
-        return self.server.standin_state  # type: ignore[attr-defined,no-any-return]
+        return self.server.standin_state  # type: ignore[attr-defined]
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.state.access_log:
@@ -554,6 +559,9 @@ class Handler(BaseHTTPRequestHandler):
                         {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish}
                     ]
                 emit(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                gate = os.environ.get("STANDIN_STREAM_GATE")
+                while i == 0 and gate and not os.path.exists(gate):
+                    time.sleep(0.01)  # held after the first chunk until the test lets go
             emit(b"data: [DONE]\n\n")
             if chunked:
                 self.wfile.write(b"0\r\n\r\n")

@@ -9,19 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import launcher_argv, launcher_env, run_launcher
 
 from vast_sglang_launcher.cli import _COMMANDS
 from vast_sglang_launcher.settings_doc import markdown_page
 from vast_sglang_launcher.supervise.status_writer import StatusFile
-
-LAUNCHER = [sys.executable, "-m", "vast_sglang_launcher"]
 
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:
     """A hermetic environment: every directory under tmp, no hub access."""
     env = {
         "PATH": os.environ.get("PATH", os.defpath),
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
         "LANG": "C.UTF-8",
         "LAUNCHER_RUN_DIR": str(tmp / "run"),
         "LAUNCHER_LOG_DIR": str(tmp / "logs"),
@@ -35,9 +33,7 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def _launcher(tmp: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*LAUNCHER, *args], env=_env(tmp, **env), capture_output=True, text=True, timeout=60
-    )
+    return run_launcher(*args, env=_env(tmp, **env), timeout=60)
 
 
 # --- help -----------------------------------------------------------------------------------
@@ -133,8 +129,8 @@ def test_a_closed_pipe_is_a_quiet_exit(
     os.close(read_end)
     try:
         result = subprocess.run(
-            [*LAUNCHER, *args],
-            env=_env(tmp_path, **env),
+            launcher_argv(*args),
+            env=launcher_env(_env(tmp_path, **env)),
             stdout=write_end,
             stderr=subprocess.PIPE,
             text=True,

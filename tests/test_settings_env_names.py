@@ -9,11 +9,9 @@ of every supported release by scripts/extract-sglang-env-names.py (its docstring
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import LauncherRig
+from conftest import LauncherRig, run_launcher
 from pydantic import AliasChoices
 
 from vast_sglang_launcher.edge.portal import portal_entries
@@ -68,8 +66,9 @@ def test_the_old_port_name_still_works_and_says_so() -> None:
     assert load_settings({"LAUNCHER_SERVER_PORT": "18002"}).sglang_port == 18002
     both = {"LAUNCHER_SERVER_PORT": "18002", "SGLANG_PORT": "18001"}
     assert load_settings(both).sglang_port == 18002  # then SGLANG_PORT is SGLang's own
-    done = subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "plan", "--json"],
+    done = run_launcher(
+        "plan",
+        "--json",
         env={
             "PATH": "/usr/bin:/bin",
             "SGLANG_PORT": "18001",
@@ -77,8 +76,6 @@ def test_the_old_port_name_still_works_and_says_so() -> None:
             "SGLANG_ARGS_FILE": "/nonexistent",
             "HF_HUB_OFFLINE": "1",
         },
-        capture_output=True,
-        text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr

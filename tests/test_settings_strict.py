@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import launcher_argv
 
 from vast_sglang_launcher.errors import ConfigError
 from vast_sglang_launcher.knob_types import MAX_SECONDS
@@ -199,7 +199,7 @@ def test_commands_exit_78_with_one_line(
         b"LAUNCHER_LOG_DIR": str(tmp_path / "logs").encode(),
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", *command],
+        launcher_argv(*command),
         env={**base, **env},
         capture_output=True,
         timeout=60,
@@ -223,7 +223,7 @@ def test_status_with_a_bad_value_says_not_healthy_in_one_line(
         b"LAUNCHER_RUN_DIR": str(tmp_path / "run").encode(),
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "status"],
+        launcher_argv("status"),
         env={**base, **env},
         capture_output=True,
         timeout=60,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import signal
@@ -11,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,21 +17,27 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from conftest import free_port
+from conftest import free_port, wait_for
 
 STANDIN = Path(__file__).resolve().parent / "sglang_standin.py"
 READY_LINE = "The server is fired up and ready to roll!"
 
 
-def wait_until(pred: Callable[[], Any], timeout: float = 60.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+def ignored_signals(pid: int) -> int:
+    """The SigIgn mask of /proc/PID/status (bit N-1: signal N)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no SigIgn in /proc/{pid}/status")
+
+
+def pending_signals(pid: int) -> int:
+    """The signals pending for PID, its own and its thread group's (SigPnd | ShdPnd)."""
+    mask = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")):
+            mask |= int(line.split()[1], 16)
+    return mask
 
 
 def kill_group(proc: subprocess.Popen[str]) -> None:
@@ -106,7 +110,7 @@ class Standin:
             return None
 
     def wait_healthy(self, timeout: float = 5.0) -> None:
-        wait_until(lambda: self.status() == 200, timeout)
+        wait_for(lambda: self.status() == 200, timeout=timeout)
 
 
 @pytest.fixture
@@ -176,11 +180,11 @@ def test_bind_delay_warmup_and_ready_line(launch: Callable[..., Standin]) -> Non
     # Each phase lasts 4 s: each check below runs at its phase's start (waited for), well
     # within it even on a loaded machine.
     run = launch(STANDIN_BIND_DELAY="4", STANDIN_WARMUP="4")
-    wait_until(lambda: "Load weight begin." in run.out())
+    wait_for(lambda: "Load weight begin." in run.out())
     with pytest.raises(httpx.ConnectError):
         run.get("/health", timeout=0.5)
 
-    wait_until(lambda: run.status("/v1/models") == 200)
+    wait_for(lambda: run.status("/v1/models") == 200)
     assert run.status("/health") == 503
     assert run.status("/health_generate") == 503
     models = run.get("/v1/models").json()
@@ -190,25 +194,27 @@ def test_bind_delay_warmup_and_ready_line(launch: Callable[..., Standin]) -> Non
 
     run.wait_healthy()
     assert run.status("/health_generate") == 200
-    wait_until(lambda: READY_LINE in [line.split("] ", 1)[-1] for line in run.stdout])
+    wait_for(lambda: READY_LINE in [line.split("] ", 1)[-1] for line in run.stdout])
     info = run.get("/model_info").json()
     assert info == {"model_path": "test/model", "is_generation": True}
     assert run.status("/nope") == 404
 
 
-def test_children_share_pgid_and_die_with_parent(launch: Callable[..., Standin]) -> None:
-    run = launch(STANDIN_CHILDREN="2")
+def test_children_share_pgid_and_die_with_parent(
+    launch: Callable[..., Standin], tmp_path: Path
+) -> None:
+    run = launch(STANDIN_CHILDREN="2", STANDIN_STATE_DIR=tmp_path)
     parent = psutil.Process(run.proc.pid)
-    children = wait_until(lambda: len(parent.children()) == 2 and parent.children())
+    children = wait_for(lambda: len(parent.children()) == 2 and parent.children())
     pgid = os.getpgid(run.proc.pid)
     for child in children:
         assert os.getpgid(child.pid) == pgid
     run.wait_healthy()
-    # Give the children time to arm PR_SET_PDEATHSIG, then kill only the parent.
-    time.sleep(0.3)
+    # Once both children have armed PR_SET_PDEATHSIG, kill only the parent.
+    wait_for(lambda: all((tmp_path / f"armed-{c.pid}").exists() for c in children))
     os.kill(run.proc.pid, signal.SIGKILL)
     assert run.wait() == -signal.SIGKILL
-    wait_until(lambda: all_dead(children))
+    wait_for(lambda: all_dead(children))
 
 
 def test_crash_after_dies_by_sigkill(launch: Callable[..., Standin]) -> None:
@@ -218,10 +224,10 @@ def test_crash_after_dies_by_sigkill(launch: Callable[..., Standin]) -> None:
         STANDIN_CRASH_MESSAGE="RuntimeError: CUDA error: out of memory",
     )
     parent = psutil.Process(run.proc.pid)
-    children = wait_until(parent.children)
+    children = wait_for(parent.children)
     assert run.wait() == -signal.SIGKILL
     assert "CUDA error: out of memory" in run.err()
-    wait_until(lambda: all_dead(children))
+    wait_for(lambda: all_dead(children))
 
 
 def test_exit_after_with_code(launch: Callable[..., Standin]) -> None:
@@ -266,15 +272,15 @@ def test_sigterm_drains_the_request_in_flight_then_ends_the_tree(
     got: list[str] = []
     reader = threading.Thread(target=_stream_lines, args=(run, got))
     reader.start()
-    wait_until(lambda: got, 30)
+    wait_for(lambda: got, timeout=30)
     run.proc.send_signal(signal.SIGTERM)  # the main process only, as the launcher does
-    wait_until(lambda: run.status() == 503, 30)
+    wait_for(lambda: run.status() == 503, timeout=30)
     reader.join(60)
     assert len(got) == 6 and got[-1] == "[DONE]", got
     assert run.wait(60) == rc
     assert "Draining requests and shutting down..." in run.out()
     assert "Gracefully exiting... Remaining number of requests 1." in run.out()
-    wait_until(lambda: all_dead(children), timeout=30)
+    wait_for(lambda: all_dead(children), timeout=30)
 
 
 def test_sigterm_to_the_group_kills_the_schedulers_and_the_request_hangs(
@@ -286,11 +292,11 @@ def test_sigterm_to_the_group_kills_the_schedulers_and_the_request_hangs(
     got: list[str] = []
     reader = threading.Thread(target=_stream_lines, args=(run, got), daemon=True)
     reader.start()
-    wait_until(lambda: got, 30)
+    wait_for(lambda: got, timeout=30)
     os.killpg(run.proc.pid, signal.SIGTERM)
-    wait_until(lambda: all_dead(children), timeout=30)  # no handler: died of it
+    wait_for(lambda: all_dead(children), timeout=30)  # no handler: died of it
     # The main process drains forever: its one request never ends without a scheduler.
-    wait_until(lambda: run.out().count("Remaining number of requests 1.") >= 3, 30)
+    wait_for(lambda: run.out().count("Remaining number of requests 1.") >= 3, timeout=30)
     assert run.proc.poll() is None
     assert "[DONE]" not in got
     run.proc.kill()
@@ -299,11 +305,11 @@ def test_sigterm_to_the_group_kills_the_schedulers_and_the_request_hangs(
 
 def test_sigterm_before_ready_has_its_default_action(launch: Callable[..., Standin]) -> None:
     run = launch(STANDIN_CHILDREN=1, STANDIN_BIND_DELAY=3600)
-    wait_until(lambda: "Load weight begin" in run.out(), 30)
+    wait_for(lambda: "Load weight begin" in run.out(), timeout=30)
     children = psutil.Process(run.proc.pid).children()
     run.proc.send_signal(signal.SIGTERM)
     assert run.wait(30) == -signal.SIGTERM
-    wait_until(lambda: all_dead(children), timeout=30)  # PDEATHSIG
+    wait_for(lambda: all_dead(children), timeout=30)  # PDEATHSIG
 
 
 def test_force_shutdown_skips_the_drain(launch: Callable[..., Standin]) -> None:
@@ -329,7 +335,7 @@ def test_a_rank_above_0_waits_for_rank_0_from_0_5_22(
     if not ignores:
         assert run.wait(30) == -signal.SIGTERM
         return
-    wait_until(lambda: "waiting for the rank-0 ShutdownReq" in run.out(), 30)
+    wait_for(lambda: "waiting for the rank-0 ShutdownReq" in run.out(), timeout=30)
     assert run.proc.poll() is None
     run.proc.kill()
     run.wait(30)
@@ -351,8 +357,9 @@ def test_start_records_are_never_seen_half_written(
 def test_ignore_sigterm(launch: Callable[..., Standin]) -> None:
     run = launch(STANDIN_IGNORE_SIGTERM="1")
     run.wait_healthy()
+    # SIGTERM is ignored (SigIgn): the kernel drops it when it is sent, nothing to wait for
+    assert ignored_signals(run.proc.pid) & (1 << (signal.SIGTERM - 1))
     run.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.4)
     assert run.proc.poll() is None
     assert run.status() == 200
     run.proc.kill()
@@ -362,7 +369,7 @@ def test_ignore_sigterm(launch: Callable[..., Standin]) -> None:
 def test_hang_makes_health_time_out(launch: Callable[..., Standin]) -> None:
     run = launch(STANDIN_HANG_AFTER="0.6")
     # no wait for a healthy answer first: on a loaded machine the hang may come before it
-    wait_until(lambda: run.proc.poll() is None and _times_out(run))
+    wait_for(lambda: run.proc.poll() is None and _times_out(run))
     assert run.proc.poll() is None
     # The port still accepts connections.
     with socket.create_connection(("127.0.0.1", run.port), timeout=1):
@@ -395,24 +402,25 @@ def test_chat_completion_non_streaming(launch: Callable[..., Standin]) -> None:
 
 
 def test_streaming_chunks_arrive_over_time(launch: Callable[..., Standin]) -> None:
-    run = launch(STANDIN_STREAM_INTERVAL="0.15")
+    run = launch(STANDIN_STREAM_INTERVAL="0.01")
     run.wait_healthy()
-    arrivals: list[tuple[float, str]] = []
     payload = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    with httpx.stream("POST", run.base + "/v1/chat/completions", json=payload, timeout=5) as r:
+    with httpx.stream("POST", run.base + "/v1/chat/completions", json=payload, timeout=30) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
-        for line in r.iter_lines():
-            if line.startswith("data: "):
-                arrivals.append((time.monotonic(), line[len("data: ") :]))
-    assert len(arrivals) == 6
-    assert arrivals[-1][1] == "[DONE]"
-    chunks = [json.loads(data) for _, data in arrivals[:-1]]
+        events = [line[len("data: ") :] for line in r.iter_lines() if line.startswith("data: ")]
+    assert len(events) == 6
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(data) for data in events[:-1]]
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
-    assert arrivals[4][0] - arrivals[0][0] >= 0.45
-    gaps = [b[0] - a[0] for a, b in itertools.pairwise(arrivals[:5])]
-    assert min(gaps) >= 0.08
+    # One chunk at a time: with an hour between chunks, the first still comes (a server that
+    # sent the body whole would send nothing within the client's timeout).
+    slow = launch(STANDIN_STREAM_INTERVAL="3600")
+    slow.wait_healthy()
+    with httpx.stream("POST", slow.base + "/v1/chat/completions", json=payload, timeout=60) as r:
+        first = next(line for line in r.iter_lines() if line.startswith("data: "))
+    assert json.loads(first[len("data: ") :])["choices"][0]["delta"]["role"] == "assistant"
 
 
 @pytest.mark.parametrize(
@@ -447,21 +455,25 @@ def test_failure_modes_print_the_real_lines(
 
 def test_health_hangs_before_ready_when_asked(launch: Callable[..., Standin]) -> None:
     run = launch(STANDIN_HEALTH_HANG=1, STANDIN_WARMUP=1.0)
-    wait_until(lambda: "Uvicorn running" in run.out(), 10)
+    wait_for(lambda: "Uvicorn running" in run.out())
     with pytest.raises(httpx.ReadTimeout):
         run.get("/health", timeout=0.5)
-    wait_until(lambda: READY_LINE in run.out(), 10)
+    wait_for(lambda: READY_LINE in run.out())
     assert run.status() == 200
 
 
 def test_orphans_outlive_the_server(launch: Callable[..., Standin], tmp_path: Path) -> None:
     run = launch(STANDIN_CHILDREN=1, STANDIN_ORPHANS=1, STANDIN_STATE_DIR=tmp_path)
-    wait_until(lambda: list(tmp_path.glob("start-*.json")), 10)
+    wait_for(lambda: list(tmp_path.glob("start-*.json")))
     kid = json.loads(next(tmp_path.glob("start-*.json")).read_text())["children"][0]
     os.kill(run.proc.pid, signal.SIGKILL)
     run.wait(5)
-    time.sleep(1.5)
+    # Reparented: the kernel sends a child's parent-death signal as it gives it its new
+    # parent (Linux kernel/exit.c `forget_original_parent`, one loop under tasklist_lock), so
+    # one set would be pending now (or have killed it); none is.
+    wait_for(lambda: psutil.Process(kid).ppid() != run.proc.pid)
     try:
+        assert not pending_signals(kid) & (1 << (signal.SIGKILL - 1))
         assert psutil.Process(kid).status() != psutil.STATUS_ZOMBIE
     finally:
         with contextlib.suppress(psutil.Error):

@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_launcher
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
@@ -61,13 +61,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         "HF_ENDPOINT": "http://127.0.0.1:9",
         "GPU_COUNT": "1",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", *args],
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_launcher(*args, env={**base, **env}, timeout=60)
 
 
 BAD = [

@@ -1,12 +1,13 @@
 """Boot steps through `provision`: order, run-every-boot, run-once, markers, interruption."""
 
+import functools
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
+from conftest import wait_for
 
 from vast_sglang_launcher import markers
 
@@ -34,13 +35,6 @@ def counting_script(boot_root, name, extra=""):
 def order(boot_root):
     path = boot_root.tmp / "order"
     return path.read_text().split() if path.exists() else []
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -162,7 +156,7 @@ def test_interrupted_provisioning_removes_its_marker_and_its_processes(boot_root
     assert not boot_root.marker(COMPLETE).exists()
     assert not boot_root.marker(FAILED).exists()
     for pid in map(int, pids.read_text().split()):
-        wait_for(lambda pid=pid: not _running(pid))
+        wait_for(functools.partial(lambda p: not _running(p), pid))
     # The next boot provisions again.
     quick = boot_root.script("quick.sh", "echo ok\n")
     out = boot_root.run("provision", PROVISIONING_SCRIPT=str(quick))

@@ -5,9 +5,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from conftest import processes_naming, wait_for
 
 from vast_sglang_launcher import markers
 from vast_sglang_launcher.boot.entrypoint import final_command
@@ -24,13 +24,6 @@ RECORD = (
     " 'provisioning': os.path.exists(sys.argv[2]), 'hotfix': os.path.exists(sys.argv[3])},"
     " open(sys.argv[1], 'w'))"
 )
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def start_entrypoint(boot_root, cmd, **env):
@@ -102,6 +95,8 @@ def test_boot_steps_run_then_the_command_replaces_the_launcher(boot_root):
     log = (boot_root.logs / "provisioning.log").read_text()
     assert "provisioning started\nprovisioning finished\n" in log
     wait_for(lambda: "provisioning finished" in (boot_root.tmp / "entrypoint.out").read_text())
+    # the background provisioning exits after it removed its marker
+    wait_for(lambda: not processes_naming(boot_root.tmp), "the background provisioning to end")
 
 
 def test_failed_provisioning_still_starts_the_instance(boot_root):
@@ -113,6 +108,7 @@ def test_failed_provisioning_still_starts_the_instance(boot_root):
     wait_for(lambda: boot_root.marker(FAILED).exists() and not boot_root.marker(PROV).exists())
     assert boot_root.marker(FAILED).read_text().splitlines()[0] == "4"
     assert not boot_root.marker(COMPLETE).exists()
+    wait_for(lambda: not processes_naming(boot_root.tmp), "the background provisioning to end")
 
 
 def test_completed_provisioning_is_not_run_again(boot_root):
@@ -123,7 +119,10 @@ def test_completed_provisioning_is_not_run_again(boot_root):
     proc = start_entrypoint(boot_root, cmd, PROVISIONING_SCRIPT=str(prov))
     assert proc.wait(timeout=30) == 0
     assert json.loads(result.read_text())["provisioning"] is False
-    time.sleep(0.3)
+    # Decided before the exec: skipped, so no background process was started that could
+    # still run the script (no wait needed to see that it did not).
+    err = (boot_root.tmp / "entrypoint.err").read_text()
+    assert f"boot: provisioning: skipped ({boot_root.marker(COMPLETE)} exists" in err, err
     assert not flag.exists()
 
 

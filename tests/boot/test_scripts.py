@@ -4,9 +4,9 @@ import os
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
+from conftest import wait_for
 
 from vast_sglang_launcher.boot.scripts import is_url, script_argv, to_unix
 from vast_sglang_launcher.redact import Redactor, redact_url, url_secrets
@@ -158,10 +158,7 @@ def test_output_streams_line_by_line_while_the_script_runs(boot_root):
         assert proc.stdout is not None
         assert proc.stdout.readline() == "first\n"
         log = boot_root.logs / "hotfix.log"
-        deadline = time.monotonic() + 10
-        while "first" not in (log.read_text() if log.exists() else ""):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(lambda: "first" in (log.read_text() if log.exists() else ""), "the first line")
         assert "second" not in log.read_text()
         assert proc.poll() is None
         release.touch()

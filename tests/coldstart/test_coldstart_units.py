@@ -290,7 +290,12 @@ def test_download_progress_counts_partial_blobs_of_both_client_lines(tmp_path: P
     (blobs / "aaa").write_bytes(b"x" * 100)  # complete
     (blobs / "bbb.incomplete").write_bytes(b"x" * 30)  # huggingface_hub 1.x
     (blobs / "ccc.1f2e3d4c.incomplete").write_bytes(b"x" * 20)  # 2.x: a per-process name
-    files = [("a", 100, "aaa"), ("b", 50, "bbb"), ("c", 40, "ccc"), ("d", 10, "ddd")]
+    files: list[tuple[str, int, str | None]] = [
+        ("a", 100, "aaa"),
+        ("b", 50, "bbb"),
+        ("c", 40, "ccc"),
+        ("d", 10, "ddd"),
+    ]
     assert bytes_on_disk(tmp_path, "org/m", files) == 150
 
 

@@ -14,19 +14,11 @@ import subprocess
 from pathlib import Path
 
 import psutil
-import pytest
 from conftest import LauncherRig, proc_gone
-from fake_hub import FakeHub, tiny_repo
+from fake_hub import FakeHub
 from test_prefetch import boot_again, hub_env, prefetch_status, wait_prefetch_gone
 
 from vast_sglang_launcher.coldstart import progress
-
-
-@pytest.fixture
-def hub() -> FakeHub:
-    h = FakeHub({"org/tiny": tiny_repo(weights_mb=4, shards=3)})
-    yield h  # type: ignore[misc]
-    h.close()
 
 
 def blobs(rig: LauncherRig, repo: str = "org/tiny") -> Path:
@@ -82,7 +74,7 @@ def test_a_partial_that_a_live_download_writes_is_kept(tmp_path: Path) -> None:
     fd = os.open(locks / "aaaa.lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)  # as huggingface_hub's WeakFileLock holds it while writing
     try:
-        files = [("a", 10, "aaaa"), ("b", 5, "bbbb")]
+        files: list[tuple[str, int, str | None]] = [("a", 10, "aaaa"), ("b", 5, "bbbb")]
         assert progress.reusable_bytes(cache, "org/x", files) == 5
         assert progress.remove_orphan_partials(cache, "org/x") == (1, 7)
     finally:

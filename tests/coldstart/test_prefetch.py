@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import LauncherRig, free_port, proc_gone
-from fake_hub import FakeHub, tiny_repo
+from fake_hub import FakeHub
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def hub() -> Iterator[FakeHub]:
-    gated = tiny_repo(weights_mb=1, shards=1)
-    gated.gated = True
-    h = FakeHub({"org/tiny": tiny_repo(weights_mb=4, shards=3), "org/gated": gated})
-    yield h
-    h.close()
 
 
 def hub_env(rig: LauncherRig, hub: FakeHub, model: str = "org/tiny", **more: str) -> dict[str, str]:
@@ -43,7 +34,7 @@ def snapshot(rig: LauncherRig, repo: str = "org/tiny") -> Path:
     return rig.workspace / ".cache" / "huggingface" / "hub" / folder / "snapshots" / SHA
 
 
-def prefetch_status(rig: LauncherRig) -> dict[str, object]:
+def prefetch_status(rig: LauncherRig) -> dict[str, Any]:
     return dict(json.loads((rig.run_dir / "prefetch.json").read_text()))
 
 

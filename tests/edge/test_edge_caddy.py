@@ -11,7 +11,6 @@ import signal
 import ssl
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import CHECKOUT, Reaper, wait_for_port
+from conftest import CHECKOUT, Reaper, launcher_argv, launcher_env, run_launcher, wait_for_port
 
 from vast_sglang_launcher.edge.caddyfile import FAIL_CLOSED_BODY, auth_cookie
 
@@ -184,8 +183,8 @@ def start_edge(
         with open(log, "wb") as out:
             proc = reaper.add(
                 subprocess.Popen(
-                    [sys.executable, "-m", "vast_sglang_launcher", "edge"],
-                    env=full_env,
+                    launcher_argv("edge"),
+                    env=launcher_env(full_env),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -537,8 +536,8 @@ def test_https_without_the_certificate_is_a_config_error(
 def test_rendered_caddyfiles_adapt_cleanly(tmp_path: Path, env: dict[str, str]) -> None:
     """Every variant is valid for this Caddy and already in `caddy fmt` form (no warnings)."""
     printed = subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "edge", "--print"],
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": REPO, **env},
+        launcher_argv("edge", "--print"),
+        env=launcher_env({"PATH": os.environ.get("PATH", ""), "PYTHONPATH": REPO, **env}),
         capture_output=True,
         text=True,
         check=True,
@@ -581,11 +580,8 @@ MARKER = "MARKER-OF-THE-LAUNCHER-ENVIRONMENT"
 def _adapt(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
     """`edge --print` with `env`, then Caddy's own parser on the result (`caddy adapt`), run
     with an environment whose every variable holds MARKER."""
-    printed = subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "edge", "--print"],
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": REPO, **env},
-        capture_output=True,
-        text=True,
+    printed = run_launcher(
+        "edge", "--print", env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": REPO, **env}
     )
     assert printed.returncode == 0, printed.stderr
     path = tmp_path / "Caddyfile"
@@ -714,11 +710,10 @@ def test_hostile_values_adapt_to_exactly_the_expected_servers_and_routes(
         var = "OPEN_BUTTON_TOKEN" if where == "token" else "WEB_PASSWORD"
         env[var] = where[0] + text
         if "\n" in text:  # a line break in a secret is refused (issue 19 item 1)
-            refused = subprocess.run(
-                [sys.executable, "-m", "vast_sglang_launcher", "edge", "--print"],
+            refused = run_launcher(
+                "edge",
+                "--print",
                 env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": REPO, **env},
-                capture_output=True,
-                text=True,
             )
             assert refused.returncode == 78 and refused.stdout == ""
             assert refused.stderr.startswith(f"vast-sglang-launcher: {var}='***'")
@@ -727,11 +722,10 @@ def test_hostile_values_adapt_to_exactly_the_expected_servers_and_routes(
     elif where == "username":
         env["WEB_USERNAME"] = "u" + text.replace(":", "")  # ':' is refused, tested elsewhere
         if "\n" in text:  # one line only: refused before anything is written
-            refused = subprocess.run(
-                [sys.executable, "-m", "vast_sglang_launcher", "edge", "--print"],
+            refused = run_launcher(
+                "edge",
+                "--print",
                 env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": REPO, **env},
-                capture_output=True,
-                text=True,
             )
             assert refused.returncode == 78 and refused.stdout == ""
             assert refused.stderr.startswith("vast-sglang-launcher: WEB_USERNAME=")
@@ -746,8 +740,9 @@ def test_hostile_values_adapt_to_exactly_the_expected_servers_and_routes(
 
 @pytest.mark.parametrize("text", ["{$X}", "{env.X}", "{file./etc/passwd}", '"', "\\", "\n"])
 def test_tls_paths_with_metacharacters_are_refused(tmp_path: Path, text: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "edge", "--print"],
+    proc = run_launcher(
+        "edge",
+        "--print",
         env={
             "PATH": os.environ.get("PATH", ""),
             "PYTHONPATH": REPO,
@@ -755,8 +750,6 @@ def test_tls_paths_with_metacharacters_are_refused(tmp_path: Path, text: str) ->
             "ENABLE_HTTPS": "true",
             "LAUNCHER_TLS_KEY": f"/etc/k{text}.pem",
         },
-        capture_output=True,
-        text=True,
     )
     assert proc.returncode == 78
     assert proc.stdout == ""
@@ -959,12 +952,12 @@ def test_a_token_full_of_placeholders_is_compared_literally(start_edge: StartEdg
     token = 'x{env.HOME}{$PATH}{file./etc/hostname}{http.request.uri}"\\#$€ {'
     edge = start_edge(OPEN_BUTTON_TOKEN=token)
     client = edge.client()
-    exact = {"Authorization": f"Bearer {token}".encode()}
+    exact = {b"Authorization": f"Bearer {token}".encode()}
     assert client.get(edge.url("/v1/models"), headers=exact).status_code == 200
     home = os.environ.get("HOME", "/root")
     expanded = token.replace("{env.HOME}", home)
     for wrong in (expanded, "x", token.replace("€", "?"), "x{env.HOME}"):
-        header = {"Authorization": f"Bearer {wrong}".encode()}
+        header = {b"Authorization": f"Bearer {wrong}".encode()}
         assert client.get(edge.url("/v1/models"), headers=header).status_code == 401
     link = edge.url("/v1/models?token=" + quote(token, safe=""))
     assert client.get(link).status_code == 200

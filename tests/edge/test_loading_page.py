@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from browser import CHROMIUM, Browser
-from conftest import LauncherRig, Reaper, wait_for_port
+from conftest import LauncherRig, Reaper, launcher_argv, launcher_env, wait_for_port
 from test_loading_view import DOWNLOAD, write_phase
 
 from vast_sglang_launcher.timestamps import iso
@@ -86,8 +85,8 @@ def site(rig: LauncherRig, reaper: Reaper, port_factory: Callable[[], int]) -> I
         with open(rig.tmp / f"{name}.log", "wb") as out:
             procs[name] = reaper.add(
                 subprocess.Popen(
-                    [sys.executable, "-m", "vast_sglang_launcher", name],
-                    env=rig.env,
+                    launcher_argv(name),
+                    env=launcher_env(rig.env),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import CHECKOUT, free_port, wait_for_port
+from conftest import CHECKOUT, free_port, launcher_argv, launcher_env, run_launcher, wait_for_port
 
 from vast_sglang_launcher import markers
 from vast_sglang_launcher.edge.portal import DEFAULT_PORTAL_CONFIG, parse_portal_config
@@ -105,13 +105,7 @@ def cli(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         "WORKSPACE": str(tmp_path),
         "JUPYTER_BIN": str(Path(sys.executable).parent / "jupyter"),
     }
-    return subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "jupyter"],
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_launcher("jupyter", env={**base, **env}, timeout=60)
 
 
 def test_without_a_jupyter_entry_nothing_starts(tmp_path: Path) -> None:
@@ -208,8 +202,8 @@ def test_jupyter_waits_for_provisioning_and_stops_cleanly(tmp_path: Path) -> Non
         err = tmp_path / "stderr"
         with open(err, "wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "vast_sglang_launcher", "jupyter"],
-                env=base,
+                launcher_argv("jupyter"),
+                env=launcher_env(base),
                 stdout=subprocess.DEVNULL,
                 stderr=out,
             )
@@ -259,8 +253,8 @@ def test_a_hung_jupyter_is_killed_and_its_kernel_swept(tmp_path: Path) -> None:
     err = tmp_path / "stderr"
     with open(err, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "vast_sglang_launcher", "jupyter"],
-            env=env,
+            launcher_argv("jupyter"),
+            env=launcher_env(env),
             stdout=subprocess.DEVNULL,
             stderr=out,
         )

@@ -19,7 +19,6 @@ import signal
 import site
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,8 +28,7 @@ from urllib.parse import quote
 import httpx
 import psutil
 import pytest
-from conftest import CHECKOUT, Reaper
-from scaleout.gateway_rig import private_network
+from conftest import CHECKOUT, BootedRoot, Reaper, private_network
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
@@ -66,13 +64,14 @@ def sglang_python(tmp: Path) -> Path:
     return python
 
 
-class Instance:
+class Instance(BootedRoot):
     """A temporary container root booted by `entrypoint`: supervisord, the edge, the server
     stand-in and Jupyter (on free ports; the namespace is private)."""
 
+    wait_timeout = 180.0
+
     def __init__(self, tmp: Path, reaper: Reaper, ports: Callable[[], int]) -> None:
-        self.tmp = tmp
-        self.reaper = reaper
+        super().__init__(tmp, reaper)
         self.logs = tmp / "logs"
         self.workspace = tmp / "workspace"
         self.workspace.mkdir()
@@ -85,7 +84,6 @@ class Instance:
         )
         self.python = sglang_python(tmp)
         self.api, self.sglang, self.jupyter, self.jupyter_inside = (ports() for _ in range(4))
-        self.config = ROOT / "supervisor" / "supervisord.conf"
         self.env = {
             "PATH": os.environ.get("PATH", os.defpath),
             "LANG": "C.UTF-8",
@@ -114,62 +112,6 @@ class Instance:
             "OPEN_BUTTON_TOKEN": TOKEN,
             "JUPYTER_BIN": str(JUPYTER),
         }
-        self.out = tmp / "container.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def boot(self) -> subprocess.Popen[bytes]:
-        with open(self.out, "wb") as out:
-            self.proc = self.reaper.add(
-                subprocess.Popen(
-                    [sys.executable, "-m", "vast_sglang_launcher", "entrypoint"],
-                    env=self.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.tmp,
-                    start_new_session=True,
-                )
-            )
-        return self.proc
-
-    def output(self) -> str:
-        return self.out.read_text(errors="replace") if self.out.exists() else ""
-
-    def wait(self, cond: Callable[[], Any], what: str, timeout: float = 180.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = cond()
-            if value:
-                return value
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"supervisord exited waiting for {what}\n{self.output()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}\n{self.output()}")
-            time.sleep(0.2)
-
-    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        supervisorctl = shutil.which("supervisorctl")
-        assert supervisorctl is not None
-        return subprocess.run(
-            [supervisorctl, "-c", str(self.config), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    def states(self) -> dict[str, str]:
-        lines = self.ctl("status").stdout.splitlines()
-        # "services:caddy" -> "caddy" (supervisor/supervisord.conf, [group:services])
-        return {
-            line.split()[0].rpartition(":")[2]: line.split()[1]
-            for line in lines
-            if len(line.split()) > 1
-        }
-
-    def descendants(self) -> list[psutil.Process]:
-        assert self.proc is not None
-        return psutil.Process(self.proc.pid).children(recursive=True)
 
 
 @pytest.fixture
@@ -189,7 +131,7 @@ def listeners(port: int) -> set[str]:
     return {
         c.laddr.ip
         for c in psutil.net_connections(kind="inet")
-        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        if c.laddr and c.status == psutil.CONN_LISTEN and c.laddr.port == port
     }
 
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CHECKOUT, free_port
+from conftest import CHECKOUT, free_port, run_launcher
 from fake_hub import FakeHub, Repo
 
 from vast_sglang_launcher.hub import HubAccess
@@ -39,7 +37,7 @@ def fake_hub() -> Iterator[FakeHub]:
 
 
 @pytest.fixture
-def hub(fake_hub: FakeHub) -> str:
+def hub_url(fake_hub: FakeHub) -> str:
     return fake_hub.url
 
 
@@ -83,15 +81,17 @@ def test_offline_and_not_cached_is_a_warning(tmp_path: Path) -> None:
     assert info is None and warning and "HF_HUB_OFFLINE" in warning
 
 
-def test_hub_with_redirect(tmp_path: Path, hub: str) -> None:
-    info, warning = read_model_info("org/moved", None, tmp_path, HubAccess(hub, None, 2.0))
+def test_hub_with_redirect(tmp_path: Path, hub_url: str) -> None:
+    info, warning = read_model_info("org/moved", None, tmp_path, HubAccess(hub_url, None, 2.0))
     assert warning is None and info is not None and info.kv_heads == 8
 
 
-def test_gated_model_needs_the_token(tmp_path: Path, hub: str) -> None:
-    info, warning = read_model_info("org/gated", None, tmp_path, HubAccess(hub, None, 2.0))
+def test_gated_model_needs_the_token(tmp_path: Path, hub_url: str) -> None:
+    info, warning = read_model_info("org/gated", None, tmp_path, HubAccess(hub_url, None, 2.0))
     assert info is None and warning and "set HF_TOKEN" in warning
-    info, warning = read_model_info("org/gated", None, tmp_path, HubAccess(hub, "hf_secret", 2.0))
+    info, warning = read_model_info(
+        "org/gated", None, tmp_path, HubAccess(hub_url, "hf_secret", 2.0)
+    )
     assert info is not None and info.heads == 32
 
 
@@ -112,8 +112,8 @@ def test_unreachable_hub_is_a_warning_not_a_failure(tmp_path: Path) -> None:
 
 
 def plan_stderr(tmp_path: Path, endpoint: str, model: str, **env: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "plan"],
+    done = run_launcher(
+        "plan",
         env={
             "PATH": "/usr/bin:/bin",
             "PYTHONPATH": CHECKOUT,
@@ -125,8 +125,6 @@ def plan_stderr(tmp_path: Path, endpoint: str, model: str, **env: str) -> str:
             "GPU_COUNT": "8",
             **env,
         },
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
@@ -165,11 +163,11 @@ def test_plan_with_a_silent_hub_names_the_timeout(tmp_path: Path) -> None:
     assert "no answer within 1 s (LAUNCHER_MODEL_INFO_TIMEOUT): heads not checked" in warning
 
 
-def test_plan_of_a_gated_model_names_the_401(tmp_path: Path, hub: str) -> None:
-    warning = plan_stderr(tmp_path, hub, "org/gated")
+def test_plan_of_a_gated_model_names_the_401(tmp_path: Path, hub_url: str) -> None:
+    warning = plan_stderr(tmp_path, hub_url, "org/gated")
     assert "org/gated config.json answered 401 (gated or private model?): set HF_TOKEN" in warning
 
 
-def test_plan_of_an_unknown_model_names_the_404(tmp_path: Path, hub: str) -> None:
-    warning = plan_stderr(tmp_path, hub, "org/none")
+def test_plan_of_an_unknown_model_names_the_404(tmp_path: Path, hub_url: str) -> None:
+    warning = plan_stderr(tmp_path, hub_url, "org/none")
     assert "answered 404: org/none does not exist on the hub (HTTP 404)" in warning

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import run_launcher
+
 from vast_sglang_launcher.plan.known_options import TP
 from vast_sglang_launcher.plan.option_table import table_from_parser
 from vast_sglang_launcher.plan.options import (
@@ -74,13 +76,7 @@ def test_command_writes_the_file_the_launcher_prefers(tmp_path: Path) -> None:
     )
     out = tmp_path / "etc" / "sglang-options.json"
     env = dict(os.environ, PYTHONPATH=str(site))
-    proc = subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "option-table", "--output", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = run_launcher("option-table", "--output", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     assert "sglang 0.5.9" in proc.stdout
     table = read_table(out)

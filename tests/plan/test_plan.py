@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+import conftest
 import pytest
 
 from vast_sglang_launcher.plan.build import LaunchPlan, build_plan
@@ -20,27 +20,16 @@ from vast_sglang_launcher.settings import load_settings
 DATA = Path(__file__).resolve().parents[2] / "vast_sglang_launcher" / "plan" / "data"
 
 
+# The release these tests are written against (a test may name another table).
+TABLE = {"LAUNCHER_OPTION_TABLE": str(DATA / "server-args-0.5.6.post2.json")}
+
+
 def run_plan(tmp_path: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
-    base = {
-        "PATH": "/usr/bin:/bin",
-        "SGLANG_ARGS_FILE": str(tmp_path / "sglang-args.conf"),
-        "WORKSPACE": str(tmp_path / "ws"),
-        "HF_HUB_OFFLINE": "1",
-        "LAUNCHER_OPTION_TABLE": str(DATA / "server-args-0.5.6.post2.json"),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "plan", *extra],
-        env=base | env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return conftest.run_plan(tmp_path, TABLE | env, *extra)
 
 
 def plan_json(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
-    proc = run_plan(tmp_path, env, "--json")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return conftest.plan_json(tmp_path, TABLE | env)
 
 
 def resolved(argv: list[str], option: str) -> str | None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_launcher
 
 from vast_sglang_launcher.plan.build import LaunchPlan, build_plan
 from vast_sglang_launcher.plan.gpus import GpuInventory
@@ -156,29 +155,21 @@ def test_plan_command_shows_each_source(tmp_path: Path) -> None:
         "SLURM_NODEID": "1",
         "SLURM_JOB_NODELIST": "node[01-04],x",
     }
-    text = subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "plan"],
-        env=env, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    text = run_launcher("plan", env=env)
     assert text.returncode == 0, text.stderr
     lines = {line.split()[0]: line for line in text.stdout.splitlines() if line.startswith("--")}
     assert "SLURM_NNODES" in lines["--nnodes"]
     assert "SLURM_NODEID" in lines["--node-rank"]
     assert "node01:20000" in lines["--dist-init-addr"]
     assert "SLURM_JOB_NODELIST (first host)" in lines["--dist-init-addr"]
-    as_json = subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "plan", "--json"],
-        env=env, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    as_json = run_launcher("plan", "--json", env=env)
     data: dict[str, Any] = json.loads(as_json.stdout)
     assert data["node_rank"] == 1
 
 
 def test_bad_orchestrator_value_is_one_line_and_exit_78(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "plan"],
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "LWS_GROUP_SIZE": "two"},
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    done = run_launcher(
+        "plan", env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "LWS_GROUP_SIZE": "two"}
+    )
     assert done.returncode == 78
     assert "LWS_GROUP_SIZE='two' is not valid" in done.stderr

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import real_parse
+from conftest import real_parse, run_launcher
 
 from vast_sglang_launcher.plan.build import LaunchPlan, build_plan
 from vast_sglang_launcher.plan.gpus import GpuInventory
@@ -226,12 +226,7 @@ def test_option_spellings_split_over_two_dests_are_ambiguous(tmp_path: Path) -> 
 
 
 def check(*files: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "option-table", "--check", *map(str, files)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return run_launcher("option-table", "--check", *map(str, files), env=os.environ)
 
 
 def test_drift_check_passes_every_shipped_table() -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import conftest
 import pytest
+from conftest import run_launcher
 
 from vast_sglang_launcher.errors import ConfigError
 from vast_sglang_launcher.plan.installed import Installed
@@ -38,24 +39,8 @@ def install_sglang(prefix: Path, version: str, python: str = "python3.12") -> Pa
 
 
 def plan_json(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
-    base = {
-        "PATH": os.environ.get("PATH", os.defpath),
-        "SGLANG_MODEL": "org/m",
-        "GPU_COUNT": "1",
-        "SGLANG_ARGS_FILE": str(tmp_path / "none.conf"),
-        "WORKSPACE": str(tmp_path / "ws"),
-        "HF_HUB_OFFLINE": "1",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "plan", "--json"],
-        env=base | env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert proc.returncode == 0, proc.stderr
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
+    base = {"PATH": os.environ.get("PATH", os.defpath), "SGLANG_MODEL": "org/m", "GPU_COUNT": "1"}
+    return conftest.plan_json(tmp_path, base | env)
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +49,10 @@ def _no_build_table() -> None:
     assert not BUILD_TABLE.exists(), f"{BUILD_TABLE} exists on this machine"
 
 
-@pytest.mark.parametrize("version", sorted(snapshot_versions(), key=lambda v: version_key(v) or ()))
+RELEASES: list[str] = sorted(snapshot_versions(), key=lambda v: version_key(v) or ())
+
+
+@pytest.mark.parametrize("version", RELEASES)
 def test_installed_version_picks_its_snapshot(tmp_path: Path, version: str) -> None:
     script = install_sglang(tmp_path / "venv", version)
     data = plan_json(tmp_path, {"SGLANG_COMMAND": f"{script} serve"})
@@ -165,17 +153,14 @@ def test_launcher_option_table_comes_first(tmp_path: Path) -> None:
 
 
 def test_launcher_option_table_that_is_missing_is_a_config_error(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "plan"],
+    proc = run_launcher(
+        "plan",
         env={
             "PATH": "/usr/bin:/bin",
             "SGLANG_MODEL": "org/m",
             "LAUNCHER_OPTION_TABLE": str(tmp_path / "nope.json"),
             "SGLANG_ARGS_FILE": str(tmp_path / "none.conf"),
         },
-        capture_output=True,
-        text=True,
-        timeout=30,
     )
     assert proc.returncode == 78
     assert proc.stderr.strip().splitlines() == [
@@ -187,8 +172,8 @@ def test_launcher_option_table_that_is_missing_is_a_config_error(tmp_path: Path)
 
 def test_plan_text_says_which_table_and_why(tmp_path: Path) -> None:
     table = DATA / "server-args-0.5.23.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "plan"],
+    proc = run_launcher(
+        "plan",
         env={
             "PATH": "/usr/bin:/bin",
             "SGLANG_MODEL": "org/m",
@@ -197,9 +182,6 @@ def test_plan_text_says_which_table_and_why(tmp_path: Path) -> None:
             "LAUNCHER_OPTION_TABLE": str(table),
             "SGLANG_ARGS_FILE": str(tmp_path / "none.conf"),
         },
-        capture_output=True,
-        text=True,
-        timeout=30,
     )
     assert proc.returncode == 0, proc.stderr
     assert (

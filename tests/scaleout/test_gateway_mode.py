@@ -12,20 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import STANDIN, LauncherRig, wait_for_port
-from gateway_rig import free_port, http, private_network
+from conftest import STANDIN, LauncherRig, launcher_argv, run_launcher, wait_for_port
+from gateway_rig import free_port, http
 
 GATEWAY_TOKEN = "gateway-token"
-
-
-@pytest.fixture
-def net() -> Iterator[None]:
-    with private_network():
-        yield
-
-
-def launcher(*args: str) -> list[str]:
-    return [sys.executable, "-m", "vast_sglang_launcher", *args]
 
 
 def base_env(tmp: Path) -> dict[str, str]:
@@ -71,18 +61,18 @@ def procs() -> Iterator[Procs]:
 
 def test_gateway_off_exits_zero_at_once(tmp_path: Path) -> None:
     env = {**base_env(tmp_path), "LAUNCHER_RUN_GATEWAY": "false"}
-    done = subprocess.run(launcher("gateway"), env=env, capture_output=True, text=True, timeout=30)
+    done = run_launcher("gateway", env=env)
     assert done.returncode == 0
     assert "gateway mode is off (LAUNCHER_RUN_GATEWAY)" in done.stderr
 
 
 def test_gateway_refusing_its_options_is_final(net: None, tmp_path: Path) -> None:
     env = {**base_env(tmp_path), "LAUNCHER_GATEWAY_ARGS": "--no-such-option 1"}
-    done = subprocess.run(launcher("gateway"), env=env, capture_output=True, text=True, timeout=60)
+    done = run_launcher("gateway", env=env, timeout=60)
     assert done.returncode == 78
     assert "LAUNCHER_GATEWAY_ARGS" in done.stderr
     bad = {**base_env(tmp_path), "LAUNCHER_GATEWAY_WORKERS": "http://ok:1 worker2:30000"}
-    done = subprocess.run(launcher("gateway"), env=bad, capture_output=True, text=True, timeout=30)
+    done = run_launcher("gateway", env=bad)
     assert done.returncode == 78
     assert "LAUNCHER_GATEWAY_WORKERS='worker2:30000' is not valid" in done.stderr
 
@@ -108,8 +98,8 @@ def test_gateway_behind_the_edge_takes_static_and_registering_workers(
             f"--prometheus-port {metrics}"
         ),
     }
-    gateway = procs.start(launcher("gateway"), env, tmp_path / "gateway.log")
-    edge = procs.start(launcher("edge"), env, tmp_path / "edge.log")
+    gateway = procs.start(launcher_argv("gateway"), env, tmp_path / "gateway.log")
+    edge = procs.start(launcher_argv("edge"), env, tmp_path / "edge.log")
     wait_for_port(8010, edge)
     wait_for_port(gw_port, gateway, timeout=30)
     portal = (tmp_path / "portal.yaml").read_text()

@@ -8,13 +8,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from autoscaler_standin import Autoscaler
-from conftest import LauncherRig
+from conftest import LauncherRig, wait_for
 
 GIVE_UP = "[vast-sglang-launcher] giving up: "
 READY = "The server is fired up and ready to roll!"
@@ -56,18 +56,17 @@ class Serverless:
     def output(self) -> str:
         return self.out.read_text(errors="replace") if self.out.exists() else ""
 
-    def wait_for(self, cond: Any, what: str, timeout: float = 60) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = cond()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out waiting for {what}\nreports: {self.scaler.seen()[-3:]}\n"
-                    f"--- serverless ---\n{self.output()[-4000:]}\n{self.rig.output()}"
-                )
-            time.sleep(0.05)
+    def wait_for(self, cond: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+        return wait_for(
+            cond,
+            what,
+            timeout,
+            lambda: (
+                f"reports: {self.scaler.seen()[-3:]}\n"
+                f"--- serverless ---\n{self.output()[-4000:]}\n{self.rig.output()}"
+            ),
+            interval=0.05,
+        )
 
     def post(self, route: str, payload: dict[str, Any], signed: bool = True) -> tuple[int, bytes]:
         self.reqnum += 1

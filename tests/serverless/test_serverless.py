@@ -20,14 +20,8 @@ from typing import Any
 import psutil
 import pytest
 from autoscaler_standin import Autoscaler
-from conftest import LauncherRig, private_network
+from conftest import LauncherRig
 from serverless_rig import GIVE_UP, READY, Serverless
-
-
-@pytest.fixture
-def net() -> Iterator[None]:
-    with private_network():
-        yield
 
 
 @pytest.fixture
@@ -133,6 +127,7 @@ def test_worker_reports_loaded_after_ready_serves_and_reports_an_error_only_on_g
         assert errored["error_msg"] == GIVE_UP
 
         # SIGTERM stops the worker; nothing is left behind, its output is in its log file.
+        assert sv.proc is not None
         children = [c.pid for c in psutil.Process(sv.proc.pid).children(recursive=True)]
         assert children
         assert sv.stop() == 0

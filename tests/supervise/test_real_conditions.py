@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import STANDIN, LauncherRig, proc_gone
+from conftest import STANDIN, LauncherRig, proc_gone, run_launcher
 
 from vast_sglang_launcher.rotating_log import RotatingLog
 from vast_sglang_launcher.settings import load_settings
@@ -225,13 +225,7 @@ def test_provisioning_log_is_rotated(tmp_path: Path) -> None:
         "LAUNCHER_LOG_BACKUPS": "1",
     }
     (tmp_path / "markers").mkdir()
-    done = subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "provision"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_launcher("provision", env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     logs = tmp_path / "logs"
     assert (logs / "provisioning.log.1").exists()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import run_launcher, wait_for
 
 from vast_sglang_launcher.pids import started_at
 from vast_sglang_launcher.settings import Settings, env_name
@@ -28,13 +29,7 @@ from vast_sglang_launcher.timestamps import iso, parse_iso
 
 def _cli(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LAUNCHER_RUN_DIR": str(run_dir)}
-    return subprocess.run(
-        [sys.executable, "-m", "vast_sglang_launcher", "status", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return run_launcher("status", *args, env=env)
 
 
 def _write(run_dir: Path, state: str, pid: int | None = None) -> StatusFile:
@@ -154,10 +149,7 @@ def test_process_start_time_is_psutils(tmp_path: Path) -> None:
             assert started is not None
             assert abs(started - psutil.Process(pid).create_time()) < 0.01
         child.kill()  # not waited for yet: a zombie, which is not a live launcher
-        deadline = time.monotonic() + 10
-        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_for(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, "a zombie")
         assert started_at(child.pid) is None
     finally:
         child.kill()
