@@ -85,7 +85,7 @@ def test_slow_start_reaches_ready_and_sigterm_leaves_nothing(rig: LauncherRig) -
     assert rig.cli("status").returncode == 1
     states = rec.stop()
     assert states[:2] == ["starting", "ready"] and states[-1] == "stopped"
-    assert "stopping" in states
+    assert "stopping the server" in rig.stderr()  # the state lasts the drain: a sample may miss it
 
 
 def test_sigterm_during_load_stops_the_tree(rig: LauncherRig) -> None:
@@ -104,7 +104,6 @@ def test_sigterm_during_load_stops_the_tree(rig: LauncherRig) -> None:
 
 
 def test_server_ignoring_sigterm_is_killed_after_stop_timeout(rig: LauncherRig) -> None:
-    rec = StateRecorder(rig)
     launcher = rig.start(
         STANDIN_IGNORE_SIGTERM="1", STANDIN_CHILDREN="1", LAUNCHER_STOP_TIMEOUT="1.0"
     )
@@ -115,7 +114,7 @@ def test_server_ignoring_sigterm_is_killed_after_stop_timeout(rig: LauncherRig) 
     assert all(proc_gone(p) for p in tree)
     # killed once LAUNCHER_STOP_TIMEOUT was spent, as the launcher's line says
     assert "LAUNCHER_STOP_TIMEOUT" in rig.stderr()
-    assert "stopping" in rec.stop()
+    assert "stopping the server" in rig.stderr()
     assert rig.status()["last_exit"] == "killed by SIGKILL"
 
 
@@ -147,7 +146,6 @@ def test_sigkill_of_the_launcher_takes_the_server_down(rig: LauncherRig) -> None
 
 
 def test_crash_after_ready_restarts_with_growing_delays(rig: LauncherRig) -> None:
-    rec = StateRecorder(rig)
     launcher = rig.start(
         STANDIN_CRASH_AFTER="0.4",
         STANDIN_CRASH_MESSAGE="Scheduler hit an exception: boom",
@@ -163,13 +161,13 @@ def test_crash_after_ready_restarts_with_growing_delays(rig: LauncherRig) -> Non
     assert rig.wait_exit(launcher) == 0
     delays = [float(d) for d in re.findall(r"restarting the server in ([0-9.]+) s", rig.stderr())]
     assert delays[:2] == [0.2, 0.4], rig.stderr()
-    assert "ready" in rec.stop()
-    assert "backoff" in rec.states
+    # ready for 0.4 s, then the backoff (the delays above): the launcher's lines say so, a
+    # sampled status.json could miss either on a loaded machine
+    assert "server ready" in rig.stderr()
     assert all(proc_gone(p) for p in rig.tree_pids())
 
 
 def test_hung_server_is_detected_and_restarted(rig: LauncherRig) -> None:
-    rec = StateRecorder(rig)
     launcher = rig.start(
         STANDIN_HANG_AFTER="0.8",
         LAUNCHER_LIVENESS_PERIOD="0.1",
@@ -181,9 +179,11 @@ def test_hung_server_is_detected_and_restarted(rig: LauncherRig) -> None:
     rig.wait_for(lambda: (rig.status() or {}).get("restarts", 0) >= 1, "a restart")
     launcher.send_signal(signal.SIGTERM)
     assert rig.wait_exit(launcher) == 0
-    states = rec.stop()
-    assert "unhealthy" in states and "backoff" in states
-    assert "liveness" in rig.stderr()
+    # unhealthy (a failed probe), then the backoff, as the launcher's lines say (a sampled
+    # status.json could miss the short states on a loaded machine)
+    err = rig.stderr()
+    assert "liveness probe 1/2 failed" in err and "liveness probes in a row" in err
+    assert "restarting the server in" in err
     assert all(proc_gone(p) for p in rig.tree_pids())
 
 
