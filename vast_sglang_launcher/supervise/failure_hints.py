@@ -359,9 +359,3 @@ def diagnose(
         )
     return Diagnosis()
 
-
-def hint_for(
-    lines: Sequence[str], returncode: int | None, hf_token_set: bool = False, served: bool = False
-) -> str:
-    """One sentence telling the likely cause and fix, or an empty string."""
-    return diagnose(lines, returncode, hf_token_set, served).hint
