@@ -45,7 +45,7 @@ class Rig:
 
 
 def test_the_server_phases_are_the_ones_from_starting_on() -> None:
-    assert SERVER_PHASES == ORDER[2:]
+    assert ORDER[2:] == SERVER_PHASES
     assert SERVER_PHASES[0] == "starting" and SERVER_PHASES[-1] == "ready"
 
 

@@ -209,7 +209,7 @@ def test_an_unreadable_table_is_one_clear_error(tmp_path: Path, text: str) -> No
     bad.write_text(text)
     with pytest.raises(ConfigError, match=f"^LAUNCHER_OPTION_TABLE={bad} is unreadable"):
         read_table(bad)
-    with pytest.raises(ConfigError, match="^X=.* regenerate it with"):
+    with pytest.raises(ConfigError, match=r"^X=.* regenerate it with"):
         read_table(bad, "X")
     with pytest.raises(ConfigError, match="is unreadable"):
         read_table(tmp_path / "none.json")
