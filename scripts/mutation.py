@@ -162,9 +162,9 @@ class _Collector(ast.NodeVisitor):
     def _scoped(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
         for deco in node.decorator_list:
             self.visit(deco)
+        self.scope.append(node.name)
         if not isinstance(node, ast.ClassDef):
             self.visit(node.args)  # defaults are constants worth changing
-        self.scope.append(node.name)
         function = not isinstance(node, ast.ClassDef)
         self.in_function += function
         for stmt in node.body:
@@ -491,6 +491,8 @@ def main() -> int:
             killed[mutant.module] += 1
         if sys.stderr.isatty():
             print(f"\r{done}/{len(jobs)} mutants", end="", file=sys.stderr, flush=True)
+        elif done % 50 == 0:
+            print(f"{done}/{len(jobs)} mutants", file=sys.stderr, flush=True)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(f"{'module':<32}{'mutants':>8}{'equiv.':>8}{'killed':>8}{'rate':>8}")

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vast_sglang_launcher.host_limits import ThreadCaps
 from vast_sglang_launcher.plan.build import LaunchPlan, build_plan, tp_fits
 from vast_sglang_launcher.plan.gpus import GpuInventory
 from vast_sglang_launcher.plan.model_info import ModelInfo
-from vast_sglang_launcher.plan.options import scan, snapshot
+from vast_sglang_launcher.plan.options import OptionTable, scan, snapshot
 from vast_sglang_launcher.plan.user_args import read_user_args
 from vast_sglang_launcher.settings import load_settings
 
@@ -22,15 +23,19 @@ def plan(
     gpus: int = 8,
     info: ModelInfo | None = None,
     gpu_warnings: tuple[str, ...] = (),
-    table: str = TABLE,
-    **env: str,
+    table: str | OptionTable = TABLE,
+    threads: ThreadCaps | None = None,
+    **env: str | None,
 ) -> LaunchPlan:
-    """The one place a test calls build_plan (a signature change is one edit here)."""
-    environ = {"SGLANG_MODEL": "org/m", "SGLANG_ARGS": args, **env}
+    """The one place a test calls build_plan (a signature change is one edit here). An env
+    value of None leaves the variable out."""
+    given = {"SGLANG_MODEL": "org/m", "SGLANG_ARGS": args, **env}
+    environ = {k: v for k, v in given.items() if v is not None}
     settings = load_settings(environ)
     user = read_user_args(settings.sglang_args, Path("/nonexistent/sglang-args.conf"))
     inventory = GpuInventory((), "NVML", gpu_warnings, assumed_count=gpus)
-    return build_plan(settings, user, inventory, info, snapshot(table), environ)
+    chosen = snapshot(table) if isinstance(table, str) else table
+    return build_plan(settings, user, inventory, info, chosen, environ, threads=threads)
 
 
 def heads(h: int, kv: int | None = None) -> ModelInfo:
@@ -369,3 +374,171 @@ def test_the_plan_as_json() -> None:
     ][-1].items()
     assert plan(gpus=1).as_dict()["model"]["source"] is None
     assert p.command_line().startswith("sglang serve --model-path org/m ")
+
+
+# --- exact lines and the rest of the plan -------------------------------------------------
+
+
+def test_the_users_dp_lines_exactly() -> None:
+    p = plan("--dp-size 2", gpus=8, info=heads(32, 8))
+    assert decision(p, "--tp-size")[2] == "the user set dp/pp (2 groups); 8 GPUs leave tp=4"
+    q = plan("--pp-size 2", gpus=8, info=heads(32, 8))
+    assert value(q, "--tp-size") == "4"
+    r = plan("--dp-size 8", gpus=8, info=heads(32, 8))
+    assert r.warnings == [] and value(r, "--tp-size") == "1"
+
+
+def test_two_gpus_whose_heads_do_not_divide_serve_two_copies() -> None:
+    p = plan(gpus=2, info=heads(3, 3))
+    assert (value(p, "--tp-size"), value(p, "--dp-size")) == (None, "2")
+    q = plan(gpus=4, info=heads(2, 2))
+    assert (value(q, "--tp-size"), value(q, "--dp-size")) == ("2", "2")
+
+
+def test_the_users_tp_lines_exactly() -> None:
+    p = plan("--tp=2", gpus=8, info=heads(32, 8))
+    assert decision(p, "tensor parallel")[2] == (
+        "set by the user as --tp; the launcher never overrides it"
+    )
+    assert p.warnings == [
+        "tp=2 x pp=1 x dp=1 uses 2 of the 8 visible GPUs: 6 stay idle; add --dp-size 4 to "
+        "serve with all of them"
+    ]
+    q = plan("--tp 3", gpus=8, info=heads(48, 48))
+    assert q.warnings == ["tp=3 x pp=1 x dp=1 uses 3 of the 8 visible GPUs: 5 stay idle"]
+    r = plan("--tp 4", gpus=2, info=heads(32, 8))
+    assert r.warnings == ["tp=4 x pp=1 x dp=1 needs 4 GPUs but 2 are visible"]
+    nodes = plan(f"--tp 16 {NODES}", gpus=4, info=heads(32, 8))
+    assert nodes.warnings == [
+        "tp=16 x pp=1 x dp=1 needs 16 GPUs but 8 are visible (4 per node x 2 nodes)"
+    ]
+
+
+def test_attention_dp_groups_count_no_dp_gpus_for_the_users_tp() -> None:
+    p = plan("--tp 8 --attn-dp-size 4", gpus=8, info=heads(32, 8), table="0.5.23")
+    assert p.warnings == []
+    q = plan("--tp 8 --dp-size 2 --attn-dp-size 4", gpus=8, info=heads(32, 8), table="0.5.23")
+    assert not warned(q, "needs")
+    assert plan("--attn-dp-size 4", gpus=8, info=heads(32, 8), table="0.5.23").warnings == []
+    one = plan("--dp-size 1 --attn-dp-size 4", gpus=8, info=heads(32, 8), table="0.5.23")
+    assert not warned(one, "SGLang refuses")
+
+
+def test_dp_attention_lines_exactly() -> None:
+    p = plan("--dp 4 --enable-dp-attention", gpus=8, info=heads(32, 8))
+    assert decision(p, "--tp-size")[2].endswith("; 2 rank(s) per group")
+    q = plan("--dp 3 --enable-dp-attention", gpus=2, info=heads(32, 8))
+    assert q.warnings == [
+        "--dp-size 3 --enable-dp-attention: SGLang needs a tp divisible by the 3 attention "
+        "groups, and 2 GPUs allow none that 32 attention heads, 8 kv heads also fit: the "
+        "launcher adds no tp"
+    ]
+    r = plan("--dp 3 --enable-dp-attention --pp-size 2", gpus=4, info=heads(32, 8))
+    assert "2 GPUs per pipeline stage allow none" in r.warnings[0]
+    six = plan("--dp 2 --enable-dp-attention --pp-size 2", gpus=6, info=heads(32, 8))
+    assert six.warnings == [
+        "tp=2 x pp=2 leaves 2 of 6 GPUs idle: tp must be a multiple of the 2 attention groups "
+        "that 32 attention heads, 8 kv heads fit"
+    ]
+    five = plan("--dp 2 --enable-dp-attention --pp-size 2", gpus=5, info=heads(32, 8))
+    assert five.warnings == [
+        "tp=2 x pp=2 leaves 1 of 5 GPUs idle: tp must be a multiple of the 2 attention groups"
+    ]
+    eight = plan("--dp 2 --enable-dp-attention --pp-size 2", gpus=8, info=heads(32, 8))
+    assert value(eight, "--tp-size") == "4" and eight.warnings == []
+    nodes = plan(f"--dp 2 --enable-dp-attention {NODES}", gpus=3, info=heads(32, 8))
+    assert nodes.warnings == [
+        "tp=4 x pp=1 leaves 2 of 6 GPUs idle: tp must be a multiple of the 2 attention groups "
+        "and of the 2 nodes that 32 attention heads, 8 kv heads fit"
+    ]
+
+
+def test_no_usable_gpus_decision_without_base_or_step() -> None:
+    p = plan(gpus=8, info=heads(32, 8))
+    assert not any(d.what == "usable GPUs" for d in p.decisions)
+
+
+def test_the_users_host_and_port_are_decisions() -> None:
+    p = plan("--host 127.0.0.1 --port 18000", gpus=1, info=heads(32, 8))
+    assert decision(p, "host") == ("127.0.0.1", "SGLANG_ARGS", "set by the user; probed there")
+    assert decision(p, "port") == ("18000", "SGLANG_ARGS", "set by the user; probed there")
+
+
+def test_model_lines_exactly() -> None:
+    p = plan("--model-path=a/b", gpus=1)
+    assert warned(p, "SGLANG_ARGS sets --model-path a/b, which overrides SGLANG_MODEL=org/m")
+    q = plan("--model-path a/b", gpus=1, SGLANG_MODEL="")
+    assert [d.what for d in q.decisions][:1] == ["model"]
+    assert not any(d.what == "--model-path" for d in q.decisions)
+    r = plan(gpus=1, SGLANG_MODEL=None, MODEL_NAME="c/d")
+    assert decision(r, "--model-path")[:2] == ("c/d", "MODEL_NAME")
+
+
+def test_a_plan_without_a_model_serves_the_api_from_rank_0() -> None:
+    p = plan(gpus=1, SGLANG_MODEL="")
+    assert p.node_rank == 0 and p.serves_api
+
+
+def test_multi_node_warnings_and_the_orchestrator() -> None:
+    p = plan(gpus=4, info=heads(32, 8), SLURM_NNODES="2", SLURM_JOB_NODELIST="a[1-")
+    assert warned(p, "SLURM_JOB_NODELIST='a[1-' is not a host list")
+    q = plan(gpus=4, info=heads(32, 8), LWS_GROUP_SIZE="2", LWS_LEADER_ADDRESS="head")
+    assert decision(q, "--nnodes")[2] == (
+        "LWS_GROUP_SIZE=2: one model served by several machines (started by LeaderWorkerSet)"
+    )
+
+
+def test_an_option_the_table_lacks_is_not_added_and_says_why() -> None:
+    base = snapshot(TABLE)
+    data = {
+        "sglang_version": "custom",
+        "options": [
+            {"options": list(o.strings), "dest": o.dest, "kind": o.kind}
+            for o in dict.fromkeys(base.by_string.values())
+            if "--tp-size" not in o.strings
+        ],
+    }
+    p = plan(gpus=8, info=heads(32, 8), table=OptionTable.from_json(data, "test"))
+    assert "--tp-size" not in p.argv
+    assert warned(p, "not adding --tp-size 8 (AUTO_PARALLEL: tensor parallel over all 8 GPUs")
+    assert warned(p, "--tp-size / --tensor-parallel-size is not in the option table")
+    off = plan(gpus=8, table=OptionTable.from_json(data, "test"), AUTO_PARALLEL="false")
+    assert warned(off, "--tp-size / --tensor-parallel-size is not in the option table")
+
+
+def test_the_servers_environment() -> None:
+    p = plan(gpus=1, WORKSPACE="/ws", HF_HOME="hf")
+    assert p.env["TORCHINDUCTOR_CACHE_DIR"] == "/ws/.cache/torchinductor"
+    assert p.env["HF_HOME"] == "/ws/hf" and "HF_HUB_CACHE" not in p.env
+    assert p.env["HOME"] == "/ws"
+    q = plan(gpus=1, WORKSPACE="/ws", HF_HUB_CACHE="hub")
+    assert q.env["HF_HUB_CACHE"] == "/ws/hub" and "HF_HOME" not in q.env
+    caps = ThreadCaps({"OMP_NUM_THREADS": "4"}, (), "4 CPUs")
+    r = plan(gpus=1, threads=caps)
+    assert r.env["OMP_NUM_THREADS"] == "4"
+    assert decision(r, "thread pools") == ("OMP_NUM_THREADS=4", "host limits", "4 CPUs")
+    kept = plan(gpus=1, threads=ThreadCaps({}, ("OMP_NUM_THREADS",), "yours kept"))
+    assert decision(kept, "thread pools")[0] == "yours"
+    assert not any(d.what == "thread pools" for d in plan(gpus=1, threads=ThreadCaps()).decisions)
+
+
+def test_the_plan_as_json_has_every_key() -> None:
+    data = plan("--tp 2", gpus=2, info=heads(32, 8), WORKSPACE="/ws").as_dict()
+    assert set(data) == {
+        "argv",
+        "env",
+        "cwd",
+        "probe",
+        "model",
+        "gpus",
+        "option_table",
+        "args_file",
+        "node_rank",
+        "decisions",
+        "warnings",
+    }
+    assert data["cwd"] == "/ws" and data["env"]["HOME"] == "/ws"
+    assert data["model"]["source"] == "test"
+    assert set(data["option_table"]) == {"source", "sglang_version", "why"}
+    assert data["args_file"].endswith("not found, nothing added (that is fine)")
+    assert data["warnings"] == []
