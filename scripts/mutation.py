@@ -487,6 +487,7 @@ def main() -> int:
         assert mutant is not None
         if result.status == 0:
             survivors[mutant.module].append(mutant)
+            print(f"survived {mutant.module}:{mutant.line}: {mutant.key}", file=sys.stderr)
         else:
             killed[mutant.module] += 1
         if sys.stderr.isatty():

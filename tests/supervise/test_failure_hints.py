@@ -353,6 +353,18 @@ def test_no_gpu_in_each_wording_gives_up_at_once(
             "HF_TOKEN",
         ),
         ("RuntimeError: No CUDA GPUs are available", 1, "GPU"),
+        (
+            "ValueError: Model architectures ['FooForCausalLM'] are not supported for now. "
+            "Supported architectures: dict_keys(['LlamaForCausalLM'])",
+            1,
+            "does not support the model's architecture",
+        ),
+        (
+            "huggingface_hub.errors.RepositoryNotFoundError: 404 Client Error. (Request ID: x) "
+            "Repository Not Found for url: https://huggingface.co/api/models/org/nope/revision/main.",
+            1,
+            "the model was not found",
+        ),
     ],
 )
 def test_well_known_failures_give_up_with_their_hint(line: str, rc: int, needle: str) -> None:
