@@ -129,6 +129,9 @@ def test_url_secrets() -> None:
     assert url_secrets("https://me:pw@h/?a=1&b") == ["1", "", "me:pw", "pw"]
     assert url_secrets("https://tok@h/") == ["tok"]
     assert url_secrets("https://h/") == []
+    # a password holding `@` or `:` is masked whole
+    assert url_secrets("https://me:p@ss@h/") == ["me:p@ss", "p@ss"]
+    assert url_secrets("https://me:p:w@h/") == ["me:p:w", "p:w"]
     assert url_secrets("http://[::1") == ["http://[::1"]
 
 
@@ -153,6 +156,8 @@ def test_every_secret_setting_is_collected() -> None:
     ):  # fmt: skip
         assert secret in found, secret
     assert settings_secrets(load_settings({})) == []
+    workers = load_settings({"LAUNCHER_GATEWAY_WORKERS": "http://u1111@h1:1,http://u2222@h2:2"})
+    assert settings_secrets(workers) == ["u1111", "u2222"]
 
 
 def test_a_script_urls_user_and_password_never_reach_a_log_line() -> None:

@@ -130,6 +130,8 @@ def test_before_any_phase_the_snapshot_is_empty() -> None:
     rig = Rig()
     assert rig.tracker.snapshot() == {"phase": None, "phases": [], "previous_phases": []}
     assert rig.tracker.stalled() is None
+    rig.tracker.update(bytes_done=1)  # progress before any phase: published, shown nowhere
+    assert rig.published == [{"phase": None, "phases": [], "previous_phases": []}]
 
 
 @pytest.mark.parametrize(
@@ -189,6 +191,7 @@ def test_byte_sizes(n: int, text: str) -> None:
         (60, "1 min 0 s"),
         (3599, "59 min 59 s"),
         (3600, "1 h 0 min"),
+        (3660, "1 h 1 min"),
         (7325, "2 h 2 min"),
     ],
 )
