@@ -203,3 +203,11 @@ def test_iso_is_local_time_to_the_millisecond() -> None:
     text = iso(1_700_000_000.1234)
     assert datetime.datetime.fromisoformat(text).timestamp() == pytest.approx(1_700_000_000.123)
     assert text.split("T")[1][8:12] == ".123"
+
+
+def test_a_long_wait_for_provisioning_is_no_stall_of_the_download_after_it() -> None:
+    rig = Rig(stall=60)
+    rig.tracker.enter("waiting_provisioning")
+    rig.now += 100
+    rig.tracker.enter("downloading")
+    assert rig.tracker.stalled() is None
