@@ -211,3 +211,16 @@ def test_a_long_wait_for_provisioning_is_no_stall_of_the_download_after_it() -> 
     rig.now += 100
     rig.tracker.enter("downloading")
     assert rig.tracker.stalled() is None
+
+
+def test_durations_and_elapsed_times_to_the_millisecond() -> None:
+    rig = Rig()
+    rig.tracker.new_start()
+    rig.now += 1.23456
+    assert rig.tracker.snapshot()["phase"]["elapsed_s"] == 1.235
+    rig.tracker.feed([b"Load weight begin\n"])
+    assert rig.published[-1]["phases"][0]["duration_s"] == 1.235
+    rig.tracker.new_start()
+    previous = rig.published[-1]["previous_phases"]
+    assert [set(h) for h in previous] == [{"phase", "started_at", "duration_s"}] * 2
+    assert previous[0]["started_at"] == iso(1000.0)

@@ -213,3 +213,12 @@ def test_an_unreadable_table_is_one_clear_error(tmp_path: Path, text: str) -> No
         read_table(bad, "X")
     with pytest.raises(ConfigError, match="is unreadable"):
         read_table(tmp_path / "none.json")
+
+
+def test_an_exact_option_that_prefixes_others_is_itself() -> None:
+    # --quantization is a prefix of --quantization-param-path (and others): argparse takes
+    # the exact match
+    assert dest_values(["--quantization", "fp8"]) == [("quantization", ("fp8",))]
+    assert dest_values(["--quantization=fp8"]) == [("quantization", ("fp8",))]
+    assert problems(["--quantization=fp8"]) == []
+    assert dest_values(["-h"]) == [("help", ())] and problems(["-h"]) == []
