@@ -511,6 +511,8 @@ def test_the_servers_environment() -> None:
     assert p.env["TORCHINDUCTOR_CACHE_DIR"] == "/ws/.cache/torchinductor"
     assert p.env["HF_HOME"] == "/ws/hf" and "HF_HUB_CACHE" not in p.env
     assert p.env["HOME"] == "/ws"
+    empty = plan(gpus=1, WORKSPACE="/ws", HF_HOME="")
+    assert empty.env["HF_HOME"] == ""  # an empty HF_HOME stays what the user gave
     q = plan(gpus=1, WORKSPACE="/ws", HF_HUB_CACHE="hub")
     assert q.env["HF_HUB_CACHE"] == "/ws/hub" and "HF_HOME" not in q.env
     caps = ThreadCaps({"OMP_NUM_THREADS": "4"}, (), "4 CPUs")

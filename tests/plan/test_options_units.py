@@ -222,3 +222,8 @@ def test_an_exact_option_that_prefixes_others_is_itself() -> None:
     assert dest_values(["--quantization=fp8"]) == [("quantization", ("fp8",))]
     assert problems(["--quantization=fp8"]) == []
     assert dest_values(["-h"]) == [("help", ())] and problems(["-h"]) == []
+
+
+def test_eight_candidates_are_listed_without_an_ellipsis() -> None:
+    found = problems(["--hicache", "x"])[0]
+    assert found.count(", ") == 7 and " ...)" not in found
