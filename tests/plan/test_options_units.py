@@ -227,3 +227,24 @@ def test_an_exact_option_that_prefixes_others_is_itself() -> None:
 def test_eight_candidates_are_listed_without_an_ellipsis() -> None:
     found = problems(["--hicache", "x"])[0]
     assert found.count(", ") == 7 and " ...)" not in found
+
+
+def test_nine_candidates_show_eight_and_an_ellipsis() -> None:
+    found = problems(["--disagg", "x"])[0]
+    assert found.count(", ") == 7 and found.endswith(
+        " ...); SGLang will refuse it: spell the option out"
+    )
+
+
+def test_after_an_unknown_option_the_next_option_is_read() -> None:
+    assert dest_values(["--zzz", "--tp", "2"]) == [(TP_DEST, ("2",))]
+
+
+def test_words_after_a_flag_or_an_optional_value_are_not_its_values() -> None:
+    assert problems(["--trust-remote-code", "stray"])[0].startswith(
+        "args: 'stray' is not an option"
+    )
+    assert dest_values(["--hybrid-kvcache-ratio", "0.5", "0.6"]) == [
+        ("hybrid_kvcache_ratio", ("0.5",))
+    ]
+    assert problems(["--hybrid-kvcache-ratio", "0.5", "0.6"])[0].startswith("args: '0.6'")
