@@ -358,4 +358,3 @@ def diagnose(
             "is in the server lines above (none: maybe the kernel's out-of-memory killer)"
         )
     return Diagnosis()
-
