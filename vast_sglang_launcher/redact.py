@@ -157,8 +157,11 @@ def mask_setting(name: str, value: str) -> str:
         import shlex
 
         words = _split(value)
-        if argv_secrets(words):  # `--api-key=***` quotes to itself
-            return " ".join(w if w == MASK else shlex.quote(w) for w in mask_argv(words))
+        if argv_secrets(words):  # the masks stay bare: `***`, `--api-key=***`
+            return " ".join(
+                w if w == MASK or w.endswith(f"={MASK}") else shlex.quote(w)
+                for w in mask_argv(words)
+            )
     return value
 
 

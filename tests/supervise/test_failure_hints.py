@@ -329,3 +329,99 @@ def test_no_gpu_in_each_wording_gives_up_at_once(
     data = rig.status()
     assert "sees no GPU" in data["hint"]
     assert data["last_error"][-1] == f"RuntimeError: No accelerator {wording}"
+
+
+# --- diagnose, as the supervisor calls it: the hint and whether to give up -----------------
+
+
+@pytest.mark.parametrize(
+    ("line", "rc", "needle"),
+    [
+        ("sglang serve: error: unrecognized arguments: --bogus", 2, "SGLANG_ARGS"),
+        ("sglang serve: error: ambiguous option: --pp could match --pp-size", 2, "SGLANG_ARGS"),
+        ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1 GiB", -9, "memory"),
+        (
+            "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static.",
+            -9,
+            "mem-fraction-static",
+        ),
+        ("AssertionError: 32 is not divisible by 3", -9, "--tp"),
+        ("    assert self.total_num_heads % tp_size == 0", -9, "--tp"),
+        (
+            "huggingface_hub.errors.GatedRepoError: 401 Client Error. Cannot access gated repo",
+            1,
+            "HF_TOKEN",
+        ),
+        ("RuntimeError: No CUDA GPUs are available", 1, "GPU"),
+        (
+            "ValueError: Model architectures ['FooForCausalLM'] are not supported for now. "
+            "Supported architectures: dict_keys(['LlamaForCausalLM'])",
+            1,
+            "does not support the model's architecture",
+        ),
+        (
+            "huggingface_hub.errors.RepositoryNotFoundError: 404 Client Error. (Request ID: x) "
+            "Repository Not Found for url: https://huggingface.co/api/models/org/nope/revision/main.",
+            1,
+            "the model was not found",
+        ),
+    ],
+)
+def test_well_known_failures_give_up_with_their_hint(line: str, rc: int, needle: str) -> None:
+    found = diagnose(["some earlier line", line], rc)
+    assert found.permanent
+    assert needle in found.hint
+    assert found.matched == line
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        (
+            "OSError: [Errno 98] error while attempting to bind: address already in use",
+            "LAUNCHER_SERVER_PORT",
+        ),
+        ("RuntimeError: port 30000 is already in use", "LAUNCHER_SERVER_PORT"),
+        ("OSError: [Errno 28] No space left on device", "the disk is full"),
+    ],
+)
+def test_a_busy_port_or_a_full_disk_keeps_the_backoff(line: str, needle: str) -> None:
+    found = diagnose(["Traceback (most recent call last):", line], 1)
+    assert not found.permanent
+    assert needle in found.hint and found.matched == line
+    served = diagnose([line], 1, served=True)
+    assert not served.permanent and needle in served.hint
+
+
+@pytest.mark.parametrize("rc", [1, -9, None])
+def test_an_unknown_crash_is_transient(rc: int | None) -> None:
+    found = diagnose(["Traceback (most recent call last):", "KeyError: 'x'"], rc)
+    assert not found.permanent
+    assert found.matched == ""
+    assert not diagnose([], rc, served=True).permanent
+
+
+def test_gated_hint_knows_whether_a_token_was_given() -> None:
+    lines = ["Cannot access gated repo for url https://huggingface.co/x/y"]
+    without, with_token = diagnose(lines, 1), diagnose(lines, 1, hf_token_set=True)
+    assert "set HF_TOKEN" in without.hint and without.permanent
+    assert "refused" in with_token.hint and with_token.permanent
+    assert "refused" not in diagnose(["Repository Not Found for url x"], 1, True).hint
+
+
+def test_fallbacks_by_exit_status() -> None:
+    bad_argument = diagnose([], 2)
+    assert "exit status 2 is an argument error" in bad_argument.hint
+    assert not bad_argument.permanent  # the restart policy gives up on status 2 already
+    killed = diagnose(["nothing useful"], -9)
+    assert "SIGKILL" in killed.hint and not killed.permanent and killed.matched == ""
+    assert diagnose(["nothing useful"], 1).hint == ""
+    assert diagnose(["nothing useful"], -15).hint == ""
+
+
+def test_the_first_rule_in_order_wins_over_later_lines() -> None:
+    # an argument error listed after an OOM line still reads as the argument error
+    lines = ["torch.OutOfMemoryError: CUDA out of memory.", "error: unrecognized arguments: --x"]
+    found = diagnose(lines, 2)
+    assert "rejected an argument" in found.hint
+    assert found.matched == "error: unrecognized arguments: --x"

@@ -1,4 +1,4 @@
-"""The supervisor's parts on their own: restart policy, hints, output pass-through, the
+"""The supervisor's parts on their own: output pass-through, the
 provisioning-marker wait, the port check and the process-tree stop."""
 
 from __future__ import annotations
@@ -18,134 +18,10 @@ import psutil
 import pytest
 from conftest import free_port, proc_gone, wait_for
 
-from vast_sglang_launcher.supervise.failure_hints import hint_for
 from vast_sglang_launcher.supervise.probes import health_url
 from vast_sglang_launcher.supervise.process import Tree, describe_exit, port_in_use
 from vast_sglang_launcher.supervise.provisioning_gate import DirectoryWatch, wait_until_gone
-from vast_sglang_launcher.supervise.restart_policy import Failure, Outcome, RestartPolicy
 from vast_sglang_launcher.supervise.server_output import OutputSink, ServerProtocol
-
-# --- restart policy -----------------------------------------------------------------------
-
-
-def policy(retries: int = 2) -> RestartPolicy:
-    return RestartPolicy(
-        backoff_initial=2, backoff_max=10, backoff_reset=600, start_retries=retries
-    )
-
-
-def crash(ready_for: float | None = None, rc: int = -9) -> Outcome:
-    if ready_for is None:
-        return Outcome(Failure.EXITED, returncode=rc)
-    return Outcome(Failure.EXITED, was_ready=True, ready_for=ready_for, returncode=rc)
-
-
-def test_crashes_after_ready_back_off_exponentially_up_to_the_max() -> None:
-    p = policy()
-    delays = [p.decide(crash(ready_for=5)).delay for _ in range(6)]
-    assert delays == [2, 4, 8, 10, 10, 10]
-    assert not any(p.decide(crash(ready_for=5)).give_up for _ in range(20))
-
-
-def test_backoff_resets_after_a_stable_period() -> None:
-    p = policy()
-    for _ in range(4):
-        p.decide(crash(ready_for=5))
-    assert p.decide(crash(ready_for=601)).delay == 2
-    assert p.decide(crash(ready_for=5)).delay == 4
-
-
-def test_failures_before_ready_are_bounded() -> None:
-    p = policy(retries=2)
-    first, second = p.decide(crash()), p.decide(crash())
-    assert (first.give_up, first.delay) == (False, 2)
-    assert (second.give_up, second.delay) == (False, 4)
-    third = p.decide(crash())
-    assert third.give_up and "3 times in a row" in third.reason
-
-
-def test_zero_retries_gives_up_at_the_first_failure() -> None:
-    assert policy(retries=0).decide(Outcome(Failure.STARTUP_TIMEOUT)).give_up
-
-
-def test_becoming_ready_resets_the_start_failure_count() -> None:
-    p = policy(retries=1)
-    assert not p.decide(crash()).give_up
-    assert not p.decide(crash(ready_for=3)).give_up
-    assert not p.decide(crash()).give_up
-    assert p.decide(crash()).give_up
-
-
-def test_bad_argument_is_never_retried_but_exit_2_after_ready_is() -> None:
-    verdict = policy(retries=5).decide(crash(rc=2))
-    assert verdict.give_up and "exit status 2" in verdict.reason
-    assert not policy().decide(crash(ready_for=1, rc=2)).give_up
-
-
-def test_unexecutable_command_is_not_retried() -> None:
-    assert policy(retries=5).decide(Outcome(Failure.NOT_EXECUTABLE)).give_up
-
-
-def test_port_busy_and_unhealthy_count_like_other_failures() -> None:
-    p = policy(retries=1)
-    assert not p.decide(Outcome(Failure.PORT_BUSY)).give_up
-    assert p.decide(Outcome(Failure.PORT_BUSY)).give_up
-    q = policy(retries=0)
-    assert not q.decide(Outcome(Failure.UNHEALTHY, was_ready=True, ready_for=1)).give_up
-
-
-def test_manual_reset_forgets_failures() -> None:
-    p = policy(retries=1)
-    p.decide(crash())
-    p.decide(crash(ready_for=1))
-    p.reset()
-    assert p.next_delay() == 2
-    assert not p.decide(crash()).give_up
-
-
-# --- hints --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("line", "rc", "needle"),
-    [
-        ("sglang serve: error: unrecognized arguments: --bogus", 2, "SGLANG_ARGS"),
-        ("sglang serve: error: ambiguous option: --pp could match --pp-size", 2, "SGLANG_ARGS"),
-        ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1 GiB", -9, "memory"),
-        (
-            "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static.",
-            -9,
-            "mem-fraction-static",
-        ),
-        ("AssertionError: 32 is not divisible by 3", -9, "--tp"),
-        ("    assert self.total_num_heads % tp_size == 0", -9, "--tp"),
-        (
-            "huggingface_hub.errors.GatedRepoError: 401 Client Error. Cannot access gated repo",
-            1,
-            "HF_TOKEN",
-        ),
-        (
-            "OSError: [Errno 98] error while attempting to bind: address already in use",
-            1,
-            "LAUNCHER_SERVER_PORT",
-        ),
-        ("RuntimeError: No CUDA GPUs are available", 1, "GPU"),
-    ],
-)
-def test_hints_for_well_known_failures(line: str, rc: int, needle: str) -> None:
-    assert needle in hint_for(["some earlier line", line], rc)
-
-
-def test_gated_hint_knows_whether_a_token_was_given() -> None:
-    lines = ["Cannot access gated repo for url https://huggingface.co/x/y"]
-    assert "set HF_TOKEN" in hint_for(lines, 1, hf_token_set=False)
-    assert "refused" in hint_for(lines, 1, hf_token_set=True)
-
-
-def test_hint_fallbacks_by_exit_status() -> None:
-    assert "argument" in hint_for([], 2)
-    assert "SIGKILL" in hint_for(["nothing useful"], -9)
-    assert hint_for(["nothing useful"], 1) == ""
 
 
 def test_describe_exit() -> None:

@@ -436,8 +436,8 @@ def _parallel(
     gpu_source = gpus.source if nnodes == 1 else f"{gpus.source} x SGLANG_NNODES"
     if adp is not None and user.last_if_known(ATTN_DP) is not None and (dp or 1) > 1:
         b.warnings.append(
-            f"{DP} {dp} with {ATTN_DP} {adp}: SGLang refuses data-parallel replicas combined "
-            f"with attention data parallelism; drop {DP}"
+            f"{DP} {dp} with {ATTN_DP} {adp.groups}: SGLang refuses data-parallel replicas "
+            f"combined with attention data parallelism; drop {DP}"
         )
     if tp is not None:
         _check_user_tp(user, tp, dp or 1, pp or 1, nnodes, per_node, info, b, adp)

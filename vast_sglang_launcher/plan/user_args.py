@@ -22,15 +22,15 @@ def read_user_args(sglang_args: str, args_file: Path) -> UserArgs:
     """SGLANG_ARGS followed by the args file (a missing file is no error)."""
     tokens = split_words(sglang_args, "SGLANG_ARGS")
     sources = ["SGLANG_ARGS"] * len(tokens)
-    if args_file.is_dir():
-        raise ConfigError(
-            f"SGLANG_ARGS_FILE={args_file} is a directory, not a file of options; point "
-            "SGLANG_ARGS_FILE at a file (or at a path that does not exist, for none)"
-        )
-    try:
+    try:  # read_text only: an is_dir() first raises where a parent is not searchable
         text = args_file.read_text()
     except FileNotFoundError:
         return UserArgs(tokens, sources, f"{args_file}: not found, nothing added (that is fine)")
+    except IsADirectoryError:
+        raise ConfigError(
+            f"SGLANG_ARGS_FILE={args_file} is a directory, not a file of options; point "
+            "SGLANG_ARGS_FILE at a file (or at a path that does not exist, for none)"
+        ) from None
     except PermissionError as exc:
         raise ConfigError(
             f"SGLANG_ARGS_FILE={args_file} cannot be read ({exc.strerror}); fix its "

@@ -358,10 +358,3 @@ def diagnose(
             "is in the server lines above (none: maybe the kernel's out-of-memory killer)"
         )
     return Diagnosis()
-
-
-def hint_for(
-    lines: Sequence[str], returncode: int | None, hf_token_set: bool = False, served: bool = False
-) -> str:
-    """One sentence telling the likely cause and fix, or an empty string."""
-    return diagnose(lines, returncode, hf_token_set, served).hint
