@@ -544,3 +544,41 @@ def test_the_plan_as_json_has_every_key() -> None:
     assert set(data["option_table"]) == {"source", "sglang_version", "why"}
     assert data["args_file"].endswith("not found, nothing added (that is fine)")
     assert data["warnings"] == []
+
+
+# --- what the plan hands on: tp, pp and the revision (the fit warnings, the prefetch) -------
+
+
+def test_the_plan_carries_the_tp_sglang_reads() -> None:
+    # the launcher's --tp-size comes last in the argv, so it is the one SGLang reads
+    assert plan(gpus=2, info=heads(32, 8)).tp == 2
+    assert plan(gpus=1, info=heads(32, 8)).tp == 1
+    # the user's own tp, not one of the launcher
+    assert plan("--tp 4", gpus=8, info=heads(32, 8)).tp == 4
+    assert plan("--tp-size 2 --tp-size 3", gpus=8).tp == 3
+
+
+def test_the_plan_carries_the_pp_sglang_reads() -> None:
+    assert plan("--pp-size 2", gpus=8, info=heads(32, 8)).pp == 2
+    assert plan(gpus=8, info=heads(32, 8)).pp == 1
+
+
+def test_sizes_that_are_not_positive_whole_numbers_count_as_one() -> None:
+    # SGLang's argparse would refuse them; the plan's own tp/pp (for the fit checks) is 1
+    zero_tp = plan("--tp-size 0", gpus=2, info=heads(32, 8))
+    assert zero_tp.tp == 1
+    assert warned(zero_tp, "tp=0: a parallel size is at least 1")
+    assert plan("--tp-size 2 --pp-size 0", gpus=2).pp == 1
+    assert warned(plan("--tp-size 2 --dp-size -1", gpus=2), "dp=-1: a parallel size")
+
+
+def test_after_a_bare_double_dash_the_launchers_additions_do_not_count() -> None:
+    # argparse reads no option after `--`: the launcher's --tp-size is a positional there
+    p = plan("--tp-size 3 --", gpus=2, info=heads(32, 8))
+    assert p.tp == 3
+    assert plan("--", gpus=2, info=heads(32, 8)).tp == 1
+
+
+def test_the_plan_carries_the_revision() -> None:
+    assert plan("--revision v2 --revision=v3").revision == "v3"
+    assert plan().revision is None

@@ -584,6 +584,14 @@ def _check_user_tp(
         occ.source,
         f"set by the user as {occ.written.split('=')[0]}; the launcher never overrides it",
     )
+    small = [f"{name}={size}" for name, size in (("tp", tp), ("pp", pp), ("dp", dp)) if size < 1]
+    if small:
+        # argparse's type=int takes them; no layout has fewer than one GPU per group
+        b.warnings.append(
+            f"{', '.join(small)}: a parallel size is at least 1, SGLang cannot lay out the "
+            "GPUs with it; fix the value in SGLANG_ARGS or leave it to AUTO_PARALLEL"
+        )
+        return
     if adp is not None and tp % adp.groups:
         b.warnings.append(
             f"tp={tp} is not divisible by the {adp.groups} attention groups of {adp.spelled}: "
