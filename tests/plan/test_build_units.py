@@ -582,3 +582,23 @@ def test_after_a_bare_double_dash_the_launchers_additions_do_not_count() -> None
 def test_the_plan_carries_the_revision() -> None:
     assert plan("--revision v2 --revision=v3").revision == "v3"
     assert plan().revision is None
+
+
+def test_a_size_that_is_not_a_number_counts_as_one() -> None:
+    # SGLang's argparse refuses `--tp-size two` (type=int); the plan's own tp stays 1
+    assert plan("--tp-size two", gpus=1).tp == 1
+    assert plan("--pp-size two", gpus=1).pp == 1
+
+
+def test_after_a_bare_double_dash_the_launchers_pp_does_not_count_either() -> None:
+    assert plan("--pp-size 2 --", gpus=4, info=heads(32, 8)).pp == 2
+    assert warned(plan("--tp-size 2 --pp-size -1", gpus=2), "pp=-1: a parallel size")
+
+
+def test_no_model_means_no_revision() -> None:
+    # nothing to serve: the prefetch has no model, so no revision of one either
+    assert plan("--revision v2", SGLANG_MODEL=None).revision is None
+    assert plan("--revision v2").revision == "v2"
+    # and no parallel sizes: the fit checks of a plan without a model count one GPU
+    nothing = plan(SGLANG_MODEL=None)
+    assert (nothing.argv, nothing.tp, nothing.pp) == ([], 1, 1)
