@@ -8,7 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from vast_sglang_launcher.host_limits import ThreadCaps
-from vast_sglang_launcher.plan.build import LaunchPlan, build_plan, tp_fits
+from vast_sglang_launcher.plan.build import (
+    LaunchPlan,
+    build_plan,
+    read_words,
+    served_model,
+    tp_fits,
+)
 from vast_sglang_launcher.plan.gpus import GpuInventory
 from vast_sglang_launcher.plan.model_info import ModelInfo
 from vast_sglang_launcher.plan.options import OptionTable, scan, snapshot
@@ -602,3 +608,16 @@ def test_no_model_means_no_revision() -> None:
     # and no parallel sizes: the fit checks of a plan without a model count one GPU
     nothing = plan(SGLANG_MODEL=None)
     assert (nothing.argv, nothing.tp, nothing.pp) == ([], 1, 1)
+
+
+def test_the_served_model_and_its_revision() -> None:
+    # what the prefetch downloads: the user's --model-path wins (the last word), with the
+    # user's --revision; no model at all, no revision either
+    def served(args: str, **env: str) -> tuple[str | None, str | None]:
+        settings = load_settings({"SGLANG_ARGS": args, **env})
+        user = read_user_args(settings.sglang_args, Path("/nonexistent/sglang-args.conf"))
+        return served_model(settings, read_words(settings, user, snapshot(TABLE)))
+
+    assert served("--revision v2", SGLANG_MODEL="org/m") == ("org/m", "v2")
+    assert served("--model-path a/b --revision v2", SGLANG_MODEL="org/m") == ("a/b", "v2")
+    assert served("--revision v2") == (None, None)

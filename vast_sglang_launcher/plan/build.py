@@ -203,6 +203,7 @@ def build_plan(
             **about,
         )
     _, revision = served_model(settings, user_opts)
+    cut = "--" in user.tokens  # SGLang's argparse reads no option after a bare `--`
     # Always the literal --model-path: the one spelling every `sglang serve` finds (serve_cli).
     head = command + ([MODEL_PATH.canonical, model] if settings.model else [])
     host, port = _listen(settings, user_opts, b)
@@ -230,8 +231,8 @@ def build_plan(
         **about,
         node_rank=node_rank,
         revision=revision,
-        tp=_final_size(user_opts, b, TP, "--" in user.tokens),
-        pp=_final_size(user_opts, b, PP, "--" in user.tokens),
+        tp=_final_size(user_opts, b, TP, cut),
+        pp=_final_size(user_opts, b, PP, cut),
     )
 
 
