@@ -21,10 +21,12 @@ if [[ ! -x "${fastapi}" || ! -f "${portal_dir}/portal/portal.py" ]]; then
 fi
 
 cd "${portal_dir}/portal" || exit 1
+# stopped by supervisord: pass the signal on, wait for the portal, and report a clean stop.
+# Set before the portal starts: a stop right after the start is a clean stop too.
+child=
+trap 'if [[ -n "${child}" ]]; then kill -TERM "${child}" 2>/dev/null; wait "${child}"; fi; exit 0' TERM INT
 "${fastapi}" run --host 127.0.0.1 --port "${PORTAL_PORT:-11111}" portal.py 2>&1 &
 child=$!
-# stopped by supervisord: pass the signal on, wait for the portal, and report a clean stop
-trap 'kill -TERM "${child}" 2>/dev/null; wait "${child}"; exit 0' TERM INT
 wait "${child}"
 status=$?
 if [[ ${status} -ne 0 ]]; then
