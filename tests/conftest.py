@@ -207,6 +207,7 @@ def _no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     # one on its way out (signalled by the test's own clean-up, not yet exited on a loaded
     # machine) is not left behind: only those still there after a bound count
     _, left = psutil.wait_procs(left, timeout=30)
+    left = [p for p in left if not proc_gone(p.pid)]  # a zombie has ended (its parent reaps)
     if not left:
         return
     described = []
