@@ -222,6 +222,55 @@ def _no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     )
 
 
+def _signal_state() -> tuple[dict[signal.Signals, Any], set[int]]:
+    catchable = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
+    handlers = {}
+    for sig in catchable:
+        with contextlib.suppress(ValueError, OSError):  # real-time signals without a name
+            handlers[signal.Signals(sig)] = signal.getsignal(sig)
+    return handlers, {int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])}
+
+
+def _put_back(state: tuple[dict[signal.Signals, Any], set[int]]) -> None:
+    handlers, mask = state
+    for sig, handler in handlers.items():
+        if signal.getsignal(sig) != handler and handler is not None:
+            signal.signal(sig, handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+@pytest.fixture
+def in_process_signals() -> Iterator[None]:
+    """For a test that runs a launcher command in this process: the command sets signal
+    handlers (and `run` ignores SIGTERM, SIGINT and SIGHUP on its way out); they are put
+    back afterwards."""
+    state = _signal_state()
+    yield
+    _put_back(state)
+
+
+@pytest.fixture(autouse=True)
+def _signals_as_they_were() -> Iterator[None]:
+    # An ignored signal is inherited across exec: a test that leaves SIGTERM ignored in the
+    # pytest worker makes every later child of that worker deaf to it (a bash trap on an
+    # ignored signal does nothing: bash(1), SIGNALS), and some later test hangs on a stop.
+    state = _signal_state()
+    yield
+    now = _signal_state()
+    if now == state:
+        return
+    changed = sorted(sig.name for sig in state[0] if now[0].get(sig) != state[0][sig]) + (
+        ["the blocked-signal mask"] if now[1] != state[1] else []
+    )
+    _put_back(state)
+    pytest.fail(
+        "the test changed this process's signal handling (put back now): "
+        + ", ".join(changed)
+        + "; a test that runs a command in-process takes the in_process_signals fixture",
+        pytrace=False,
+    )
+
+
 # --- boot steps (hotfix, packages, provisioning, entrypoint): tests/test_boot*.py,
 # --- test_scripts*.py, test_packages*.py, test_entrypoint*.py
 

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import psutil
-from conftest import LauncherRig, proc_gone
+from conftest import LauncherRig, proc_gone, wait_for
 from fake_hub import FakeHub
 from test_prefetch import boot_again, hub_env, prefetch_status, wait_prefetch_gone
 
@@ -178,3 +178,76 @@ def test_a_consistency_check_failure_is_one_line() -> None:
     )
     line = classify(exc, "org/x", False).line
     assert "\n" not in line and line.startswith("org/x: Consistency check failed")
+
+
+def test_a_partial_the_stopped_download_leaves_is_removed_once_it_is_gone(tmp_path: Path) -> None:
+    """A worker thread of the download can open a partial after the prefetch's own sweep, and
+    a prefetch killed after the grace sweeps nothing: `run` removes what the dead process
+    left, and leaves the partial of a live download alone."""
+    import asyncio
+    import sys
+
+    from vast_sglang_launcher.coldstart.gate import stop_download
+    from vast_sglang_launcher.settings import load_settings
+
+    settings = load_settings(
+        {"WORKSPACE": str(tmp_path / "ws"), "LAUNCHER_RUN_DIR": str(tmp_path / "run")}
+    )
+    cache = settings.hub_cache
+    b = cache / "models--org--x" / "blobs"
+    b.mkdir(parents=True)
+    locks = cache / ".locks" / "models--org--x"
+    locks.mkdir(parents=True)
+    settings.run_dir.mkdir()
+    ready = tmp_path / "ready"
+    # a download that SIGTERM does not end, writing aaaa as huggingface_hub does: the blob's
+    # lock taken (flock), the partial open
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            f"fd = os.open({str(locks / 'aaaa.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            f"f = open({str(b / 'aaaa.1a2b3c4d.incomplete')!r}, 'ab')\n"
+            "f.write(b'x' * 100); f.flush()\n"
+            f"open({str(ready)!r}, 'w').close()\n"
+            "while True: time.sleep(1)\n",
+        ]
+    )
+    # another live download (not the stopped one) writing bbbb: its partial stays
+    other = tmp_path / "other"
+    keeper = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, time\n"
+            f"fd = os.open({str(locks / 'bbbb.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            f"open({str(b / 'bbbb.5e6f7a8b.incomplete')!r}, 'ab').write(b'y')\n"
+            f"open({str(other)!r}, 'w').close()\n"
+            "while True: time.sleep(1)\n",
+        ]
+    )
+    try:
+        wait_for(lambda: ready.exists() and other.exists(), "both writers ready", 30)
+        me = psutil.Process(writer.pid)
+        doc = {"state": "downloading", "repo": "org/x", "pid": me.pid}
+        progress.write_status(
+            progress.status_path(settings.run_dir), {**doc, "pid_started": me.create_time()}
+        )
+        lines: list[str] = []
+
+        class Log:
+            def info(self, msg: str, **_kw: object) -> None:
+                lines.append(msg)
+
+        asyncio.run(stop_download(settings, Log(), grace=0.2))
+        assert proc_gone(writer.pid)  # SIGTERM ignored: killed after the grace (and reaped)
+        assert sorted(p.name for p in b.iterdir()) == ["bbbb.5e6f7a8b.incomplete"]
+        assert "removed 1 partial file (100 B) the stopped download of org/x left" in lines
+    finally:
+        for p in (writer, keeper):
+            p.kill()
+            p.wait()

@@ -223,7 +223,10 @@ def test_tree_terminate_kills_group_and_escaped_descendants() -> None:
 
 
 def test_a_launcher_bug_pauses_before_exiting(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    in_process_signals: None,
 ) -> None:
     """supervisord restarts an unexpected exit at once: the launcher must not crash-loop."""
     import argparse

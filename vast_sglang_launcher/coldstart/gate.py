@@ -13,8 +13,10 @@ import contextlib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ..redact import settings_secrets
 from ..settings import Settings
 from ..units import fmt_bytes
 from . import progress
@@ -131,12 +133,15 @@ def _served_instead(settings: Settings, doc: dict[str, Any]) -> str | None:
 
 async def stop_download(settings: Settings, log: Any, grace: float = 2.0) -> None:
     """Stop a running prefetch: SIGTERM (it removes its partial files and says so in
-    prefetch.json), then SIGKILL after `grace` seconds (a next boot removes what is left).
-    For every stop of `run`: the prefetch runs in a session of its own, so nothing else
-    would stop it before the container's PID 1 exits and the kernel kills it."""
+    prefetch.json), then SIGKILL after `grace` seconds. Once it is gone, the partials it
+    left (one a download thread opened after its own sweep, or all of them after SIGKILL)
+    are removed here. For every stop of `run`: the prefetch runs in a session of its own,
+    so nothing else would stop it before the container's PID 1 exits and the kernel kills
+    it."""
     import psutil
 
-    doc = progress.read_status(progress.status_path(settings.run_dir))
+    path = progress.status_path(settings.run_dir)
+    doc = progress.read_status(path)
     if not doc or doc.get("state") not in progress.RUNNING or not progress.owner_alive(doc):
         return
     pid = int(doc["pid"])
@@ -152,8 +157,32 @@ async def stop_download(settings: Settings, log: Any, grace: float = 2.0) -> Non
     except psutil.TimeoutExpired:
         with contextlib.suppress(psutil.Error):
             proc.kill()
+            await loop.run_in_executor(None, proc.wait, grace)
     except psutil.Error:
         pass
+    _sweep_partials(settings, path, log)
+
+
+def _sweep_partials(settings: Settings, path: Path, log: Any) -> None:
+    """Remove the partials of the stopped download's repo that no live download writes
+    (`progress.remove_orphan_partials` skips a partial whose huggingface_hub lock is held)
+    and count them in prefetch.json's detail."""
+    doc = progress.read_status(path) or {}
+    repo = doc.get("repo")
+    if not isinstance(repo, str) or progress.owner_alive(doc):
+        return
+    count, size = progress.remove_orphan_partials(settings.hub_cache, repo)
+    if not count:
+        return
+    log.info(
+        f"removed {count} partial file{'s' if count != 1 else ''} ({fmt_bytes(size)}) "
+        f"the stopped download of {repo} left"
+    )
+    if doc.get("state") == "stopped":
+        removed = int(doc.get("removed_partials") or 0) + count
+        new = {**doc, "detail": progress.stopped_detail(removed), "removed_partials": removed}
+        with contextlib.suppress(OSError):
+            progress.write_status(path, new, settings_secrets(settings))
 
 
 def _after(doc: dict[str, Any], log: Any) -> Verdict:

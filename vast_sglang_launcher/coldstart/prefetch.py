@@ -389,7 +389,9 @@ def _on_sigterm(signum: int, _frame: object) -> None:
 
 def _stopped(settings: Settings) -> int:
     """After SIGTERM: remove this process's partial files (they could never be reused) and
-    say so in prefetch.json; the download thread dies with the process."""
+    say so in prefetch.json; the download thread dies with the process. A worker thread can
+    still open a new partial between this scan and the exit: the launcher sweeps once the
+    process is gone (`gate.stop_download`)."""
     path = progress.status_path(settings.run_dir)
     doc = progress.read_status(path) or {}
     repo = doc.get("repo")
@@ -399,13 +401,17 @@ def _stopped(settings: Settings) -> int:
             with contextlib.suppress(OSError):
                 partial.unlink()
                 removed += 1
-    detail = "stopped by the launcher" + (
-        f" (removed {removed} partial file{'s' if removed != 1 else ''})" if removed else ""
-    )
+    detail = progress.stopped_detail(removed)
     with contextlib.suppress(OSError):
         progress.write_status(
             path,
-            {**doc, "state": "stopped", "detail": detail, "finished_at": time.time()},
+            {
+                **doc,
+                "state": "stopped",
+                "detail": detail,
+                "removed_partials": removed,
+                "finished_at": time.time(),
+            },
             settings_secrets(settings),
         )
     log.info(f"download {detail}")

@@ -56,6 +56,13 @@ def owner_alive(doc: dict[str, Any]) -> bool:
     )
 
 
+def stopped_detail(removed: int) -> str:
+    """prefetch.json's detail line of a download the launcher stopped."""
+    return "stopped by the launcher" + (
+        f" (removed {removed} partial file{'s' if removed != 1 else ''})" if removed else ""
+    )
+
+
 def _blobs(hub_cache: Path, repo: str) -> Path:
     return repo_dir(hub_cache, repo) / "blobs"
 
