@@ -92,6 +92,10 @@ class FakeHub:
     requests: list[tuple[str, str]] = field(default_factory=list)
     flowing: threading.Event = field(default_factory=threading.Event)
     """Cleared: file bodies wait (after their headers) until it is set again."""
+    held_after: int | None = None
+    """Bytes of each file body sent before the body waits until `released` is set: a download
+    that is mid-file for sure, however fast or slow the machine is."""
+    released: threading.Event = field(default_factory=threading.Event)
     moved: dict[str, str] = field(default_factory=dict)
     """Renamed repos: old name -> new name (file requests get a relative 307)."""
     busy: list[int] = field(default_factory=list)
@@ -126,6 +130,8 @@ class FakeHub:
         self.thread.start()
 
     def close(self) -> None:
+        self.released.set()
+        self.flowing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -273,6 +279,8 @@ class FakeHub:
         self.flowing.wait(60)
         try:
             while sent < len(body):
+                if self.held_after is not None and sent >= self.held_after:
+                    self.released.wait(60)
                 piece = body[sent : sent + chunk]
                 if self.rate:
                     self._pace(len(piece))

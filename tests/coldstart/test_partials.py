@@ -99,7 +99,7 @@ def test_progress_moves_with_the_bytes_on_disk(rig: LauncherRig, hub: FakeHub) -
 def test_every_stop_of_run_stops_the_download_and_its_partials_go(
     rig: LauncherRig, hub: FakeHub
 ) -> None:
-    hub.rate = 256 * 1024
+    hub.held_after = 64 * 1024  # every file stays partial (64 KiB written) until the stop
     env = hub_env(rig, hub)
     boot_again(rig, env)
     launcher = rig.start(**env)
