@@ -45,7 +45,12 @@ def configure(
     if log_format == "json":
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        # plain tracebacks whatever is installed: structlog 26.1 dev.py picks rich's (with
+        # every local variable) when rich can be imported, as in the test venv (vastai needs
+        # it) but not in the image's launcher venv
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

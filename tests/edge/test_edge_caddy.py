@@ -665,6 +665,23 @@ def _baseline(tmp_path: Path, **env: str) -> dict[str, Any]:
     return _adapt(tmp_path, {"OPEN_BUTTON_TOKEN": "plain", "PORTAL_CONFIG": PORTS, **env})
 
 
+@pytest.fixture(scope="module")
+def baseline_shape(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[bool], Any]:
+    """The shape of the plain values' config, with and without WEB_PASSWORD: made once per
+    worker for the hundred-odd hostile cases that compare against it."""
+    made: dict[bool, Any] = {}
+
+    def shape(with_password: bool) -> Any:
+        if with_password not in made:
+            extra = {"WEB_PASSWORD": "p"} if with_password else {}
+            made[with_password] = _shape(_baseline(tmp_path_factory.mktemp("baseline"), **extra))
+        return made[with_password]
+
+    return shape
+
+
 def _check_only_ours(data: dict[str, Any]) -> None:
     for text in _strings(data):
         # `\x{20ac}` is a regex escape, not a placeholder
@@ -696,7 +713,7 @@ def test_the_reported_injection_adds_no_site(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", HOSTILE, ids=[ascii(t)[1:-1][:24] for t in HOSTILE])
 @pytest.mark.parametrize("where", ["name", "host", "path", "token", "password", "username"])
 def test_hostile_values_adapt_to_exactly_the_expected_servers_and_routes(
-    tmp_path: Path, text: str, where: str
+    tmp_path: Path, text: str, where: str, baseline_shape: Callable[[bool], Any]
 ) -> None:
     env = {"OPEN_BUTTON_TOKEN": "plain", "PORTAL_CONFIG": PORTS}
     if where in ("name", "host", "path"):
@@ -734,8 +751,7 @@ def test_hostile_values_adapt_to_exactly_the_expected_servers_and_routes(
     data = _adapt(tmp_path, env)
     assert sorted(s["listen"][0] for s in _servers(data).values()) == [":28000", ":28100"]
     _check_only_ours(data)
-    extra = {"WEB_PASSWORD": "p"} if where == "password" else {}
-    assert _shape(data) == _shape(_baseline(tmp_path, **extra))
+    assert _shape(data) == baseline_shape(where == "password")
 
 
 @pytest.mark.parametrize("text", ["{$X}", "{env.X}", "{file./etc/passwd}", '"', "\\", "\n"])

@@ -263,3 +263,6 @@ def test_a_launcher_bug_pauses_before_exiting(
     assert slept == [0.4]  # LAUNCHER_BACKOFF_MAX before exiting: supervisord does not spin
     err = capsys.readouterr().err
     assert "the launcher failed (a bug" in err and "RuntimeError: boom" in err
+    # Python's own traceback, as in the image (whose launcher venv has no rich): not rich's
+    # box with every local variable, which structlog picks when rich can be imported
+    assert "Traceback (most recent call last):" in err and "╭" not in err
