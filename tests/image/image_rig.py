@@ -45,6 +45,9 @@ STANDIN = Path(__file__).resolve().parent / "standin_base"
 WHEELHOUSE = ROOT / "build" / "wheelhouse"
 TABLE = ROOT / "vast_sglang_launcher" / "plan" / "data" / "server-args-0.5.6.post2.json"
 SUITE = "bookworm"
+SUITE_PYTHON = "3.11"
+"""The Python of the stand-in base (Debian 12's python3 is 3.11.2): the pinned wheels are
+for it, not for the host's Python (Debian 13's is 3.13, whose wheels the base cannot use)."""
 IN_CI = bool(os.environ.get("CI"))
 TOOLS = ("podman", "debootstrap", "runc")
 RECIPE = "sglang-base-1"
@@ -378,7 +381,7 @@ def wheelhouse(offline: bool) -> subprocess.CompletedProcess[str]:
     the pinned wheels are not there yet) and build the launcher's wheel without build
     isolation (setuptools from this venv, the test extra's)."""
     return subprocess.run(
-        [str(ROOT / "scripts" / "image-wheelhouse.sh"), str(WHEELHOUSE)],
+        [str(ROOT / "scripts" / "image-wheelhouse.sh"), str(WHEELHOUSE), SUITE_PYTHON],
         cwd=ROOT,
         env={**os.environ, "WHEELHOUSE_OFFLINE": "1" if offline else ""},
         capture_output=True,

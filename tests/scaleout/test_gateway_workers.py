@@ -146,9 +146,14 @@ def test_two_workers_join_serve_leave_before_sigterm_and_rejoin(
         lambda: b.gateway_state() == "registered" and bool(b.sigterms()),
         "B registered again after the restart",
     )
-    watcher.stop()
     b_sigterm = min(b.sigterms())
-    assert watcher.last_seen.get(b.url, 0) > b_sigterm  # listed again after the restart
+    # listed again after the restart: the launcher says "registered" once the gateway took
+    # it, which can be before the watcher's next look at the listing on a loaded machine
+    wait_for(
+        lambda: watcher.last_seen.get(b.url, 0) > b_sigterm,
+        "the gateway listing B again after the restart",
+    )
+    watcher.stop()
     assert gateway.workers() == {b.url: gateway.workers()[b.url]}
     new_pid = b.rig.starts()[-1]["pid"]
     for i in range(3):
