@@ -175,7 +175,7 @@ def _sweep_partials(settings: Settings, path: Path, log: Any) -> None:
     if not count:
         return
     log.info(
-        f"removed {count} partial file{'s' if count != 1 else ''} ({fmt_bytes(size)}) "
+        f"removed {progress.partial_files(count)} ({fmt_bytes(size)}) "
         f"the stopped download of {repo} left"
     )
     if doc.get("state") == "stopped":

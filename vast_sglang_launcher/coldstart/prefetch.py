@@ -182,7 +182,7 @@ def _fetch(
     removed, removed_bytes = progress.remove_orphan_partials(cache, model)
     if removed:
         log.info(
-            f"removed {removed} partial file{'s' if removed != 1 else ''} "
+            f"removed {progress.partial_files(removed)} "
             f"({fmt_bytes(removed_bytes)}) left by an interrupted earlier download of {model}: "
             "huggingface_hub cannot resume them"
         )

@@ -56,11 +56,14 @@ def owner_alive(doc: dict[str, Any]) -> bool:
     )
 
 
+def partial_files(count: int) -> str:
+    """``1 partial file``, ``3 partial files``: the one wording of every removal line."""
+    return f"{count} partial file{'s' if count != 1 else ''}"
+
+
 def stopped_detail(removed: int) -> str:
     """prefetch.json's detail line of a download the launcher stopped."""
-    return "stopped by the launcher" + (
-        f" (removed {removed} partial file{'s' if removed != 1 else ''})" if removed else ""
-    )
+    return "stopped by the launcher" + (f" (removed {partial_files(removed)})" if removed else "")
 
 
 def _blobs(hub_cache: Path, repo: str) -> Path:
